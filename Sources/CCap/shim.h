@@ -1,0 +1,3 @@
+// libcap: capability sets, bounding set, securebits.
+#include <sys/capability.h>
+#include <linux/securebits.h>
