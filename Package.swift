@@ -1,6 +1,8 @@
 // swift-tools-version:6.0
 // The Bloophone ProxyServer firmware: one static multi-call binary, `bloo`.
 // Modules and why they are split this way: docs/architecture.md.
+// Dependencies point downwards only: C surface -> wire/protocol -> I/O and data
+// plane -> services -> the executable.
 import PackageDescription
 
 let package = Package(
@@ -16,13 +18,66 @@ let package = Package(
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
 
-        // MARK: Foundations shared by every layer
+        // MARK: Shared by every layer
         .target(name: "Log"),
 
-        // MARK: The multi-call executable
-        .executableTarget(name: "bloo", dependencies: ["CSystem", "Log"]),
+        // MARK: Wire formats and protocol state machines (sans-I/O)
+        .target(name: "PER"),
+        .target(name: "H323", dependencies: ["PER"]),
+        .target(name: "RTP"),
+        .target(name: "Tunnel"),
+        .target(name: "Control"),
+        .target(name: "Endpoint", dependencies: ["H323", "RTP", "Log"]),
 
-        // MARK: Unit tests
+        // MARK: I/O drivers and the data plane
+        .target(name: "IO", dependencies: ["CSystem", "COpenSSL", "Log"]),
+        .target(name: "Relay", dependencies: ["IO", "RTP", "CSystem", "Log"]),
+
+        // MARK: Appliance services
+        .target(name: "Config", dependencies: ["COpenSSL", "Log"]),
+        .target(name: "System", dependencies: ["CSystem", "CNetlink", "CCap", "Log"]),
+        .target(name: "Update", dependencies: ["CSystem", "COpenSSL", "Log"]),
+        .target(name: "Proxy", dependencies: ["Tunnel", "IO", "Relay", "Endpoint", "H323", "RTP", "Config", "Log"]),
+        .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "H323", "RTP", "Log"]),
+        .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
+
+        // MARK: The multi-call executable
+        .executableTarget(name: "bloo", dependencies: [
+            "CSystem", "Log", "PER", "H323", "RTP", "Tunnel", "Control", "Endpoint", "IO", "Relay",
+            "Config", "System", "Update", "Proxy", "Phone", "Console",
+        ]),
+
+        // MARK: Unit tests, one target per module
         .testTarget(name: "LogTests", dependencies: ["Log"]),
+        .testTarget(name: "PERTests", dependencies: ["PER"], resources: [.copy("Vectors")]),
+        .testTarget(name: "H323Tests", dependencies: ["H323", "PER"], resources: [.copy("Vectors")]),
+        .testTarget(name: "RTPTests", dependencies: ["RTP"]),
+        .testTarget(name: "TunnelTests", dependencies: ["Tunnel"]),
+        .testTarget(name: "ControlTests", dependencies: ["Control"]),
+        .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
+        .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem"]),
+        .testTarget(name: "ConfigTests", dependencies: ["Config"]),
+        .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
+        .testTarget(name: "UpdateTests", dependencies: ["Update"]),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone"]),
+        .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )
+
+// MARK: Fuzz targets (only with BLOO_FUZZ=1; see fuzz/README.md)
+// Each directory fuzz/targets/<Name>/ holds one libFuzzer entry point
+// (a main.swift that hands a callback to libFuzzer). They exist only in the fuzz build,
+// which instruments every module with -sanitize=fuzzer,address.
+if Context.environment["BLOO_FUZZ"] == "1" {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        (name: "FuzzLogFormat", dependencies: ["Log"]),
+    ]
+    package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
+    for target in fuzzTargets {
+        package.targets.append(.executableTarget(
+            name: target.name, dependencies: ["FuzzSupport"] + target.dependencies,
+            path: "fuzz/targets/\(target.name)"))
+    }
+}

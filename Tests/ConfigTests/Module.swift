@@ -1,0 +1,1 @@
+// Tests of the Config module. Each concern has its own file beside this one.

@@ -1,0 +1,1 @@
+// Tests of the PER module. Each concern has its own file beside this one.
