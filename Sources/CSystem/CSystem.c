@@ -79,3 +79,5 @@ int csys_task_cpus(pid_t tid, int *cpus, int capacity) {
 pid_t csys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 int csys_errno(void) { return errno; }
+
+int csys_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
