@@ -153,8 +153,11 @@ struct PEREncoder {
             }
             for element in elements { try encode(element, t.element) }
         case .openType:
-            guard case .openType(let octets) = value else { throw .typeMismatch("open type expected") }
-            writeFragmented(octets.count, unit: .octets(octets))
+            // Typed structures hold an open type's encoding as plain octets.
+            switch value {
+            case .openType(let octets), .octetString(let octets): writeFragmented(octets.count, unit: .octets(octets))
+            default: throw .typeMismatch("open type expected")
+            }
         case .reference:
             throw .typeMismatch("unresolvable type reference")
         }

@@ -78,14 +78,14 @@ extension Array: PERConvertible where Element: PERConvertible {
             for element in elements { out.append(try Element(perValue: element)) }
             self = out
         case .octetString(let bytes), .openType(let bytes):
-            guard let octets = bytes as? [Element] else { throw .typeMismatch("SEQUENCE OF expected") }
+            guard Element.self == UInt8.self, let octets = bytes as? [Element] else { throw .typeMismatch("SEQUENCE OF expected") }
             self = octets
         default:
             throw .typeMismatch("SEQUENCE OF expected")
         }
     }
     public var perValue: PERValue {
-        if let octets = self as? [UInt8] { return .octetString(octets) }
+        if Element.self == UInt8.self, let octets = self as? [UInt8] { return .octetString(octets) }
         return .sequenceOf(map(\.perValue))
     }
 }
