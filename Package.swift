@@ -52,7 +52,7 @@ let package = Package(
         .testTarget(name: "PERTests", dependencies: ["PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "H323Tests", dependencies: ["H323", "PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
-        .testTarget(name: "TunnelTests", dependencies: ["Tunnel"]),
+        .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "IO"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
         .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
