@@ -17,6 +17,7 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 /// prctl(2) is variadic; Swift cannot call it directly.
@@ -87,6 +88,51 @@ static inline pid_t csys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 
 /// errno as seen by the calling thread (a macro in glibc).
 static inline int csys_errno(void) { return errno; }
+
+
+/* ---- IO: UDP batches, control messages, clocks (used by the IO module) ---- */
+
+/* Numeric values from <netinet/in.h>/<netinet/udp.h>, which clash with Glibc's module here. */
+#define CSYS_UDP_SEGMENT 103
+#define CSYS_SOL_UDP 17
+#define CSYS_IPPROTO_IP 0
+#define CSYS_IP_TOS 1
+#ifndef SO_RXQ_OVFL
+#define SO_RXQ_OVFL 40
+#endif
+
+static const int csys_udp_segment = CSYS_UDP_SEGMENT;
+static const int csys_so_rxq_ovfl = SO_RXQ_OVFL;
+
+/// Space a control buffer needs for one control message of `length` data bytes.
+static inline size_t csys_cmsg_space(size_t length) { return CMSG_SPACE(length); }
+
+/// Scans the control messages of `msg` for SO_RXQ_OVFL (returns the kernel's
+/// cumulative drop counter in *drops) and IP_TOS (returns the TOS byte in *tos).
+/// Each output is left untouched when its message is absent.
+static inline void csys_scan_cmsgs(const struct msghdr *msg, unsigned int *drops, int *tos) {
+    for (struct cmsghdr *c = CMSG_FIRSTHDR((struct msghdr *)msg); c != NULL;
+         c = CMSG_NXTHDR((struct msghdr *)msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SO_RXQ_OVFL &&
+            c->cmsg_len >= CMSG_LEN(sizeof(unsigned int))) {
+            unsigned int v; __builtin_memcpy(&v, CMSG_DATA(c), sizeof v); *drops = v;
+        } else if (c->cmsg_level == CSYS_IPPROTO_IP && c->cmsg_type == CSYS_IP_TOS &&
+                   c->cmsg_len >= CMSG_LEN(1)) {
+            *tos = *(unsigned char *)CMSG_DATA(c);
+        }
+    }
+}
+
+/// Writes a single UDP_SEGMENT (GSO size) control message into `buffer`
+/// (at least csys_cmsg_space(sizeof(uint16_t)) bytes) and returns its length.
+static inline size_t csys_put_gso_cmsg(void *buffer, unsigned short segment) {
+    struct cmsghdr *c = (struct cmsghdr *)buffer;
+    c->cmsg_level = CSYS_SOL_UDP;
+    c->cmsg_type = CSYS_UDP_SEGMENT;
+    c->cmsg_len = CMSG_LEN(sizeof(unsigned short));
+    __builtin_memcpy(CMSG_DATA(c), &segment, sizeof segment);
+    return CMSG_SPACE(sizeof(unsigned short));
+}
 
 /// The build identity, set by the Makefile through -Xcc -D flags.
 const char *bloo_build_version(void);
