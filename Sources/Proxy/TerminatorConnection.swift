@@ -23,14 +23,16 @@ final class TunnelConnection: IOHandler {
     private var sawFirstByte = false
     private var closeTimer: TimerID?
     var finished = false
+    private var processingOutputs = false
 
-    init(worker: TerminatorWorker, socket: TCPSocket, peer: IPv4Endpoint, tls: TLSEngine?, session: ServerSession) {
+    init(worker: TerminatorWorker, socket: TCPSocket, peer: IPv4Endpoint, tls: TLSEngine?, session: ServerSession,
+         handedOff: Bool = false) {
         self.worker = worker
         self.socket = socket
         self.peer = peer
         self.tls = tls
         self.session = session
-        sawFirstByte = tls == nil
+        sawFirstByte = tls == nil || handedOff
     }
 
     // MARK: Sending (from the session's replies and from the backend)
@@ -66,7 +68,17 @@ final class TunnelConnection: IOHandler {
             switch result {
             case .wouldBlock:
                 return
-            case .endOfStream, .failed:
+            case .endOfStream:
+                if !isClosing {
+                    session.endOfInput(now: worker.now)
+                    if session.state == .closed {
+                        afterSessionActivity()  // queues the ERROR and starts the close
+                        return
+                    }
+                }
+                lost()
+                return
+            case .failed:
                 lost()
                 return
             case let .bytes(count):
@@ -124,6 +136,11 @@ final class TunnelConnection: IOHandler {
 
     /// Acts on what the session reported, then schedules a flush if it queued output.
     func afterSessionActivity() {
+        // The backend may answer from inside this loop (REGISTER -> REGISTERED); its
+        // outputs are appended and picked up by the same loop, never re-entered.
+        guard !processingOutputs else { return }
+        processingOutputs = true
+        defer { processingOutputs = false }
         var index = 0
         while index < session.outputs.count {
             let output = session.outputs[index]
@@ -133,8 +150,9 @@ final class TunnelConnection: IOHandler {
                 worker.authenticated(self, alias: alias, token: token)
             case let .resumed(alias, token):
                 session.outputs.removeFirst(index)
+                index = 0
                 worker.resumed(self, alias: alias, token: token)
-                return  // the connection may now belong to another worker
+                if finished { return }  // handed to the client's worker, which carries on
             case let .signalling(channel, message):
                 if let client { worker.backend.clientSignalling(client, channel: channel, message: message) }
             case let .media(channel, kind, packet):

@@ -205,7 +205,7 @@ public final class TerminatorWorker {
         }
         for handOff in handOffs {
             let connection = TunnelConnection(worker: self, socket: handOff.socket, peer: handOff.peer, tls: handOff.tls,
-                                              session: handOff.session)
+                                              session: handOff.session, handedOff: true)
             connection.adoptPendingOutput(handOff.output)
             add(connection)
             attach(connection, token: handOff.token)

@@ -123,6 +123,15 @@ public struct ServerSession: Sendable {
         bytes.withUnsafeBytes { receive($0, now: now) }
     }
 
+    /// The peer closed its sending side. A frame cut short is reported to it (it may
+    /// still read) before the connection ends; otherwise there is nothing to say.
+    public mutating func endOfInput(now: UInt64) {
+        guard state != .closed else { return }
+        if decoder.bufferedCount > 0 {
+            fail(.malformedFrame, "stream ended inside a frame (\(decoder.bufferedCount) bytes)", now)
+        }
+    }
+
     /// Clock tick: enforces the authentication and idle deadlines, expires stale media.
     public mutating func tick(now: UInt64) {
         guard state != .closed else { return }

@@ -240,3 +240,19 @@ import Testing
         #expect(!queue.isEmpty)
     }
 }
+
+@Suite struct EndOfInputTests {
+    @Test func aStreamEndingInsideAFrameGetsAnError() {
+        var session = ServerSession(config: .init(), crypto: OpenSSLCrypto(), credentials: Table(), now: 0)
+        session.receive(Array(Message.hello(minVersion: 1, maxVersion: 1, capabilities: [], client: "x").frame().encoded.prefix(10)), now: 1)
+        session.endOfInput(now: 2)
+        #expect(session.outputs == [.close(.error(.malformedFrame))])
+    }
+
+    @Test func aCleanEndSaysNothing() {
+        var session = ServerSession(config: .init(), crypto: OpenSSLCrypto(), credentials: Table(), now: 0)
+        session.endOfInput(now: 2)
+        #expect(session.outputs.isEmpty)
+        #expect(session.outbound.isEmpty)
+    }
+}
