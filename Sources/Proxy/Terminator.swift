@@ -2,8 +2,8 @@
 // workers. Listening sockets are opened here, on the calling thread, before any
 // worker starts (so a privileged port can be bound before privileges are dropped).
 
-import Glibc
 import IO
+import Glibc
 import Log
 import Synchronization
 import Tunnel

@@ -2,8 +2,8 @@
 // (REGISTER accepted, calls to "echo" or "udp:127.x.y.z:port"). For tests, the
 // benchmark and field checks of a client until `bloo daemon` carries the terminator.
 
-import Glibc
 import IO
+import Glibc
 import Log
 import Proxy
 import Tunnel
