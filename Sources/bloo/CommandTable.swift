@@ -12,6 +12,8 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
+                usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
