@@ -216,6 +216,9 @@ def gen_schema():
         lines.append('        %s,' % string_lit('%s.%s' % (module, name)))
     lines.append('    ]')
     lines.append('')
+    # Runs once at start-up; optimising this one huge function costs minutes of
+    # release build time for nothing.
+    lines.append('    @_optimize(none)')
     lines.append('    static func build() -> [PERType] {')
     lines.append('        var t = [PERType]()')
     lines.append('        t.reserveCapacity(%d)' % len(order))

@@ -480,6 +480,7 @@ enum H323SchemaTable {
         "H235-SECURITY-MESSAGES.V3KeySyncMaterial",
     ]
 
+    @_optimize(none)
     static func build() -> [PERType] {
         var t = [PERType]()
         t.reserveCapacity(474)
