@@ -12,6 +12,8 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "daemon", summary: "run the appliance: interfaces, privileges, workers, control socket",
+                usage: DaemonCommand.usage) { try DaemonCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
