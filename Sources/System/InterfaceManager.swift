@@ -74,10 +74,10 @@ struct KernelRoute {
 
 /// Not thread-safe: one owner at a time (the daemon keeps it behind a lock).
 public final class InterfaceManager {
-    /// rtm_protocol of the routes this manager installs (any value above RTPROT_STATIC=4
-    /// that other daemons do not use; 186 is free in iproute2's rt_protos). Only routes
-    /// with this number are ever removed.
-    public static let routeProtocol: UInt8 = 186
+    /// rtm_protocol of the routes this manager installs: above RTPROT_STATIC (4), so the
+    /// kernel does not interpret it, and unused by <linux/rtnetlink.h> and iproute2's
+    /// rt_protos (which name 0-18, 42, 99, 186-192). Only routes with it are ever removed.
+    public static let routeProtocol: UInt8 = 157
     private let socket: OpaquePointer
     private let kernelErrno: UnsafeMutablePointer<Int32>
     /// VLAN devices created or adopted under a spec; removed when a later spec drops them.
