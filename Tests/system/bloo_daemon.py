@@ -54,17 +54,33 @@ def exchange(path, data: bytes, user=None, group=None, extra_groups=None, half_c
     """One request; returns the reply text. With user/group, runs as that identity in a child."""
     if user is None and group is None:
         return _exchange_here(path, data, half_close, timeout)
-    code = ("import sys,socket\n"
-            "s=socket.socket(socket.AF_UNIX,socket.SOCK_STREAM);s.settimeout(%d);s.connect(sys.argv[1])\n"
-            "d=sys.stdin.buffer.read()\n"
-            "try:\n s.sendall(d)\nexcept OSError: pass\n"
-            "s.shutdown(socket.SHUT_WR)\nout=b''\n"
-            "while True:\n b=s.recv(65536)\n if not b: break\n out+=b\n"
-            "sys.stdout.buffer.write(out)\n") % timeout
-    result = subprocess.run([sys.executable, "-c", code, path], input=data, capture_output=True,
-                            user=user, group=group, extra_groups=extra_groups or [], timeout=timeout + 5)
-    assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode()
+    # A forked child takes the identity (groups, gid, uid: real kernel credentials).
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(read_end)
+            os.setgroups(extra_groups or [])
+            os.setgid(group)
+            os.setuid(user)
+            reply = _exchange_here(path, data, half_close, timeout).encode()
+            os.write(write_end, b"R" + reply)
+        except BaseException as error:  # reported to the parent, never raised in the child
+            os.write(write_end, b"E" + repr(error).encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    chunks = []
+    while True:
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    result = b"".join(chunks)
+    assert result.startswith(b"R"), result.decode(errors="replace")
+    return result[1:].decode()
 
 
 def _exchange_here(path, data, half_close, timeout):
@@ -76,7 +92,10 @@ def _exchange_here(path, data, half_close, timeout):
     except OSError:
         pass
     if half_close:
-        s.shutdown(socket.SHUT_WR)
+        try:
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
     out = b""
     while True:
         chunk = s.recv(65536)
