@@ -78,6 +78,7 @@ let package = Package(
 if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
+        (name: "FuzzControlRequest", dependencies: ["Control"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
