@@ -12,6 +12,8 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        ConsoleCommands.console,
+        ConsoleCommands.cli,
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
