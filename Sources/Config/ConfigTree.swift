@@ -179,6 +179,8 @@ public struct ConfigTree: Equatable, Sendable {
             switch child.kind {
             case .container:
                 node = child
+            case .interactive:
+                throw ConfigError("'\(child.keyword)' is asked for interactively at the console; in a configuration text use '\(child.keyword)-hash'")
             case .flag:
                 return try end(slot: canonical.count)
             case .leaf(let kind):

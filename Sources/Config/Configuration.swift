@@ -226,3 +226,29 @@ public struct Configuration: Equatable, Sendable {
     /// The configuration text (what `show configuration` prints).
     public var text: String { tree.text }
 }
+
+extension Configuration {
+    /// Changes from `running` that the daemon cannot apply in place (the CLI says so before
+    /// committing): CPU placement and the service user are fixed when the daemon starts.
+    public func changesNeedingRestart(from running: Configuration) -> [String] {
+        var reasons: [String] = []
+        if controlCPUs != running.controlCPUs || dataCPUs != running.dataCPUs {
+            reasons.append("system cpus: worker threads are placed when the daemon starts")
+        }
+        if serviceUser != running.serviceUser {
+            reasons.append("system service-user: privileges are dropped when the daemon starts")
+        }
+        return reasons
+    }
+
+}
+
+extension ConfigTree {
+    /// `difference` for trees that are not (yet) valid configurations.
+    public func difference(from running: ConfigTree) -> [String] {
+        let old = running.statements.map(\.description)
+        let new = statements.map(\.description)
+        let oldSet = Set(old), newSet = Set(new)
+        return old.filter { !newSet.contains($0) }.map { "- " + $0 } + new.filter { !oldSet.contains($0) }.map { "+ " + $0 }
+    }
+}

@@ -14,6 +14,9 @@ public struct SchemaNode: Sendable {
         case flag
         /// A keyword followed by a key, then the entry's own children: `user admin ...`.
         case list(ValueKind)
+        /// Not stored: the console asks for something and stores its result elsewhere
+        /// (`password` prompts and sets `password-hash`).
+        case interactive
     }
 
     public let keyword: String
@@ -51,6 +54,7 @@ public enum ConfigSchema {
             SchemaNode("hostname", .leaf(.hostname), "name of this appliance"),
             SchemaNode("user", .list(.name), "console and SSH login", [
                 SchemaNode("class", .leaf(.choice(loginClasses)), "login class: admin may configure, operator may only look"),
+                SchemaNode("password", .interactive, "enter a new password (asked twice, stored only hashed)"),
                 SchemaNode("password-hash", .leaf(.passwordHash), "salted password hash (set it with 'password')"),
             ]),
             SchemaNode("service-user", .leaf(.name), "unprivileged account the daemon runs as"),

@@ -14,6 +14,8 @@ enum CommandTable {
         },
         Command(name: "daemon", summary: "run the appliance: interfaces, privileges, workers, control socket",
                 usage: DaemonCommand.usage) { try DaemonCommand.run($0) },
+        ConsoleCommands.console,
+        ConsoleCommands.cli,
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
