@@ -305,7 +305,7 @@ public final class InterfaceManager {
         func matches(_ spec: RouteSpec, _ route: KernelRoute) -> Bool {
             route.destination == spec.destination && route.gateway == spec.gateway
                 && (spec.device == nil || indexByName[spec.device!] == route.deviceIndex)
-                && route.metric == (spec.metric ?? 0)
+                && route.metric == (spec.metric ?? Self.defaultMetric(spec.destination.family))
         }
         let ours = kernel.filter { $0.protocolNumber == Self.routeProtocol }
         for route in ours where !wanted.contains(where: { matches($0, route) }) {
@@ -334,6 +334,9 @@ public final class InterfaceManager {
             }
         }
     }
+
+    /// The metric the kernel gives a route added without one (IP6_RT_PRIO_USER for IPv6).
+    static func defaultMetric(_ family: IPFamily) -> UInt32 { family == .v6 ? 1024 : 0 }
 
     // MARK: Kernel requests (each returns nil or the kernel's reason)
 

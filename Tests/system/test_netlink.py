@@ -47,6 +47,8 @@ set interfaces a0 address 2001:db8:1::5/64
 set interfaces a1 address 192.0.2.6/24
 set routes static 203.0.113.0/24 next-hop 192.0.2.1
 set routes default next-hop 192.0.2.1
+set routes default next-hop 2001:db8:1::1
+set routes static 2001:db8:99::/48 next-hop 2001:db8:1::1
 """
 
 CONFIG_2 = """set interfaces a0 mtu 1500
@@ -76,6 +78,9 @@ def test_configure_reconfigure_and_leave_alone(netns, daemons, accounts):
     assert table["203.0.113.0/24"]["gateway"] == "192.0.2.1"
     assert table["default"]["gateway"] == "192.0.2.1"
     assert str(table["default"]["protocol"]) in ("157", "bloo")
+    table6 = {r["dst"]: r for r in routes(ns, "-6")}
+    assert table6["default"]["gateway"] == "2001:db8:1::1" and table6["default"]["dev"] == "a0"
+    assert table6["2001:db8:99::/48"]["gateway"] == "2001:db8:1::1"
     assert unmanaged_state(ns) == before
 
     # The same configuration again: nothing changes, nothing flaps.
@@ -98,6 +103,7 @@ def test_configure_reconfigure_and_leave_alone(netns, daemons, accounts):
     assert addresses(ns, "a0") == ["192.0.2.7/24"]
     dsts = {r["dst"] for r in routes(ns)}
     assert "198.51.100.0/24" in dsts and "203.0.113.0/24" not in dsts and "default" not in dsts
+    assert {r["dst"] for r in routes(ns, "-6")}.isdisjoint({"default", "2001:db8:99::/48"})
     # Someone else's route and interface survive every commit.
     assert "10.77.0.0/16" in dsts
     assert unmanaged_state(ns) == before
@@ -141,6 +147,10 @@ def test_events_are_seen_and_reconciled(netns, daemons, accounts):
     assert wait_for(lambda: "192.0.2.5/24" in addresses(ns, "a0")), addresses(ns, "a0")
     events = list(daemon.show("events").values())
     assert any("address-removed a0 192.0.2.5/24" in e for e in events), events
+
+    # Someone deletes a route the configuration owns: put back too.
+    ns.run("ip", "route", "del", "203.0.113.0/24")
+    assert wait_for(lambda: "203.0.113.0/24" in {r["dst"] for r in routes(ns)})
 
     # Carrier loss: the peer goes down.
     ns.run("ip", "link", "set", "a1", "down")
