@@ -169,6 +169,7 @@ extension Daemon {
         if let privileges {
             rows.add("capabilities", privileges.kept.isEmpty ? "none" : privileges.kept.map(\.rawValue).joined(separator: ","))
             rows.add("no_new_privs", privileges.noNewPrivileges ? "1" : "0")
+            rows.add("securebits", "0x" + String(privileges.securebits, radix: 16))
         }
         rows.add("cpus.control", configuration.controlCPUs?.description ?? "any")
         rows.add("cpus.data", configuration.dataCPUs?.description ?? "any")

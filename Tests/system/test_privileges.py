@@ -62,6 +62,8 @@ def test_service_user_keeps_only_net_admin(netns, daemons, accounts):
     assert system["uid"] == str(accounts.service_uid)
     assert system["capabilities"] == "cap_net_admin"
     assert system["no_new_privs"] == "1"
+    # noroot, no_setuid_fixup, no_cap_ambient_raise and every *_LOCKED bit (keep_caps locked off).
+    assert system["securebits"] == "0xef"
     assert "privileges dropped" in daemon.log()
 
 
