@@ -229,6 +229,7 @@ public final class Daemon: @unchecked Sendable {
     private func mainLoop(signalRead: Int32, events: NetworkEventSource) -> Int32 {
         var reconcileDue: Int?
         var nextHousekeeping = WorkerPool.monotonicMs() + 1000
+        var reportedStalled: [Int] = []
         while true {
             let now = WorkerPool.monotonicMs()
             let wake = min(nextHousekeeping, reconcileDue ?? Int.max)
@@ -260,8 +261,16 @@ public final class Daemon: @unchecked Sendable {
             if after >= nextHousekeeping {
                 nextHousekeeping = after + 1000
                 revertExpiredCommit()
+                // Logged when the set changes, not every second.
                 let stalled = workers.stalled()
-                if !stalled.isEmpty { log.error("workers stalled", ["workers": stalled.map(String.init).joined(separator: ",")]) }
+                if stalled != reportedStalled {
+                    if stalled.isEmpty {
+                        log.notice("workers recovered", [:])
+                    } else {
+                        log.error("workers stalled", ["workers": stalled.map(String.init).joined(separator: ",")])
+                    }
+                    reportedStalled = stalled
+                }
             }
             let exit = requestedExit.load(ordering: .acquiring)
             if exit >= 0 { return exit }

@@ -79,7 +79,16 @@ def test_low_port_listener_keeps_net_bind_service(netns, daemons, accounts):
 def test_realtime_scheduling_keeps_sys_nice(netns, daemons, accounts):
     ns = netns("priv")
     daemon = daemons(ns, extra_args=["--realtime-priority", "10"])
-    check_least_privilege(daemon.pid, accounts, CAP_NET_ADMIN | CAP_NET_BIND_SERVICE | CAP_SYS_NICE)
+    threads = check_least_privilege(daemon.pid, accounts, CAP_NET_ADMIN | CAP_NET_BIND_SERVICE | CAP_SYS_NICE)
+    # The kept CAP_SYS_NICE is what lets the workers (and only them) run SCHED_FIFO.
+    for tid, fields in threads.items():
+        with open(f"/proc/{daemon.pid}/task/{tid}/stat") as handle:
+            after_name = handle.read().rsplit(")", 1)[1].split()
+        rt_priority, policy = int(after_name[37]), int(after_name[38])  # fields 40 and 41
+        if fields["Name"].startswith("bloo-worker"):
+            assert (policy, rt_priority) == (1, 10), (fields["Name"], policy, rt_priority)
+        else:
+            assert (policy, rt_priority) == (0, 0), (fields["Name"], policy, rt_priority)
 
 
 def test_workers_and_control_plane_are_pinned(netns, daemons, accounts):
