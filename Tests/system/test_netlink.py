@@ -194,3 +194,23 @@ def test_vlan_sub_interfaces(netns, daemons, accounts):
     reply = daemon.commit(base_config(accounts.service, CONFIG_1))
     assert "a0.100: VLAN removed" in reply, reply
     assert "a0.100" not in links(ns)
+
+
+def test_dummy_interfaces(netns, daemons, accounts):
+    ns = netns("nl")
+    if ns.run("ip", "link", "add", "d0", "type", "dummy", check=False).returncode != 0:
+        pytest.skip("this kernel has no dummy driver")
+    ns.run("ip", "link", "add", "d9", "type", "dummy")
+    ns.run("ip", "addr", "add", "10.8.8.8/24", "dev", "d9")
+    untouched = (links(ns)["d9"]["flags"], addresses(ns, "d9"))
+    daemon = daemons(ns)
+    config = "set interfaces d0 mtu 1280\nset interfaces d0 address 192.0.2.9/24\nset interfaces d0 address 2001:db8:9::9/64\n"
+    reply = daemon.commit(base_config(accounts.service, config))
+    assert reply.startswith("ok\ncommit"), reply
+    assert links(ns)["d0"]["mtu"] == 1280 and "UP" in links(ns)["d0"]["flags"]
+    assert addresses(ns, "d0") == ["192.0.2.9/24", "2001:db8:9::9/64"]
+    config = "set interfaces d0 address 192.0.2.10/24\nset interfaces d0 disable\n"
+    reply = daemon.commit(base_config(accounts.service, config))
+    assert "d0: down" in reply and "d0: address 192.0.2.9/24 removed" in reply, reply
+    assert addresses(ns, "d0") == ["192.0.2.10/24"] and "UP" not in links(ns)["d0"]["flags"]
+    assert (links(ns)["d9"]["flags"], addresses(ns, "d9")) == untouched

@@ -120,3 +120,13 @@ def test_missing_service_user_is_a_clear_failure(netns, bloo, tmp_path):
                     "--control-socket", str(tmp_path / "r" / "s"), "--user", "no-such-user-xyz", check=False)
     assert result.returncode == 1
     assert "service user 'no-such-user-xyz': not in /etc/passwd" in result.stderr
+
+
+def test_refuses_to_start_unprivileged(netns, bloo, tmp_path):
+    ns = netns("priv")
+    result = subprocess.run(["ip", "netns", "exec", ns.name, "setpriv", "--reuid", "64010", "--regid", "64010",
+                             "--clear-groups", str(bloo), "daemon", "--config-dir", str(tmp_path / "c"),
+                             "--run-dir", str(tmp_path / "r"), "--control-socket", str(tmp_path / "s")],
+                            capture_output=True, text=True, timeout=20)
+    assert result.returncode == 1
+    assert "must be started as root" in result.stderr
