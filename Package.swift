@@ -56,7 +56,7 @@ let package = Package(
         .testTarget(name: "PERTests", dependencies: ["PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "H323Tests", dependencies: ["H323", "PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
-        .testTarget(name: "TunnelTests", dependencies: ["Tunnel"]),
+        .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "IO"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
         .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
@@ -79,6 +79,7 @@ if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
         (name: "FuzzControlRequest", dependencies: ["Control"]),
+        (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

@@ -16,6 +16,8 @@ enum CommandTable {
                 usage: DaemonCommand.usage) { try DaemonCommand.run($0) },
         ConsoleCommands.console,
         ConsoleCommands.cli,
+        Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
+                usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
