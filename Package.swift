@@ -41,10 +41,14 @@ let package = Package(
         .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "H323", "RTP", "Log"]),
         .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
 
+        // MARK: The daemon: composes the system layer, the control socket, the
+        // configuration and (through DaemonService) the appliance services.
+        .target(name: "Daemon", dependencies: ["System", "Control", "Config", "IO", "CSystem", "Log"]),
+
         // MARK: The multi-call executable
         .executableTarget(name: "bloo", dependencies: [
             "CSystem", "Log", "PER", "H323", "RTP", "Tunnel", "Control", "Endpoint", "IO", "Relay",
-            "Config", "System", "Update", "Proxy", "Phone", "Console",
+            "Config", "System", "Update", "Proxy", "Phone", "Console", "Daemon",
         ]),
 
         // MARK: Unit tests, one target per module
@@ -59,6 +63,7 @@ let package = Package(
         .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem"]),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Config", "System"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
@@ -73,6 +78,7 @@ let package = Package(
 if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
+        (name: "FuzzControlRequest", dependencies: ["Control"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))

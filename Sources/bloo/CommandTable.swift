@@ -12,6 +12,10 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "daemon", summary: "run the appliance: interfaces, privileges, workers, control socket",
+                usage: DaemonCommand.usage) { try DaemonCommand.run($0) },
+        ConsoleCommands.console,
+        ConsoleCommands.cli,
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
     ]
