@@ -49,6 +49,7 @@ public final class EventLoop {
     // Timers: a binary min-heap of (deadline, id); cancelled ids are dropped lazily.
     private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
     private var timerBodies: [UInt64: () -> Void] = [:]
+    private var repeatingTimers: [UInt64: (interval: UInt64, body: () -> Void)] = [:]
     private var nextTimerID: UInt64 = 1
 
     public init(maxEvents: Int = 256) throws {
@@ -121,12 +122,26 @@ public final class EventLoop {
         return TimerID(value: id)
     }
 
-    /// Cancels a timer that has not fired yet (no effect otherwise).
-    public func cancel(_ timer: TimerID) {
-        timerBodies[timer.value] = nil
+    /// Runs `body` every `nanoseconds` until cancelled. Firing allocates nothing
+    /// (the heap's storage is reused), so data-plane loops can use it.
+    @discardableResult
+    public func scheduleRepeating(everyNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerID {
+        let id = nextTimerID
+        nextTimerID += 1
+        let interval = max(nanoseconds, 1)
+        repeatingTimers[id] = (interval, body)
+        timerHeap.reserveCapacity(timerHeap.count + 8)
+        heapPush((monotonicNanoseconds() &+ interval, id))
+        return TimerID(value: id)
     }
 
-    public var pendingTimers: Int { timerBodies.count }
+    /// Cancels a timer that has not fired yet, or a repeating timer (no effect otherwise).
+    public func cancel(_ timer: TimerID) {
+        timerBodies[timer.value] = nil
+        repeatingTimers[timer.value] = nil
+    }
+
+    public var pendingTimers: Int { timerBodies.count + repeatingTimers.count }
 
     private func heapPush(_ item: (deadline: UInt64, id: UInt64)) {
         timerHeap.append(item)
@@ -161,14 +176,21 @@ public final class EventLoop {
     /// Fires due timers; returns the milliseconds until the next one (-1: none).
     private func runDueTimers() -> Int32 {
         while let top = timerHeap.first {
-            if timerBodies[top.id] == nil { _ = heapPop(); continue }
+            let repeating = repeatingTimers[top.id]
+            if timerBodies[top.id] == nil && repeating == nil { _ = heapPop(); continue }
             let now = monotonicNanoseconds()
             if top.deadline > now {
                 let ms = (top.deadline - now + 999_999) / 1_000_000
                 return Int32(min(ms, 60_000))
             }
             _ = heapPop()
-            if let body = timerBodies.removeValue(forKey: top.id) { body() }
+            if let repeating {
+                // Next deadline from the planned one, not from now: no drift.
+                heapPush((max(top.deadline &+ repeating.interval, now &+ 1), top.id))
+                repeating.body()
+            } else if let body = timerBodies.removeValue(forKey: top.id) {
+                body()
+            }
         }
         return -1
     }

@@ -12,6 +12,7 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        RelayCommandLine.command,
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
