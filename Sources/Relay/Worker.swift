@@ -376,7 +376,8 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         let pushStats = configuration.statsIntervalNanoseconds > 0 && now - lastStatsPush >= configuration.statsIntervalNanoseconds
         if pushStats { lastStatsPush = now }
         for slot in sessions.indices where sessions[slot].active {
-            let last = max(sessions[slot].createdAt, sessions[slot].gateway.counters.lastSeenNanoseconds,
+            // Two-argument max: the variadic one builds an array.
+            let last = max(max(sessions[slot].createdAt, sessions[slot].gateway.counters.lastSeenNanoseconds),
                            sessions[slot].client.counters.lastSeenNanoseconds)
             let limit = sessions[slot].mode == .hold ? configuration.holdTimeoutNanoseconds : configuration.idleTimeoutNanoseconds
             let idle = now &- last
