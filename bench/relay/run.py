@@ -246,12 +246,35 @@ class RTPEngine:
         self.sock.close()
 
 
-def trial(ports_file, source_port, sink_port, rate, duration=TRIAL):
-    out = subprocess.run(
-        [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
-         str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)],
-        check=True, capture_output=True, text=True).stdout
-    return {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+def cpu_ns(pid):
+    """CPU time used so far by every thread of `pid` (schedstat, nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None):
+    before = cpu_ns(pid) if pid else 0
+    for attempt in range(3):
+        done = subprocess.run(
+            [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
+             str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)],
+            capture_output=True, text=True)
+        if done.returncode == 0:
+            break
+        print(f"  (loadgen failed: {done.stderr.strip()}; retrying)", flush=True)
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("loadgen keeps failing")
+    out = done.stdout
+    result = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    # The relay's own CPU time per forwarded packet: robust against other load on the core.
+    result["cpu_ns_per_packet"] = (cpu_ns(pid) - before) / result["received"] if pid and result.get("received") else 0
+    return result
 
 
 def write_ports(ports):
@@ -264,7 +287,7 @@ def measure(relay, streams, ports_file, source_port, sink_port):
     state = {"ports_file": ports_file}
 
     def run(rate, duration=TRIAL):
-        result = trial(state["ports_file"], source_port, sink_port, rate, duration)
+        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid)
         if relay.fragile and result["loss"] > LOSS_LIMIT:
             relay.stop()
             os.unlink(state["ports_file"])
@@ -296,6 +319,7 @@ def measure(relay, streams, ports_file, source_port, sink_port):
     os.replace(state["ports_file"], ports_file)
     return {"sustainable": sustainable, "sustainable_loss": best["loss"], "overload": over["forwarded_pps"],
             "overload_offered": over["offered_pps"], "overload_loss": over["loss"], "flat": peak,
+            "cpu_ns": flat["cpu_ns_per_packet"],
             "p50": half["p50_us"], "p99": half["p99_us"]}
 
 
@@ -322,9 +346,18 @@ def main():
     print(f"relay bench: {os.cpu_count()} cores, relay on CPU {RELAY_CPU}, load generator on CPU {LOAD_CPU}, "
           f"{REPS} repetitions, {TRIAL}s trials, 172-byte RTP over loopback")
     print(f"machine load before: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
+    # The load generator's own ceiling (sending straight to its sink, no relay).
+    sink = free_udp_port()
+    direct = write_ports([sink])
+    ceiling = trial(direct, 0, sink, 0, TRIAL)
+    os.unlink(direct)
+    print(f"load generator alone (no relay, 1 stream): {ceiling['forwarded_pps']:.0f} pps")
     results = {}
     for streams in STREAMS:
-        source_port, sink_port = free_udp_port(), free_udp_port()
+        source_port = free_udp_port()
+        sink_port = free_udp_port()
+        while sink_port == source_port:
+            sink_port = free_udp_port()
         for name in RELAYS:
             relay = relays[name]()
             ports_file = write_ports(relay.start(streams, sink_port, source_port))
@@ -338,12 +371,12 @@ def main():
             spread = lambda key: f"{min(r[key] for r in reps):.0f}-{max(r[key] for r in reps):.0f}"
             print(f"  {name:10s} streams={streams:5d}  sustainable {med('sustainable'):8.0f} pps [{spread('sustainable')}]"
                   f"  overload {med('overload'):8.0f} pps [{spread('overload')}] (offered {med('overload_offered'):.0f})"
-                  f"  flat-out {med('flat'):8.0f}  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
+                  f"  flat-out {med('flat'):8.0f} ({med('cpu_ns'):.0f} ns CPU/packet)  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
                   f"  load {loadavg()}", flush=True)
     print(f"machine load after: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
     print()
     print(f"{'relay':10s} {'streams':>7s} {'sustainable pps':>16s} {'spread':>16s} {'overload pps':>13s} "
-          f"{'ovl/sust':>8s} {'p99 us':>7s} {'vs cref':>8s} {'vs rtpengine':>12s}")
+          f"{'ovl/sust':>8s} {'p99 us':>7s} {'vs cref':>8s} {'vs rtpengine':>12s} {'CPU ns/pkt':>10s}")
     med = lambda name, streams, key: statistics.median(r[key] for r in results[(name, streams)])
     for streams in STREAMS:
         for name in RELAYS:
@@ -354,7 +387,8 @@ def main():
             print(f"{name:10s} {streams:7d} {s:16.0f} "
                   f"{min(r['sustainable'] for r in reps):7.0f}-{max(r['sustainable'] for r in reps):<8.0f} "
                   f"{med(name, streams, 'overload'):13.0f} {med(name, streams, 'overload') / s:8.2f} "
-                  f"{med(name, streams, 'p99'):7.0f} {ratio('cref'):>8s} {ratio('rtpengine'):>12s}")
+                  f"{med(name, streams, 'p99'):7.0f} {ratio('cref'):>8s} {ratio('rtpengine'):>12s} "
+                  f"{med(name, streams, 'cpu_ns'):10.0f}")
     print()
     for streams in STREAMS:
         for name in RELAYS:
