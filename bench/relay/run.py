@@ -36,6 +36,11 @@ RELAYS = os.environ.get("RELAYS", "bloo,cref,rtpengine").split(",")
 RELAY_CPU = int(os.environ.get("RELAY_CPU", "1"))
 LOAD_CPU = int(os.environ.get("LOAD_CPU", "0"))
 LOSS_LIMIT = 0.001
+# Real-time priority (SCHED_FIFO) for the relay and the load generator, so that other
+# work on a shared machine does not preempt them mid-trial (the kernel still keeps 5% of
+# each second for everything else). BENCH_RT=0 runs them at normal priority.
+RT = ["chrt", "-f", "10"] if os.environ.get("BENCH_RT", "1") == "1" and os.geteuid() == 0 else []
+RESERVED = set()
 
 
 def build_tools():
@@ -44,17 +49,22 @@ def build_tools():
 
 
 def free_udp_port():
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in RESERVED:
+            RESERVED.add(port)  # the load generator's ports: never handed to a relay
+            return port
 
 
 def free_port_block(count):
     """A random block of `count` consecutive free UDP ports on 127.0.0.1 (even start)."""
     for _ in range(50):
         base = random.randrange(20000, 60000 - count) & ~3
+        if any(base <= port < base + count for port in RESERVED):
+            continue
         sockets = []
         try:
             for port in range(base, base + count):
@@ -105,7 +115,7 @@ class Bloo:
     def start(self, streams, sink_port, source_port):
         base = free_port_block(4 * streams + 4)
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(RELAY_CPU), str(BLOO), "relay", "--address", "127.0.0.1",
+            RT + ["taskset", "-c", str(RELAY_CPU), str(BLOO), "relay", "--address", "127.0.0.1",
              "--ports", f"{base}-{base + 4 * streams + 3}", "--cpus", str(RELAY_CPU),
              "--idle-timeout-ms", "3600000"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
@@ -140,7 +150,7 @@ class CReference:
     def start(self, streams, sink_port, source_port):
         base = free_port_block(4 * streams + 4)
         self.proc = subprocess.Popen(
-            [str(BIN / "refrelay"), "--base-port", str(base), "--sessions", str(streams),
+            RT + [str(BIN / "refrelay"), "--base-port", str(base), "--sessions", str(streams),
              "--client-port", str(sink_port), "--cpu", str(RELAY_CPU)],
             stdout=subprocess.PIPE, text=True)
         if self.proc.stdout.readline().strip() != "ready":
@@ -211,7 +221,7 @@ class RTPEngine:
         base = free_port_block(4 * streams + 100)
         self.ng_port = free_udp_port()
         self.proc = subprocess.Popen(
-            ["taskset", "-c", str(RELAY_CPU), "rtpengine", "--config-file=none", "--table=-1",
+            RT + ["taskset", "-c", str(RELAY_CPU), "rtpengine", "--config-file=none", "--table=-1",
              "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}", "--foreground",
              "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 4 * streams + 99}",
              "--num-threads=1", "--timeout=3600", "--silent-timeout=3600", "--delete-delay=0"],
@@ -261,7 +271,7 @@ def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None):
     before = cpu_ns(pid) if pid else 0
     for attempt in range(3):
         done = subprocess.run(
-            [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
+            RT + [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
              str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)],
             capture_output=True, text=True)
         if done.returncode == 0:
@@ -344,7 +354,8 @@ def main():
     build_tools()
     relays = {"bloo": Bloo, "cref": CReference, "rtpengine": RTPEngine}
     print(f"relay bench: {os.cpu_count()} cores, relay on CPU {RELAY_CPU}, load generator on CPU {LOAD_CPU}, "
-          f"{REPS} repetitions, {TRIAL}s trials, 172-byte RTP over loopback")
+          f"{REPS} repetitions, {TRIAL}s trials, 172-byte RTP over loopback, "
+          f"{'SCHED_FIFO' if RT else 'normal'} priority")
     print(f"machine load before: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
     # The load generator's own ceiling (sending straight to its sink, no relay).
     sink = free_udp_port()
@@ -365,7 +376,8 @@ def main():
                 reps = [measure(relay, streams, ports_file, source_port, sink_port) for _ in range(REPS)]
             finally:
                 relay.stop()
-                os.unlink(ports_file)
+                if os.path.exists(ports_file):
+                    os.unlink(ports_file)
             results[(name, streams)] = reps
             med = lambda key: statistics.median(r[key] for r in reps)
             spread = lambda key: f"{min(r[key] for r in reps):.0f}-{max(r[key] for r in reps):.0f}"
