@@ -18,6 +18,7 @@ enum CommandTable {
         ConsoleCommands.cli,
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
+        RelayCommandLine.command,
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
