@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "H323", dependencies: ["PER"]),
         .target(name: "RTP"),
         .target(name: "Tunnel"),
-        .target(name: "Control"),
+        .target(name: "Control", dependencies: ["Log"]),
         .target(name: "Endpoint", dependencies: ["H323", "RTP", "Log"]),
 
         // MARK: I/O drivers and the data plane
@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )

@@ -7,7 +7,7 @@ public final class UDPReceiveBatch {
     public let capacity: Int
     public let bufferSize: Int
     public let buffers: UnsafeMutableRawPointer
-    private let headers: UnsafeMutablePointer<mmsghdr>
+    private let headers: UnsafeMutablePointer<csys_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_in>
     private let control: UnsafeMutableRawPointer
@@ -25,7 +25,7 @@ public final class UDPReceiveBatch {
         // Room for SO_RXQ_OVFL (uint32) and IP_TOS (one byte) control messages.
         controlSize = csys_cmsg_space(4) + csys_cmsg_space(4)
         control = .allocate(byteCount: capacity * controlSize, alignment: 16)
-        headers.initialize(repeating: mmsghdr(), count: capacity)
+        headers.initialize(repeating: csys_mmsghdr(), count: capacity)
         addresses.initialize(repeating: sockaddr_in(), count: capacity)
         for i in 0..<capacity {
             iovecs[i] = iovec(iov_base: buffers + i * bufferSize, iov_len: bufferSize)
@@ -54,7 +54,7 @@ public final class UDPReceiveBatch {
             headers[i].msg_hdr.msg_controllen = controlSize
             headers[i].msg_hdr.msg_flags = 0
         }
-        let rc = recvmmsg(fd, headers, UInt32(n), Int32(MSG_DONTWAIT), nil)
+        let rc = csys_recvmmsg(fd, headers, UInt32(n), Int32(MSG_DONTWAIT), nil)
         if rc < 0 {
             count = 0
             let error = csys_errno()
@@ -90,7 +90,7 @@ public final class UDPReceiveBatch {
 public final class UDPSendBatch {
     public let capacity: Int
     public let maxSegments: Int
-    private let headers: UnsafeMutablePointer<mmsghdr>
+    private let headers: UnsafeMutablePointer<csys_mmsghdr>
     private let iovecs: UnsafeMutablePointer<iovec>
     private let addresses: UnsafeMutablePointer<sockaddr_in>
     private let destinations: UnsafeMutablePointer<IPv4Endpoint>
@@ -110,7 +110,7 @@ public final class UDPSendBatch {
         self.maxSegments = maxSegments
         self.segmentationOffload = segmentationOffload
         headers = .allocate(capacity: capacity)
-        headers.initialize(repeating: mmsghdr(), count: capacity)
+        headers.initialize(repeating: csys_mmsghdr(), count: capacity)
         iovecs = .allocate(capacity: capacity * maxSegments)
         addresses = .allocate(capacity: capacity)
         addresses.initialize(repeating: sockaddr_in(), count: capacity)
@@ -191,7 +191,7 @@ public final class UDPSendBatch {
         }
         var sent = 0, datagrams = 0
         while sent < messageCount {
-            let rc = sendmmsg(fd, headers + sent, UInt32(messageCount - sent), Int32(MSG_DONTWAIT))
+            let rc = csys_sendmmsg(fd, headers + sent, UInt32(messageCount - sent), Int32(MSG_DONTWAIT))
             if rc <= 0 {
                 let error = csys_errno()
                 if rc < 0 && error == EINTR { continue }

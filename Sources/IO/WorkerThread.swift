@@ -57,7 +57,7 @@ public final class WorkerThread: @unchecked Sendable {
 private func workerThreadEntry(_ argument: UnsafeMutableRawPointer?) -> UnsafeMutableRawPointer? {
     guard let argument else { return nil }
     let start = Unmanaged<WorkerThread.Start>.fromOpaque(argument).takeRetainedValue()
-    _ = pthread_setname_np(pthread_self(), String(start.name.utf8.prefix(15)) ?? "worker")
+    _ = csys_set_thread_name(String(start.name.utf8.prefix(15)) ?? "worker")
     if let cpu = start.cpu {
         start.owner.recordPin(csys_pin_current_thread(Int32(cpu)))
     }
