@@ -56,7 +56,9 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
         .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem", "AllocCounting"]),
+        // Test support: counts heap allocations of a thread (malloc interposer).
+        .target(name: "AllocCounting", path: "Tests/AllocCounting"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
@@ -74,6 +76,7 @@ if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
+        (name: "FuzzRTP", dependencies: ["RTP"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

@@ -16,6 +16,7 @@ enum CommandTable {
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
         Command(name: "tunnel-load", summary: "tunnel benchmark load generator (G.711 calls over tunnels)",
                 usage: TunnelLoadCommand.usage) { try TunnelLoadCommand.run($0) },
+        RelayCommandLine.command,
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
