@@ -113,8 +113,24 @@ print(f"{(after - before) / count:.1f}")
 PY
 )
 
+# The UDP-to-UDP relay in the same run, for comparison: bench/relay's method, bloo relay
+# only, 1000 streams, one repetition. A G.711 call is 100 packets/s (50 each way).
+relay_calls=skipped
+if [ "${TUNNEL_BENCH_RELAY:-1}" = 1 ] && [ -f bench/relay/run.py ]; then
+    echo "tunnel: UDP-to-UDP relay for comparison (bench/relay, bloo relay, 1000 streams)" >&2
+    if relay_line=$(BLOO="$BLOO" STREAMS=1000 RELAYS=bloo REPS=1 timeout 600 python3 bench/relay/run.py 2>/dev/null \
+            | grep '^bench=relay relay=bloo streams=1000'); then
+        relay_pps=$(sed -n 's/.* sustainable_pps=\([0-9]*\).*/\1/p' <<<"$relay_line")
+        relay_calls=$(( relay_pps / 100 ))
+        echo "  $relay_line" >&2
+    else
+        relay_calls=failed
+    fi
+fi
+
 echo "tunnel: machine load after: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
 echo "tunnel: measured  TLS calls_per_core=$tls_calls  plain TCP calls_per_core=$tcp_calls (TLS/TCP $(python3 -c "print(round($tls_calls / max($tcp_calls, 1), 2))"))"
 echo "tunnel: from the worker's CPU use at that load: TLS ~$tls_cpu_calls calls/core, plain TCP ~$tcp_cpu_calls calls/core (a ramp that stops because the generator could not keep up measures the generator, not the terminator)"
+echo "tunnel: side by side, calls per core: TLS tunnel $tls_calls | plain TCP tunnel $tcp_calls | UDP-to-UDP relay $relay_calls"
 echo "tunnel: p99 one-way latency at 80% of the TLS maximum: ${p99} ms; idle authenticated TLS connection: ${idle_kib} KiB"
 echo "bench=tunnel calls_per_core=$tls_calls p99_ms=$p99 idle_conn_kib=$idle_kib"
