@@ -18,6 +18,8 @@ enum CommandTable {
         ConsoleCommands.cli,
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
+        Command(name: "tunnel-load", summary: "tunnel benchmark load generator (G.711 calls over tunnels)",
+                usage: TunnelLoadCommand.usage) { try TunnelLoadCommand.run($0) },
         RelayCommandLine.command,
     ]
 
