@@ -12,6 +12,12 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "init", summary: "boot: choose a slot and start the system (process 1 of the initramfs)",
+                usage: "bloo init", run: InitCommand.run),
+        Command(name: "bundle", summary: "create, sign and verify firmware update bundles",
+                usage: BundleCommand.usage, run: BundleCommand.run),
+        Command(name: "update", summary: "firmware update: status, install (bundle on stdin), confirm, rollback",
+                usage: "bloo update status|install|confirm|rollback", run: UpdateCommand.run),
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }

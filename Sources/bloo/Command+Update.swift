@@ -1,0 +1,141 @@
+// `bloo bundle ...` and `bloo update ...`: thin wrappers over the Update module.
+import Glibc
+import Update
+
+enum UpdatePaths {
+    static let keyring = "/etc/bloo/keyring"
+}
+
+func updateFailure(_ area: String, _ error: Error) -> Int32 {
+    if error is BundleRefusal {
+        writeLine(STDERR_FILENO, "\(area): refused: \(error)")
+    } else {
+        writeLine(STDERR_FILENO, "\(area): \(error)")
+    }
+    return ExitStatus.failure
+}
+
+func parseVersion(_ text: String, flag: String, command: String) throws -> FirmwareVersion {
+    guard let version = FirmwareVersion(text) else {
+        throw UsageError("\(command): --\(flag) '\(text)' is not a version like 1.2.3")
+    }
+    return version
+}
+
+enum BundleCommand {
+    static let usage = """
+        bloo bundle keygen --output PREFIX [--comment TEXT]
+               bloo bundle create --key K --rootfs IMG --version V --board B [--min-version M] [--output FILE]
+               bloo bundle verify [--keyring DIR | --public-key FILE] [--board B] BUNDLE
+        """
+
+    static func run(_ words: [String]) throws -> Int32 {
+        guard let verb = words.first else { throw UsageError("bundle: expected keygen, create or verify") }
+        let rest = Array(words.dropFirst())
+        switch verb {
+        case "keygen":
+            let arguments = try Arguments(rest, command: "bundle keygen", options: ["output", "comment"])
+            let prefix = try arguments.required("output", command: "bundle keygen")
+            guard arguments.positionals.isEmpty else { throw UsageError("bundle keygen: unexpected '\(arguments.positionals[0])'") }
+            do {
+                let key = try PrivateKey.generate()
+                let publicKey = try key.publicKey()
+                guard access(prefix + ".key", F_OK) != 0 else {
+                    writeLine(STDERR_FILENO, "bundle keygen: \(prefix).key exists; not overwriting a signing key")
+                    return ExitStatus.failure
+                }
+                try FileIO.writeAtomically(prefix + ".key", Array(KeyFile.secretText(key).utf8), mode: 0o600)
+                try FileIO.writeAtomically(prefix + ".pub", Array(KeyFile.publicText(publicKey, comment: arguments.value("comment") ?? "bloo").utf8))
+                writeLine(STDOUT_FILENO, "key \(publicKey.id): secret \(prefix).key, public \(prefix).pub")
+                return ExitStatus.success
+            } catch { return updateFailure("bundle keygen", error) }
+        case "create":
+            let command = "bundle create"
+            let arguments = try Arguments(rest, command: command,
+                                          options: ["key", "rootfs", "version", "board", "min-version", "output"])
+            guard arguments.positionals.isEmpty else { throw UsageError("\(command): unexpected '\(arguments.positionals[0])'") }
+            let version = try parseVersion(try arguments.required("version", command: command), flag: "version", command: command)
+            let minimum = try arguments.value("min-version").map { try parseVersion($0, flag: "min-version", command: command) }
+                ?? FirmwareVersion("0")!
+            let board = try arguments.required("board", command: command)
+            let output = arguments.value("output") ?? "\(board)-\(version).bundle"
+            do {
+                let key = try KeyFile.readSecret(try arguments.required("key", command: command))
+                let manifest = try BundleWriter.create(output: output, key: key, board: board, version: version,
+                                                       minimumVersion: minimum,
+                                                       images: [("rootfs", try arguments.required("rootfs", command: command))])
+                writeLine(STDOUT_FILENO, "\(output): version \(manifest.version) for \(manifest.board), \(manifest.payloadSize) payload bytes, key \(manifest.keyID)")
+                return ExitStatus.success
+            } catch { return updateFailure(command, error) }
+        case "verify":
+            let command = "bundle verify"
+            let arguments = try Arguments(rest, command: command, options: ["keyring", "public-key", "board"])
+            guard arguments.positionals.count == 1 else { throw UsageError("\(command): expected one bundle file") }
+            let path = arguments.positionals[0]
+            do {
+                let keyring: Keyring
+                if let file = arguments.value("public-key") {
+                    keyring = Keyring(keys: [try KeyFile.readPublic(file)])
+                } else {
+                    keyring = try Keyring(directory: arguments.value("keyring") ?? UpdatePaths.keyring)
+                }
+                let fd = open(path, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw SystemError("cannot open \(path)") }
+                defer { close(fd) }
+                var source = DescriptorSource(fd: fd)
+                let header = try BundleReader.readHeader(from: &source, keyring: keyring)
+                if let board = arguments.value("board"), board != header.manifest.board {
+                    throw BundleRefusal.otherBoard(bundle: header.manifest.board, appliance: board)
+                }
+                try BundleReader.streamPayload(from: &source, manifest: header.manifest) { _, _, _ in }
+                writeLine(STDOUT_FILENO, "\(path): good: signed by key \(header.manifest.keyID), all image hashes match\n" + header.manifest.text)
+                return ExitStatus.success
+            } catch { return updateFailure(command, error) }
+        default:
+            throw UsageError("bundle: unknown verb '\(verb)' (expected keygen, create or verify)")
+        }
+    }
+}
+
+enum UpdateCommand {
+    static func run(_ words: [String]) throws -> Int32 {
+        guard let verb = words.first else { throw UsageError("update: expected status, install, confirm or rollback") }
+        let arguments = try Arguments(Array(words.dropFirst()), command: "update \(verb)", options: ["keyring"])
+        guard arguments.positionals.isEmpty else { throw UsageError("update \(verb): unexpected '\(arguments.positionals[0])'") }
+        do {
+            var board = try Board.load()
+            board.apply(commandLine: (try? FileIO.readText("/proc/cmdline", limit: 4096)) ?? "")
+            let store = BootStateStore(path: board.bootState)
+            switch verb {
+            case "status":
+                writeLine(STDOUT_FILENO, BootControl.statusText(try store.read()))
+            case "install":
+                // A dropped SSH connection must end in a clean refusal, not a kill mid-write.
+                signal(SIGPIPE, SIG_IGN)
+                let installer = Installer(board: board, store: store,
+                                          keyring: try Keyring(directory: arguments.value("keyring") ?? UpdatePaths.keyring),
+                                          runningFallback: FirmwareVersion(BuildInfo.version) ?? FirmwareVersion("0")!) {
+                    writeLine(STDERR_FILENO, $0)
+                }
+                var source = DescriptorSource(fd: STDIN_FILENO)
+                let manifest = try installer.install(from: &source)
+                writeLine(STDOUT_FILENO, "update: installed \(manifest.version); reboot to try it (it is confirmed once the daemon reports healthy)")
+            case "confirm":
+                let state = try store.update { $0 = try BootControl.confirm($0, reason: "confirmed by an admin") }
+                writeLine(STDOUT_FILENO, "update: \(state.event)")
+            case "rollback":
+                let state = try store.update { $0 = try BootControl.rollback($0) }
+                writeLine(STDOUT_FILENO, "update: \(state.event)")
+            case "watchdog":
+                return TrialWatchdog.run(board: board, store: store) { writeLine(STDOUT_FILENO, $0) }
+            default:
+                throw UsageError("update: unknown verb '\(verb)' (expected status, install, confirm or rollback)")
+            }
+            return ExitStatus.success
+        } catch let error as UsageError {
+            throw error
+        } catch {
+            return updateFailure("update \(verb)", error)
+        }
+    }
+}
