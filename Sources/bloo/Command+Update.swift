@@ -100,6 +100,7 @@ enum BundleCommand {
 enum UpdateCommand {
     static func run(_ words: [String]) throws -> Int32 {
         guard let verb = words.first else { throw UsageError("update: expected status, install, confirm or rollback") }
+        if verb == "init-state" { return try initState(Array(words.dropFirst())) }
         let arguments = try Arguments(Array(words.dropFirst()), command: "update \(verb)", options: ["keyring"])
         guard arguments.positionals.isEmpty else { throw UsageError("update \(verb): unexpected '\(arguments.positionals[0])'") }
         do {
@@ -137,5 +138,20 @@ enum UpdateCommand {
         } catch {
             return updateFailure("update \(verb)", error)
         }
+    }
+
+    /// Image builds only: a fresh boot state in a file (slot A good, holding VERSION).
+    static func initState(_ words: [String]) throws -> Int32 {
+        let command = "update init-state"
+        let arguments = try Arguments(words, command: command, options: ["output", "version"])
+        let version = try parseVersion(try arguments.required("version", command: command), flag: "version", command: command)
+        let path = try arguments.required("output", command: command)
+        do {
+            try FileIO.writeAtomically(path, [UInt8](repeating: 0, count: 1 << 20))
+            let store = BootStateStore(path: path)
+            let state = try store.write(BootState(good: .a, version: version, event: "image built with \(version) in slot A"), after: nil)
+            writeLine(STDOUT_FILENO, BootControl.statusText(state))
+            return ExitStatus.success
+        } catch { return updateFailure(command, error) }
     }
 }
