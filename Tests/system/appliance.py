@@ -66,7 +66,7 @@ class Appliance:
     def wait_booted(self, timeout=120) -> str:
         """Waits for rcS's marker line; returns the running-slot line."""
         self.expect(r"bloo: system up: ", timeout)
-        self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r?\n", 30)
+        self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
         return self.console.match.group(0).decode().strip()
 
     def ssh(self, command: str, user: str = "root", stdin=None, input=None, timeout=180, check=False):

@@ -182,7 +182,7 @@ def test_install_new_version_reboots_into_slot_b_and_confirms(box, firmware):
 
     # Confirmed means it stays: the next boot (past the trial deadline) is still B.
     appliance.ssh("reboot", timeout=30)
-    appliance.expect(r"bloo init: booting slot B \(0\.2\.0\)\r?\n")
+    appliance.expect(r"bloo init: booting slot B \(0\.2\.0\)\r*\n")
     assert appliance.wait_booted() == "bloo: running slot B (0.2.0), confirmed"
 
 
@@ -198,7 +198,7 @@ def test_unhealthy_bundle_rolls_back_by_itself(box, firmware):
                      rf"within {TRIAL_DEADLINE} s", TRIAL_DEADLINE + 60)
     # No one touches the box: it reboots and init goes back to A.
     appliance.expect(r"bloo init: rolled back to slot A \(0\.1\.0\): slot B \(0\.3\.0\) failed its trial", 120)
-    appliance.expect(r"bloo init: booting slot A \(0\.1\.0\)\r?\n")
+    appliance.expect(r"bloo init: booting slot A \(0\.1\.0\)\r*\n")
     assert appliance.wait_booted() == "bloo: running slot A (0.1.0), confirmed"
     appliance.wait_ssh()
     status = appliance.status()
@@ -229,7 +229,7 @@ def test_qemu_killed_during_the_write_boots_the_old_slot(box, firmware):
     writer.wait()
 
     again = box()
-    again.expect(r"bloo init: booting slot A \(0\.1\.0\)\r?\n")
+    again.expect(r"bloo init: booting slot A \(0\.1\.0\)\r*\n")
     assert again.wait_booted() == "bloo: running slot A (0.1.0), confirmed"
     again.wait_ssh()
     status = again.status()
