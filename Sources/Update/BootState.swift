@@ -78,6 +78,8 @@ public struct BootState: Equatable, Sendable {
     /// Nil when the record is torn, corrupt or of an unknown format.
     public static func decode(_ record: [UInt8]) -> BootState? {
         let used = Array(record.prefix(while: { $0 != 0 }))
+        // Padding is part of the record: anything but zeros after the text is corruption.
+        guard record[used.count...].allSatisfy({ $0 == 0 }) else { return nil }
         let marker = Array("\nsha256 ".utf8)
         guard used.count > marker.count + 64, used.last == UInt8(ascii: "\n") else { return nil }
         var markerStart: Int?
