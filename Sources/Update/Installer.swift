@@ -19,7 +19,7 @@ public struct Installer {
     public let lockPath: String?
 
     public init(board: Board, store: BootStateStore, keyring: Keyring, runningFallback: FirmwareVersion,
-                lockPath: String? = "/run/bloo-update.lock", progress: @escaping (String) -> Void) {
+                lockPath: String? = "/run/bloo-update/lock", progress: @escaping (String) -> Void) {
         self.board = board
         self.store = store
         self.keyring = keyring

@@ -2,9 +2,6 @@
 import Glibc
 import Update
 
-enum UpdatePaths {
-    static let keyring = "/etc/bloo/keyring"
-}
 
 func updateFailure(_ area: String, _ error: Error) -> Int32 {
     if error is BundleRefusal {
@@ -77,7 +74,7 @@ enum BundleCommand {
                 if let file = arguments.value("public-key") {
                     keyring = Keyring(keys: [try KeyFile.readPublic(file)])
                 } else {
-                    keyring = try Keyring(directory: arguments.value("keyring") ?? UpdatePaths.keyring)
+                    keyring = try Keyring(directory: arguments.value("keyring") ?? UpdateVerbs.keyringDirectory)
                 }
                 let fd = open(path, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw SystemError("cannot open \(path)") }
@@ -103,41 +100,12 @@ enum UpdateCommand {
         if verb == "init-state" { return try initState(Array(words.dropFirst())) }
         let arguments = try Arguments(Array(words.dropFirst()), command: "update \(verb)", options: ["keyring"])
         guard arguments.positionals.isEmpty else { throw UsageError("update \(verb): unexpected '\(arguments.positionals[0])'") }
-        do {
-            var board = try Board.load()
-            board.apply(commandLine: (try? FileIO.readText("/proc/cmdline", limit: 4096)) ?? "")
-            let store = BootStateStore(path: board.bootState)
-            switch verb {
-            case "status":
-                writeLine(STDOUT_FILENO, BootControl.statusText(try store.read()))
-            case "install":
-                // A dropped SSH connection must end in a clean refusal, not a kill mid-write.
-                signal(SIGPIPE, SIG_IGN)
-                let installer = Installer(board: board, store: store,
-                                          keyring: try Keyring(directory: arguments.value("keyring") ?? UpdatePaths.keyring),
-                                          runningFallback: FirmwareVersion(BuildInfo.version) ?? FirmwareVersion("0")!) {
-                    writeLine(STDERR_FILENO, $0)
-                }
-                var source = DescriptorSource(fd: STDIN_FILENO)
-                let manifest = try installer.install(from: &source)
-                writeLine(STDOUT_FILENO, "update: installed \(manifest.version); reboot to try it (it is confirmed once the daemon reports healthy)")
-            case "confirm":
-                let state = try store.update { $0 = try BootControl.confirm($0, reason: "confirmed by an admin") }
-                writeLine(STDOUT_FILENO, "update: \(state.event)")
-            case "rollback":
-                let state = try store.update { $0 = try BootControl.rollback($0) }
-                writeLine(STDOUT_FILENO, "update: \(state.event)")
-            case "watchdog":
-                return TrialWatchdog.run(board: board, store: store) { writeLine(STDOUT_FILENO, $0) }
-            default:
-                throw UsageError("update: unknown verb '\(verb)' (expected status, install, confirm or rollback)")
-            }
-            return ExitStatus.success
-        } catch let error as UsageError {
-            throw error
-        } catch {
-            return updateFailure("update \(verb)", error)
+        guard ["status", "install", "confirm", "rollback", "watchdog"].contains(verb) else {
+            throw UsageError("update: unknown verb '\(verb)' (expected status, install, confirm or rollback)")
         }
+        return UpdateVerbs.run(verb: verb, runningVersion: BuildInfo.version,
+                               keyring: arguments.value("keyring") ?? UpdateVerbs.keyringDirectory,
+                               say: { writeLine(STDOUT_FILENO, $0) }, warn: { writeLine(STDERR_FILENO, $0) })
     }
 
     /// Image builds only: a fresh boot state in a file (slot A good, holding VERSION).
