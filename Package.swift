@@ -75,6 +75,8 @@ let package = Package(
 if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
+        (name: "FuzzBundleHeader", dependencies: ["Update"]),
+        (name: "FuzzBootState", dependencies: ["Update"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
