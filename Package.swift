@@ -28,7 +28,7 @@ let package = Package(
         .target(name: "H323", dependencies: ["PER"]),
         .target(name: "RTP"),
         .target(name: "Tunnel"),
-        .target(name: "Control"),
+        .target(name: "Control", dependencies: ["Log"]),
         .target(name: "Endpoint", dependencies: ["H323", "RTP", "Log"]),
 
         // MARK: I/O drivers and the data plane
@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "PERTests", dependencies: ["PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "H323Tests", dependencies: ["H323", "PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),
-        .testTarget(name: "TunnelTests", dependencies: ["Tunnel"]),
+        .testTarget(name: "TunnelTests", dependencies: ["Tunnel", "IO"]),
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
         .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )
@@ -77,6 +77,7 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzLogFormat", dependencies: ["Log"]),
         (name: "FuzzBundleHeader", dependencies: ["Update"]),
         (name: "FuzzBootState", dependencies: ["Update"]),
+        (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

@@ -18,6 +18,8 @@ enum CommandTable {
                 usage: BundleCommand.usage, run: BundleCommand.run),
         Command(name: "update", summary: "firmware update: status, install (bundle on stdin), confirm, rollback",
                 usage: "bloo update status|install|confirm|rollback", run: UpdateCommand.run),
+        Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
+                usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }

@@ -1,0 +1,208 @@
+import Glibc
+import CSystem
+
+/// Readiness a handler asks for / is told about.
+public struct IOEvents: OptionSet, Sendable {
+    public let rawValue: UInt32
+    public init(rawValue: UInt32) { self.rawValue = rawValue }
+    public static let readable = IOEvents(rawValue: EPOLLIN.rawValue)
+    public static let writable = IOEvents(rawValue: EPOLLOUT.rawValue)
+    /// Error or hang-up: always reported, never needs asking for.
+    public static let error = IOEvents(rawValue: EPOLLERR.rawValue)
+    public static let hangup = IOEvents(rawValue: EPOLLHUP.rawValue | EPOLLRDHUP.rawValue)
+    /// Edge-triggered: the handler must drain until EAGAIN.
+    public static let edgeTriggered = IOEvents(rawValue: EPOLLET.rawValue)
+}
+
+/// Something that reacts to readiness of descriptors it registered.
+/// `tag` is the value given at registration, so one handler can serve many descriptors
+/// without a lookup.
+public protocol IOHandler: AnyObject {
+    func handle(events: IOEvents, tag: UInt64)
+}
+
+/// Identifies one registration in an `EventLoop`.
+public struct Registration: Hashable, Sendable {
+    public let slot: Int
+}
+
+/// Identifies one scheduled timer.
+public struct TimerID: Hashable, Sendable {
+    public let value: UInt64
+}
+
+/// A single-threaded epoll loop with timers. Lives on one thread: not Sendable.
+/// Other threads reach it only through a `Wakeup` (eventfd) registered here.
+public final class EventLoop {
+    public let epollFD: Int32
+    private struct Slot {
+        var handler: IOHandler?
+        var tag: UInt64
+        var fd: Int32
+    }
+    private var slots: ContiguousArray<Slot> = []
+    private var freeSlots: [Int] = []
+    private let events: UnsafeMutablePointer<epoll_event>
+    private let maxEvents: Int32
+    private var running = false
+
+    // Timers: a binary min-heap of (deadline, id); cancelled ids are dropped lazily.
+    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
+    private var timerBodies: [UInt64: () -> Void] = [:]
+    private var nextTimerID: UInt64 = 1
+
+    public init(maxEvents: Int = 256) throws {
+        let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard fd >= 0 else { throw SystemError("epoll_create1") }
+        epollFD = fd
+        self.maxEvents = Int32(maxEvents)
+        events = .allocate(capacity: maxEvents)
+        events.initialize(repeating: epoll_event(), count: maxEvents)
+    }
+
+    deinit {
+        events.deallocate()
+        close(epollFD)
+    }
+
+    public var registrationCount: Int { slots.count - freeSlots.count }
+
+    /// Registers `fd`; `handler` is held strongly until `unregister`.
+    @discardableResult
+    public func register(fd: Int32, events wanted: IOEvents, handler: IOHandler, tag: UInt64 = 0) throws -> Registration {
+        let slot: Int
+        if let free = freeSlots.popLast() {
+            slot = free
+            slots[slot] = Slot(handler: handler, tag: tag, fd: fd)
+        } else {
+            slot = slots.count
+            slots.append(Slot(handler: handler, tag: tag, fd: fd))
+        }
+        var ev = epoll_event()
+        ev.events = wanted.rawValue
+        ev.data.u64 = UInt64(slot)
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else {
+            let error = SystemError("epoll_ctl(ADD)")
+            slots[slot] = Slot(handler: nil, tag: 0, fd: -1)
+            freeSlots.append(slot)
+            throw error
+        }
+        return Registration(slot: slot)
+    }
+
+    /// Changes the readiness a registration waits for (e.g. add .writable while output is pending).
+    public func modify(_ registration: Registration, events wanted: IOEvents) throws {
+        var ev = epoll_event()
+        ev.events = wanted.rawValue
+        ev.data.u64 = UInt64(registration.slot)
+        guard epoll_ctl(epollFD, EPOLL_CTL_MOD, slots[registration.slot].fd, &ev) == 0 else {
+            throw SystemError("epoll_ctl(MOD)")
+        }
+    }
+
+    /// Removes a registration. The descriptor is not closed (its owner closes it).
+    public func unregister(_ registration: Registration) {
+        let slot = registration.slot
+        guard slot < slots.count, slots[slot].handler != nil else { return }
+        _ = epoll_ctl(epollFD, EPOLL_CTL_DEL, slots[slot].fd, nil)
+        slots[slot] = Slot(handler: nil, tag: 0, fd: -1)
+        freeSlots.append(slot)
+    }
+
+    // MARK: Timers
+
+    /// Runs `body` once, `nanoseconds` from now, on this loop's thread.
+    @discardableResult
+    public func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerID {
+        let id = nextTimerID
+        nextTimerID += 1
+        timerBodies[id] = body
+        heapPush((monotonicNanoseconds() &+ nanoseconds, id))
+        return TimerID(value: id)
+    }
+
+    /// Cancels a timer that has not fired yet (no effect otherwise).
+    public func cancel(_ timer: TimerID) {
+        timerBodies[timer.value] = nil
+    }
+
+    public var pendingTimers: Int { timerBodies.count }
+
+    private func heapPush(_ item: (deadline: UInt64, id: UInt64)) {
+        timerHeap.append(item)
+        var child = timerHeap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            if timerHeap[parent].deadline <= timerHeap[child].deadline { break }
+            timerHeap.swapAt(parent, child)
+            child = parent
+        }
+    }
+
+    private func heapPop() -> (deadline: UInt64, id: UInt64)? {
+        guard let first = timerHeap.first else { return nil }
+        let last = timerHeap.removeLast()
+        if !timerHeap.isEmpty {
+            timerHeap[0] = last
+            var parent = 0
+            while true {
+                let left = 2 * parent + 1, right = left + 1
+                var smallest = parent
+                if left < timerHeap.count && timerHeap[left].deadline < timerHeap[smallest].deadline { smallest = left }
+                if right < timerHeap.count && timerHeap[right].deadline < timerHeap[smallest].deadline { smallest = right }
+                if smallest == parent { break }
+                timerHeap.swapAt(parent, smallest)
+                parent = smallest
+            }
+        }
+        return first
+    }
+
+    /// Fires due timers; returns the milliseconds until the next one (-1: none).
+    private func runDueTimers() -> Int32 {
+        while let top = timerHeap.first {
+            if timerBodies[top.id] == nil { _ = heapPop(); continue }
+            let now = monotonicNanoseconds()
+            if top.deadline > now {
+                let ms = (top.deadline - now + 999_999) / 1_000_000
+                return Int32(min(ms, 60_000))
+            }
+            _ = heapPop()
+            if let body = timerBodies.removeValue(forKey: top.id) { body() }
+        }
+        return -1
+    }
+
+    // MARK: Running
+
+    /// Waits at most `timeoutMilliseconds` (-1: until something happens, bounded by timers),
+    /// dispatches ready handlers and due timers. Returns the number of ready descriptors.
+    @discardableResult
+    public func runOnce(timeoutMilliseconds: Int32 = -1) throws -> Int {
+        var timeout = runDueTimers()
+        if timeoutMilliseconds >= 0 && (timeout < 0 || timeoutMilliseconds < timeout) {
+            timeout = timeoutMilliseconds
+        }
+        let count = epoll_wait(epollFD, events, maxEvents, timeout)
+        if count < 0 {
+            if csys_errno() == EINTR { return 0 }
+            throw SystemError("epoll_wait")
+        }
+        for index in 0..<Int(count) {
+            let ev = events[index]
+            let slot = Int(truncatingIfNeeded: ev.data.u64)
+            guard slot < slots.count, let handler = slots[slot].handler else { continue }
+            handler.handle(events: IOEvents(rawValue: ev.events), tag: slots[slot].tag)
+        }
+        _ = runDueTimers()
+        return Int(count)
+    }
+
+    /// Runs until `stop()` is called (from a handler or timer on this thread).
+    public func run() throws {
+        running = true
+        while running { try runOnce() }
+    }
+
+    public func stop() { running = false }
+}
