@@ -2,22 +2,20 @@
 // healthy and confirm the slot; past the deadline, record why and reboot, so that
 // `bloo init` returns to the last good slot.
 //
-// Health contract with the daemon (docs/update.md): the daemon (re)writes
-// /run/bloo/health atomically; its first word is `healthy` once the configuration is
-// applied, the listeners are up, the workers are alive and the gatekeeper is reachable.
+// Health comes from the daemon (docs/update.md): the caller passes a probe, which in the
+// firmware asks `show health` on the control socket and reads `healthy=yes` (configuration
+// applied, listeners up, workers alive, gatekeeper reachable if one is configured).
 import CBoot
 import Glibc
 
 public enum TrialWatchdog {
-    public static let healthPath = "/run/bloo/health"
-
-    public static func isHealthy(path: String = healthPath) -> Bool {
-        guard let text = try? FileIO.readText(path, limit: 4096) else { return false }
-        return text.split(whereSeparator: { $0 == " " || $0 == "\n" }).first == "healthy"
+    /// True when a `show health` reply in key=value form says `healthy=yes`.
+    public static func healthyReply(_ text: String) -> Bool {
+        text.split(separator: "\n").contains { $0.trimmingSpaces == "healthy=yes" }
     }
 
     /// Runs until the trial is settled. Returns the exit status.
-    public static func run(board: Board, store: BootStateStore, healthPath: String = healthPath,
+    public static func run(board: Board, store: BootStateStore, isHealthy: () -> Bool,
                            say: (String) -> Void) -> Int32 {
         guard let state = try? store.read(), let booted = state.booted, state.trial == booted else {
             say("update watchdog: not on trial, nothing to watch")
@@ -31,7 +29,7 @@ public enum TrialWatchdog {
                 say("update watchdog: the trial was settled by someone else")
                 return 0
             }
-            if isHealthy(path: healthPath) {
+            if isHealthy() {
                 do {
                     let confirmed = try BootControl.confirm(current, reason: "the daemon reported healthy")
                     try store.write(confirmed, after: current)

@@ -9,6 +9,7 @@ public enum UpdateVerbs {
     /// goes to `say`, progress and refusals to `warn`. Returns the exit status (0 or 1).
     public static func run(verb: String, input: Int32 = STDIN_FILENO, runningVersion: String,
                            keyring keyringDirectory: String = keyringDirectory,
+                           isHealthy: () -> Bool = { false },
                            say: (String) -> Void, warn: @escaping (String) -> Void) -> Int32 {
         do {
             var board = try Board.load()
@@ -33,7 +34,7 @@ public enum UpdateVerbs {
                 let state = try store.update { $0 = try BootControl.rollback($0) }
                 say("update: \(state.event)")
             case "watchdog":
-                return TrialWatchdog.run(board: board, store: store, say: say)
+                return TrialWatchdog.run(board: board, store: store, isHealthy: isHealthy, say: say)
             default:
                 warn("update: unknown verb '\(verb)' (expected status, install, confirm or rollback)")
                 return 2

@@ -1,4 +1,5 @@
 // `bloo bundle ...` and `bloo update ...`: thin wrappers over the Update module.
+import Control
 import Glibc
 import Update
 
@@ -105,7 +106,14 @@ enum UpdateCommand {
         }
         return UpdateVerbs.run(verb: verb, runningVersion: BuildInfo.version,
                                keyring: arguments.value("keyring") ?? UpdateVerbs.keyringDirectory,
+                               isHealthy: daemonIsHealthy,
                                say: { writeLine(STDOUT_FILENO, $0) }, warn: { writeLine(STDERR_FILENO, $0) })
+    }
+
+    /// The daemon's own verdict, over the control socket; no answer is not healthy.
+    static func daemonIsHealthy() -> Bool {
+        guard let reply = try? ControlClient(timeoutSeconds: 5).show("health", format: .kv) else { return false }
+        return TrialWatchdog.healthyReply(reply)
     }
 
     /// Image builds only: a fresh boot state in a file (slot A good, holding VERSION).

@@ -80,3 +80,26 @@ import Testing
         #expect(throws: BootControlError.self) { try BootControl.beginInstall(fresh(), slot: .a) }
     }
 }
+
+@Suite struct TrialWatchdogTests {
+    @Test func healthyOnlyWhenTheDaemonSaysSo() {
+        #expect(TrialWatchdog.healthyReply("healthy=yes\nconfig=applied\n"))
+        #expect(!TrialWatchdog.healthyReply("healthy=no\nconfig=errors\n"))
+        #expect(!TrialWatchdog.healthyReply("unhealthy=yes\n"))
+        #expect(!TrialWatchdog.healthyReply(""))
+    }
+
+    @Test func confirmsTheTrialSlotWhenHealthy() throws {
+        let scratch = try Scratch()
+        try scratch.store.update {
+            $0 = BootControl.chooseSlot(BootControl.finishInstall($0, slot: .b, version: FirmwareVersion("1.1.0")!, tries: 1)).state
+        }
+        var probes = 0
+        let status = TrialWatchdog.run(board: scratch.board, store: scratch.store, isHealthy: { probes += 1; return probes >= 2 },
+                                       say: { _ in })
+        #expect(status == 0 && probes == 2)
+        let state = try scratch.store.read()
+        #expect(state.good == .b && state.trial == nil && state.floor == FirmwareVersion("1.1.0")!)
+        #expect(state.event.contains("confirmed (the daemon reported healthy)"))
+    }
+}
