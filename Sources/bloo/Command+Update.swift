@@ -110,6 +110,22 @@ enum UpdateCommand {
                                say: { writeLine(STDOUT_FILENO, $0) }, warn: { writeLine(STDERR_FILENO, $0) })
     }
 
+    /// Hook for `bloo cli`: the update verbs the CLI accepts (`update status|install|confirm|
+    /// rollback`, `show update`), run with the session's stdin (the bundle over SSH).
+    /// Returns nil when `words` are not an update command, so the CLI handles them.
+    /// Who may write is enforced by the kernel: the slots and the boot state belong to
+    /// group `update` (admin), so an operator's install fails before anything is written.
+    static func fromCLI(_ words: [String]) -> Int32? {
+        let verb: String
+        switch (words.first, words.count) {
+        case ("update", 2) where ["status", "install", "confirm", "rollback"].contains(words[1]): verb = words[1]
+        case ("show", 2) where words[1] == "update": verb = "status"
+        default: return nil
+        }
+        return UpdateVerbs.run(verb: verb, runningVersion: BuildInfo.version,
+                               say: { writeLine(STDOUT_FILENO, $0) }, warn: { writeLine(STDERR_FILENO, $0) })
+    }
+
     /// The daemon's own verdict, over the control socket; no answer is not healthy.
     static func daemonIsHealthy() -> Bool {
         guard let reply = try? ControlClient(timeoutSeconds: 5).show("health", format: .kv) else { return false }
