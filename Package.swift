@@ -13,6 +13,8 @@ let package = Package(
     targets: [
         // MARK: C surface (no Swift knowledge)
         .target(name: "CSystem"),
+        // finit_module for bloo init; a header without includes (see CBoot.h).
+        .target(name: "CBoot"),
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
@@ -36,7 +38,7 @@ let package = Package(
         // MARK: Appliance services
         .target(name: "Config", dependencies: ["COpenSSL", "Log"]),
         .target(name: "System", dependencies: ["CSystem", "CNetlink", "CCap", "Log"]),
-        .target(name: "Update", dependencies: ["CSystem", "COpenSSL", "Log"]),
+        .target(name: "Update", dependencies: ["CBoot", "COpenSSL", "Log"]),
         .target(name: "Proxy", dependencies: ["Tunnel", "IO", "Relay", "Endpoint", "H323", "RTP", "Config", "Log"]),
         .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "H323", "RTP", "Log"]),
         .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
@@ -81,6 +83,8 @@ if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
         (name: "FuzzControlRequest", dependencies: ["Control"]),
+        (name: "FuzzBundleHeader", dependencies: ["Update"]),
+        (name: "FuzzBootState", dependencies: ["Update"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
         (name: "FuzzRTP", dependencies: ["RTP"]),
     ]
