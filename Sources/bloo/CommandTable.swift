@@ -12,6 +12,8 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "h323", summary: "decode H.323 messages (RAS, Q.931, H.225, H.245); print sample encodings",
+                usage: H323Command.usage) { try H323Command.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
