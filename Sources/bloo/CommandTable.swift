@@ -27,6 +27,8 @@ enum CommandTable {
         Command(name: "tunnel-load", summary: "tunnel benchmark load generator (G.711 calls over tunnels)",
                 usage: TunnelLoadCommand.usage) { try TunnelLoadCommand.run($0) },
         RelayCommandLine.command,
+        Command(name: "h323", summary: "decode H.323 messages (RAS, Q.931, H.225, H.245); print sample encodings",
+                usage: H323Command.usage) { try H323Command.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }

@@ -198,6 +198,12 @@ def type_expr(node, module, params, context):
     # A reference to a named type (a parameterized one becomes its own body, with the
     # parameter as an open type: every actual parameter in these modules is an open type).
     target = resolve(module, t)
+    if any(k in node for k in ('size', 'restricted-to', 'from')):
+        # A constraint on a reference (TBCD-STRING (SIZE (3..16))): the named type with the
+        # constraint applied, written out in place.
+        merged = dict(spec[target[0]]['types'][target[1]])
+        merged.update({k: node[k] for k in ('size', 'restricted-to', 'from') if k in node})
+        return type_expr(merged, target[0], params, context)
     return '.reference(%d)' % index_of[target]
 
 
