@@ -66,9 +66,11 @@ def free_udp_port():
 
 
 def free_port_block(count):
-    """A random block of `count` consecutive free UDP ports on 127.0.0.1 (even start)."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000 - count) & ~3
+    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4), below the
+    kernel's ephemeral range so that other programs' connections do not fragment it."""
+    bases = list(range(10000, 32768 - count, 64))
+    random.shuffle(bases)
+    for base in bases[:400]:
         if any(base <= port < base + count for port in RESERVED):
             continue
         sockets = []
@@ -83,7 +85,7 @@ def free_port_block(count):
         finally:
             for s in sockets:
                 s.close()
-    raise RuntimeError("no free port block")
+    raise RuntimeError(f"no block of {count} free ports")
 
 
 class Drain(threading.Thread):
@@ -123,7 +125,7 @@ class Bloo:
         self.proc = subprocess.Popen(
             RT + ["taskset", "-c", str(RELAY_CPU), str(BLOO), "relay", "--address", "127.0.0.1",
              "--ports", f"{base}-{base + 4 * streams + 3}", "--cpus", str(RELAY_CPU),
-             "--idle-timeout-ms", "3600000"],
+             "--idle-timeout-ms", "3600000"] + os.environ.get("BLOO_FLAGS", "").split(),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.out = Drain(self.proc.stdout, keep=lambda l: not l.startswith("event"))
         self.out.wait_for(1)  # ready
