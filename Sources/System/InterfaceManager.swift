@@ -74,10 +74,10 @@ struct KernelRoute {
 
 /// Not thread-safe: one owner at a time (the daemon keeps it behind a lock).
 public final class InterfaceManager {
-    /// rtm_protocol of the routes this manager installs (any value above RTPROT_STATIC=4
-    /// that other daemons do not use; 186 is free in iproute2's rt_protos). Only routes
-    /// with this number are ever removed.
-    public static let routeProtocol: UInt8 = 186
+    /// rtm_protocol of the routes this manager installs: above RTPROT_STATIC (4), so the
+    /// kernel does not interpret it, and unused by <linux/rtnetlink.h> and iproute2's
+    /// rt_protos (which name 0-18, 42, 99, 186-192). Only routes with it are ever removed.
+    public static let routeProtocol: UInt8 = 157
     private let socket: OpaquePointer
     private let kernelErrno: UnsafeMutablePointer<Int32>
     /// VLAN devices created or adopted under a spec; removed when a later spec drops them.
@@ -305,7 +305,7 @@ public final class InterfaceManager {
         func matches(_ spec: RouteSpec, _ route: KernelRoute) -> Bool {
             route.destination == spec.destination && route.gateway == spec.gateway
                 && (spec.device == nil || indexByName[spec.device!] == route.deviceIndex)
-                && route.metric == (spec.metric ?? 0)
+                && route.metric == (spec.metric ?? Self.defaultMetric(spec.destination.family))
         }
         let ours = kernel.filter { $0.protocolNumber == Self.routeProtocol }
         for route in ours where !wanted.contains(where: { matches($0, route) }) {
@@ -334,6 +334,9 @@ public final class InterfaceManager {
             }
         }
     }
+
+    /// The metric the kernel gives a route added without one (IP6_RT_PRIO_USER for IPv6).
+    static func defaultMetric(_ family: IPFamily) -> UInt32 { family == .v6 ? 1024 : 0 }
 
     // MARK: Kernel requests (each returns nil or the kernel's reason)
 

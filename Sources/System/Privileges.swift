@@ -45,14 +45,25 @@ public struct ServiceAccount: Sendable, Equatable {
             guard uid != 0 && gid != 0 else { throw SystemFailure("service user '\(text)': must not be root") }
             return ServiceAccount(uid: uid, gid: gid, name: String(uid))
         }
-        errno = 0
-        guard let entry = getpwnam(text) else {
+        guard let entry = passwdEntry(text) else {
             throw SystemFailure("service user '\(text)': not in /etc/passwd")
         }
-        let account = ServiceAccount(uid: entry.pointee.pw_uid, gid: entry.pointee.pw_gid, name: text)
+        let account = ServiceAccount(uid: entry.uid, gid: entry.gid, name: text)
         guard account.uid != 0 && account.gid != 0 else { throw SystemFailure("service user '\(text)': must not be root") }
         return account
     }
+}
+
+/// Reads /etc/passwd with glibc's own parser (fgetpwent). Not getpwnam: in a static
+/// binary, an nsswitch.conf naming other sources (systemd, sss) makes glibc try to
+/// dlopen them, which crashes; the appliance has only the file anyway.
+func passwdEntry(_ name: String, path: String = "/etc/passwd") -> (uid: UInt32, gid: UInt32)? {
+    guard let file = fopen(path, "re") else { return nil }
+    defer { fclose(file) }
+    while let entry = fgetpwent(file) {
+        if String(cString: entry.pointee.pw_name) == name { return (entry.pointee.pw_uid, entry.pointee.pw_gid) }
+    }
+    return nil
 }
 
 /// What `dropPrivileges` left in place, read back from the kernel.
