@@ -13,7 +13,9 @@ FACTORY_PASSWORD = "bloophone"
 class Console:
     """`bloo console` on the slave side of a pty; the test types on the master side."""
 
-    def __init__(self, bloo, data_dir, term="dumb", extra=(), rows=None):
+    def __init__(self, bloo, data_dir, term="dumb", extra=(), rows=None, data_dir_flag=None, socket=None):
+        """data_dir holds the console's log; the store is data_dir_flag or data_dir; the
+        control socket is `socket` (a daemon's) or a path where no daemon listens."""
         self.data_dir = str(data_dir)
         self.master, self.slave = os.openpty()
         if rows:
@@ -21,11 +23,11 @@ class Console:
             fcntl.ioctl(self.slave, termios.TIOCSWINSZ, struct.pack("HHHH", rows, 80, 0, 0))
         self.device = os.ttyname(self.slave)
         env = {"PATH": os.environ["PATH"], "TERM": term,
-               "BLOO_CONTROL_SOCKET": os.path.join(self.data_dir, "no-daemon.sock")}
+               "BLOO_CONTROL_SOCKET": socket or os.path.join(self.data_dir, "no-daemon.sock")}
         self.log_path = os.path.join(self.data_dir, f"console-{time.monotonic_ns()}.log")
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
-            [str(bloo), "console", "--data-dir", self.data_dir, "--confirm-unit-seconds", "1", *extra, self.device],
+            [str(bloo), "console", "--data-dir", str(data_dir_flag or self.data_dir), "--confirm-unit-seconds", "1", *extra, self.device],
             env=env, stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log)
         self.child = pexpect.fdpexpect.fdspawn(self.master, timeout=10, encoding="utf-8", codec_errors="replace")
         self.received = []
