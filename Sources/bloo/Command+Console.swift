@@ -61,6 +61,9 @@ enum ConsoleCommands {
             }
         }
         let arguments = try Arguments(words, command: "cli", options: options)
+        // `ssh admin@box update install < bundle`, `show update`: the update verbs read the
+        // session's stdin and work without the daemon (issue of the image).
+        if let status = UpdateCommand.fromCLI(arguments.positionals) { return status }
         let settings = try backendSettings(arguments, command: "cli")
         let backend = try makeBackend(settings)
         guard let identity = identity(backend) else {
