@@ -87,6 +87,8 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzBootState", dependencies: ["Update"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
         (name: "FuzzRTP", dependencies: ["RTP"]),
+        (name: "FuzzConfigText", dependencies: ["Config"]),
+        (name: "FuzzConsoleInput", dependencies: ["Console", "Config"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

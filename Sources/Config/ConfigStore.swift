@@ -256,7 +256,11 @@ public final class ConfigStore: @unchecked Sendable {
 
     /// Serialises writers across processes (the daemon, a console in local mode).
     private func withLock<T>(exclusive: Bool, _ body: () throws(StoreError) -> T) throws(StoreError) -> T {
-        let fd = open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+        // Readers never create the lock file: a reader running as another user (root's
+        // CLI beside the daemon's service user) must not leave a file the owner cannot open.
+        let fd = exclusive ? open(directory + "/lock", O_RDWR | O_CREAT | O_CLOEXEC, 0o640)
+                           : open(directory + "/lock", O_RDONLY | O_CLOEXEC)
+        if fd < 0, !exclusive, errno == ENOENT { return try body() }  // nobody has written yet
         guard fd >= 0 else { throw StoreError("cannot open \(directory)/lock: \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         while flock(fd, exclusive ? LOCK_EX : LOCK_SH) != 0 {

@@ -52,9 +52,27 @@ public final class LocalBackend: ManagementBackend {
     private var lastSequence: Int?
     private let log = Logger(subsystem: "console")
 
+    private var pending: [String] = []
+
+    /// Opening the store is when a `commit confirmed` whose deadline passed while nobody
+    /// was running (a crash, a reboot) is reverted; the revert is announced by the first
+    /// `announcements()` call.
     public init(store: ConfigStore, rebootCommand: [String] = ["/sbin/reboot"]) {
         self.store = store
         self.rebootCommand = rebootCommand
+        pending = revertIfExpired()
+        lastSequence = try? store.running().info.sequence
+    }
+
+    private func revertIfExpired() -> [String] {
+        do {
+            guard let reverted = try store.revertIfExpired() else { return [] }
+            lastSequence = reverted.sequence
+            return ["*** \(reverted.comment): running configuration restored as commit \(reverted.sequence) ***"]
+        } catch {
+            log.error("console.store", ["error": error.message])
+            return []
+        }
     }
 
     public var connection: String { "configuration store \(store.directory) (daemon not running)" }
@@ -124,12 +142,10 @@ public final class LocalBackend: ManagementBackend {
     }
 
     public func announcements() -> [String] {
-        var messages: [String] = []
+        var messages = pending + revertIfExpired()
+        pending = []
+        if !messages.isEmpty { return messages }
         do {
-            if let reverted = try store.revertIfExpired() {
-                lastSequence = reverted.sequence
-                return ["*** \(reverted.comment): running configuration restored as commit \(reverted.sequence) ***"]
-            }
             // Another session or process may have reverted: announce it here too.
             let info = try store.running().info
             if let last = lastSequence, info.sequence != last, info.user == "system" {

@@ -164,7 +164,9 @@ public enum CommandGrammar {
                     switch spec.kind.canonical(words[index]) {
                     case .success(let value): values[node.word] = value
                     case .failure(let error):
-                        if !spec.optional { throw CommandError(command: name(), reason: "'\(words[index])': \(error.reason)") }
+                        if !spec.optional || matches(words[index], in: node.children).isEmpty {
+                            throw CommandError(command: name(), reason: "'\(words[index])': \(error.reason)")
+                        }
                         // An optional value that does not fit may be the next keyword.
                         current = node; nodes = node.children
                         continue

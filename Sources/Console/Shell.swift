@@ -592,6 +592,7 @@ public final class Shell {
     /// A message for this session whatever it is doing (automatic revert).
     private func announce(_ message: String) {
         log.notice("console.announce", ["message": message])
+        refreshHostname()
         switch state {
         case .finished: return
         case .command, .loginName:

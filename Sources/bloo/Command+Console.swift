@@ -6,7 +6,7 @@ import Glibc
 /// `bloo console DEVICE` (the serial console, started by init) and `bloo cli` (the SSH
 /// login shell, and one-shot commands such as `bloo cli show version`).
 enum ConsoleCommands {
-    static let options: Set<String> = ["data-dir", "confirm-unit-seconds", "reboot-command"]
+    static let options: Set<String> = ["data-dir", "confirm-unit-seconds", "reboot-command", "idle-timeout"]
 
     static let console = Command(
         name: "console", summary: "serial console: 115200 8N1 raw, banner, login, then the CLI",
@@ -34,11 +34,14 @@ enum ConsoleCommands {
             let size = TerminalDriver.windowSize(fd)
             let capabilities = TerminalCapabilities(term: environment("TERM"), width: size?.columns ?? 80,
                                                     height: size?.rows ?? 24)
-            let shell = Shell(backend: try makeBackend(settings), capabilities: capabilities,
-                              settings: ShellSettings(requireLogin: true))
-            TerminalDriver.run(shell, input: fd, output: fd)
+            var shellSettings = ShellSettings(requireLogin: true)
+            shellSettings.idleTimeoutSeconds = settings.idleTimeoutSeconds
+            let shell = Shell(backend: try makeBackend(settings), capabilities: capabilities, settings: shellSettings)
+            let ended = TerminalDriver.run(shell, input: fd, output: fd)
             TerminalDriver.restore(fd, saved)
             close(fd)
+            // After a hangup the line may stay dead for a while: do not spin on it.
+            if !ended { sleep(1) }
         }
         return ExitStatus.success
     }
@@ -49,11 +52,18 @@ enum ConsoleCommands {
     ) { words in
         var words = words
         // A login shell runs `ssh box show calls` as `bloo-cli -c "show calls"`.
-        if words.first == "-c" {
-            guard words.count == 2 else { throw UsageError("cli: -c takes one command string") }
-            do { words = try ConfigLexer.words(words[1]) } catch let error as ConfigLexer.Failure { throw UsageError("cli: \(error.message)") }
+        if let dash = words.firstIndex(of: "-c") {
+            guard dash + 2 == words.count else { throw UsageError("cli: -c takes one command string, last") }
+            do {
+                words = Array(words[..<dash]) + (try ConfigLexer.words(words[dash + 1]))
+            } catch let error as ConfigLexer.Failure {
+                throw UsageError("cli: \(error.message)")
+            }
         }
         let arguments = try Arguments(words, command: "cli", options: options)
+        // `ssh admin@box update install < bundle`, `show update`: the update verbs read the
+        // session's stdin and work without the daemon (issue of the image).
+        if let status = UpdateCommand.fromCLI(arguments.positionals) { return status }
         let settings = try backendSettings(arguments, command: "cli")
         let backend = try makeBackend(settings)
         guard let identity = identity(backend) else {
@@ -76,6 +86,7 @@ enum ConsoleCommands {
         let saved = TerminalDriver.makeRaw(STDIN_FILENO, serial: false)
         let size = TerminalDriver.windowSize(STDOUT_FILENO)
         shellSettings.showBanner = true
+        shellSettings.idleTimeoutSeconds = settings.idleTimeoutSeconds
         let shell = Shell(backend: backend,
                           capabilities: TerminalCapabilities(term: environment("TERM"), width: size?.columns ?? 80,
                                                              height: size?.rows ?? 24),
@@ -89,13 +100,15 @@ enum ConsoleCommands {
         let dataDirectory: String
         let confirmUnitSeconds: Int64
         let rebootCommand: [String]
+        let idleTimeoutSeconds: Int64
     }
 
     static func backendSettings(_ arguments: Arguments, command: String) throws -> BackendSettings {
         let unit = try arguments.integer("confirm-unit-seconds", command: command, range: 1...60) ?? 60
         let reboot = arguments.value("reboot-command").map { $0.split(separator: " ").map(String.init) } ?? ["/sbin/reboot"]
         return BackendSettings(dataDirectory: arguments.value("data-dir") ?? environment("BLOO_DATA_DIR") ?? ConfigStore.defaultDirectory,
-                               confirmUnitSeconds: Int64(unit), rebootCommand: reboot)
+                               confirmUnitSeconds: Int64(unit), rebootCommand: reboot,
+                               idleTimeoutSeconds: Int64(try arguments.integer("idle-timeout", command: command, range: 1...86400) ?? 900))
     }
 
     /// The daemon when it answers; otherwise the configuration store itself, so that the
