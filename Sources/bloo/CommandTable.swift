@@ -14,6 +14,8 @@ enum CommandTable {
         },
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
+        Command(name: "lab", summary: "lab tools: H.323 gatekeeper and gateway for tests (not for service)",
+                usage: LabCommand.usage) { try LabCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
