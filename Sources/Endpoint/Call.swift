@@ -155,6 +155,7 @@ public struct H323Call: Sendable {
     private var h245: H245Session
     private var h245Channel = false
     private var h245Requested = false
+    private var endSessionSent = false
     private var pendingTunnelled: [[UInt8]] = []
     private var timerDeadline: UInt64?
     private var timerCause: UInt8 = Q850.recoveryOnTimerExpiry
@@ -337,7 +338,14 @@ public struct H323Call: Sendable {
             case .userInput(let c, let duration):
                 out.append(.dtmf(c, durationMs: duration))
             case .endSession:
-                release(cause: Q850.normalClearing, byRemote: true, &out)
+                // H.245 is over; the cause comes with ReleaseComplete (H.323 8.5), so the
+                // call itself waits for it. Answer with our own EndSession once.
+                if !endSessionSent {
+                    endSessionSent = true
+                    for case .send(let m) in h245.endSession() {
+                        if h245Channel { out.append(.sendH245(m)) } else if tunnelling, let b = try? m.encoded() { pendingTunnelled.append(b) }
+                    }
+                }
             case .roundTripDelay(let ms):
                 out.append(.roundTripDelay(ms: ms))
             case .remoteCapabilities:
@@ -527,11 +535,9 @@ public struct H323Call: Sendable {
     private mutating func release(cause: UInt8, byRemote: Bool, silent: Bool = false, _ out: inout [CallAction]) {
         guard state != .released else { return }
         if !silent && state != .null {
-            if !fastStartDone || h245Channel {
-                let end = h245.endSession()
-                if h245Channel {
-                    for case .send(let m) in end { out.append(.sendH245(m)) }
-                }
+            if h245Channel && !endSessionSent {
+                endSessionSent = true
+                for case .send(let m) in h245.endSession() { out.append(.sendH245(m)) }
             }
             send(.releaseComplete, .releaseComplete(ReleaseCompleteUUIE(protocolIdentifier: EndpointIdentity.h2250Protocol,
                 reason: Q850.reason(for: cause), callIdentifier: CallIdentifier(guid: callIdentifier))), cause: cause, &out)
