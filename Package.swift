@@ -72,7 +72,7 @@ let package = Package(
 // `bloo lab gateway`, test instruments, never part of the appliance's service.
 package.targets.append(contentsOf: [
     .target(name: "EndpointIO", dependencies: ["Endpoint", "H323", "IO", "Log"]),
-    .target(name: "Lab", dependencies: ["EndpointIO", "Endpoint", "H323", "IO", "RTP", "Phone", "Log"]),
+    .target(name: "Lab", dependencies: ["EndpointIO", "Endpoint", "H323", "IO", "RTP", "Phone", "Tunnel", "Log"]),
 ])
 for target in package.targets where target.name == "Proxy" || target.name == "bloo" || target.name == "ProxyTests" {
     target.dependencies.append("EndpointIO")

@@ -8,6 +8,7 @@ import Glibc
 import IO
 import Lab
 import Phone
+import Tunnel
 
 enum LabCommand {
     static let usage = """
@@ -18,7 +19,10 @@ enum LabCommand {
         [--dtmf DIGITS] [--dtmf-signal] [--hangup-after MS] [--cause N] [--answer-delay MS] \
         [--gatekeeper ADDR:PORT] [--ras ADDR:PORT] [--alias NAME[,...]] [--call ALIAS] [--call-address ADDR:PORT] \
         [--duration S] [--exit-after-calls N]
-        (lab tools: a gatekeeper and a gateway for tests and test calls, not for service)
+               bloo lab client --server ADDR:PORT --alias NAME --secret TEXT [--register A,B] [--call DEST | --no-answer] \
+        [--codecs PCMU,PCMA] [--tone HZ] [--expect-tone HZ] [--dtmf DIGITS] [--hangup-after MS] [--cause N] \
+        [--drop-after MS] [--duration S] [--exit-after-calls N]
+        (lab tools: a gatekeeper, a gateway and a tunnel test client for tests and test calls, not for service)
         """
 
     static func run(_ words: [String]) throws -> Int32 {
@@ -27,6 +31,7 @@ enum LabCommand {
         switch tool {
         case "gatekeeper": return try gatekeeper(Array(words.dropFirst()))
         case "gateway": return try gateway(Array(words.dropFirst()))
+        case "client": return try client(Array(words.dropFirst()))
         default: throw UsageError("lab: unknown tool '\(tool)' (gatekeeper or gateway)")
         }
     }
@@ -43,6 +48,47 @@ enum LabCommand {
             if let deadline, millisecondsNow() >= deadline { return }
             if let until, until() { return }
         }
+    }
+
+    static func client(_ words: [String]) throws -> Int32 {
+        let command = "lab client"
+        let args = try Arguments(words, command: command,
+                                 options: ["server", "alias", "secret", "register", "call", "codecs", "tone", "expect-tone", "dtmf",
+                                           "hangup-after", "cause", "drop-after", "duration", "exit-after-calls"],
+                                 flags: ["no-answer"])
+        guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
+        var config = LabTunnelClientConfig(server: try address(try args.required("server", command: command), "server"),
+                                           alias: try args.required("alias", command: command),
+                                           secret: Array(try args.required("secret", command: command).utf8))
+        config.register = (args.value("register") ?? "").split(separator: ",").map(String.init)
+        config.callTo = args.value("call")
+        config.answer = !args.has("no-answer")
+        if let codecs = args.value("codecs") {
+            config.codecs = try codecs.split(separator: ",").map {
+                guard let c = AudioCodec(name: String($0)), let t = Tunnel.Codec(rawValue: c.rawValue) else {
+                    throw UsageError("\(command): --codecs takes PCMU,PCMA,G729")
+                }
+                return t
+            }
+        }
+        if let tone = try args.integer("tone", command: command, range: 50...3900) { config.toneHz = Double(tone) }
+        if let hz = try args.integer("expect-tone", command: command, range: 50...3900) { config.expectToneHz = Double(hz) }
+        config.sendDTMF = args.value("dtmf") ?? ""
+        guard config.sendDTMF.allSatisfy({ DTMF.event($0) != nil }) else { throw UsageError("\(command): --dtmf takes 0-9 * # A-D") }
+        if let ms = try args.integer("hangup-after", command: command, range: 1...86_400_000) { config.hangupAfterMs = UInt64(ms) }
+        if let cause = try args.integer("cause", command: command, range: 1...127) { config.hangupCause = UInt8(cause) }
+        if let ms = try args.integer("drop-after", command: command, range: 1...86_400_000) { config.dropAfterMs = UInt64(ms) }
+        let exitAfter = try args.integer("exit-after-calls", command: command, range: 1...10_000_000)
+        let loop = try EventLoop()
+        let client: LabTunnelClient
+        do { client = try LabTunnelClient(loop: loop, config: config) } catch {
+            writeLine(STDERR_FILENO, "\(command): \(error)")
+            return ExitStatus.failure
+        }
+        try runLoop(loop, seconds: try args.integer("duration", command: command, range: 1...86_400)) {
+            client.failed || exitAfter.map { client.completedCalls >= $0 } ?? false
+        }
+        return client.failed ? ExitStatus.failure : ExitStatus.success
     }
 
     static func gatekeeper(_ words: [String]) throws -> Int32 {
