@@ -88,6 +88,7 @@ enum MirrorCommand {
             return ExitStatus.failure
         }
         signal(SIGPIPE, SIG_IGN)
+        raiseDescriptorLimit()
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGTERM, SIGINT] { sigaddset(&signals, s) }
@@ -119,6 +120,15 @@ enum MirrorCommand {
             return ExitStatus.failure
         }
         return ExitStatus.success
+    }
+
+    /// A mirror holds a tunnel, a RAS port and a listener per client: take the hard limit.
+    static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
     }
 
     static func readText(_ path: String) throws -> String {
