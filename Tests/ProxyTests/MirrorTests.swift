@@ -31,8 +31,10 @@ import Testing
         #expect(jittery.jitterMs > 8 && jittery.jitterMs < 11)
         // RTCP or garbage on the RTP port is not counted.
         var other = RTPStreamStats()
-        [0x80, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0].withUnsafeBytes { other.record($0, arrivalMs: 0) }
-        [1, 2, 3].withUnsafeBytes { other.record($0, arrivalMs: 0) }
+        let rtcp: [UInt8] = [0x80, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+        let short: [UInt8] = [0x80, 0, 0]
+        rtcp.withUnsafeBytes { other.record($0, arrivalMs: 0) }
+        short.withUnsafeBytes { other.record($0, arrivalMs: 0) }
         #expect(other.packets == 0)
     }
 
