@@ -45,7 +45,7 @@ let package = Package(
 
         // MARK: The daemon: composes the system layer, the control socket, the
         // configuration and (through DaemonService) the appliance services.
-        .target(name: "Daemon", dependencies: ["System", "Control", "Config", "IO", "CSystem", "Log"]),
+        .target(name: "Daemon", dependencies: ["System", "Control", "Config", "IO", "CSystem", "Log", "Proxy", "Endpoint"]),
 
         // MARK: The multi-call executable
         .executableTarget(name: "bloo", dependencies: [

@@ -15,6 +15,9 @@ public final class Terminator: Sendable {
     private let threads = Mutex<[WorkerThread]>([])
     private let mailboxes = Mutex<[WorkerMailbox]>([])
     private let bound = Mutex<(tls: IPv4Endpoint?, tcp: IPv4Endpoint?)>((nil, nil))
+    /// Listeners bound but not yet given to a worker.
+    private let pending = Mutex<[WorkerSockets?]>([])
+    private let attached = Atomic<Int>(0)
     private let log = Logger(subsystem: "tunnel")
 
     public init(config: TerminatorConfig, subscribers: SubscriberTable,
@@ -33,6 +36,27 @@ public final class Terminator: Sendable {
 
     /// Binds every listener and starts the workers.
     public func start() throws {
+        try bind()
+        let workers = max(1, shared.config.workers)
+        let boxes = mailboxes.withLock { $0 }
+        let shared = self.shared
+        let factory = backendFactory
+        let control = self.control
+        for index in 0..<workers {
+            let sockets = takeSockets(index)
+            let cpu = index < shared.config.cpus.count ? shared.config.cpus[index] : nil
+            let thread = try WorkerThread.start(name: "tunnel-\(index)", cpu: cpu) {
+                runWorker(index: index, shared: shared, sockets: sockets, mailboxes: boxes, control: control, factory: factory)
+            }
+            threads.withLock { $0.append(thread) }
+        }
+        while control.started.load(ordering: .acquiring) < workers { usleepShort() }
+        logListening()
+    }
+
+    /// Opens every listener (one set per worker, SO_REUSEPORT) without starting any
+    /// thread: the daemon calls this as root, then `attach`es each worker to its own loop.
+    public func bind() throws {
         let config = shared.config
         let workers = max(1, config.workers)
         let reuse = workers > 1
@@ -67,28 +91,43 @@ public final class Terminator: Sendable {
                     }
                 }
             }
+            let boxes = try (0..<workers).map { _ in try WorkerMailbox() }
             bound.withLock { $0 = (tlsEndpoint, tcpEndpoint) }
+            mailboxes.withLock { $0 = boxes }
+            pending.withLock { $0 = perWorker.map { Optional($0) } }
         } catch {
             for fd in opened { TCPSocket(fd: fd).close() }
             throw error
         }
+    }
 
-        let boxes = try (0..<workers).map { _ in try WorkerMailbox() }
-        mailboxes.withLock { $0 = boxes }
-        let shared = self.shared
-        let factory = backendFactory
-        let control = self.control
-        for index in 0..<workers {
-            let sockets = perWorker[index]
-            let cpu = index < config.cpus.count ? config.cpus[index] : nil
-            let thread = try WorkerThread.start(name: "tunnel-\(index)", cpu: cpu) {
-                runWorker(index: index, shared: shared, sockets: sockets, mailboxes: boxes, control: control, factory: factory)
-            }
-            threads.withLock { $0.append(thread) }
+    /// Runs worker `index` inside `host`, an event loop owned by the caller's thread (the
+    /// daemon's data-plane worker): the worker's own epoll set is nested in `host`, and its
+    /// housekeeping runs on a `host` timer. Call on the thread that runs `host`, after `bind`.
+    public func attach(worker index: Int, to host: EventLoop) throws {
+        guard let sockets = takeSockets(index) else {
+            throw SystemError("tunnel worker \(index): no listeners bound for it", EINVAL)
         }
-        while control.started.load(ordering: .acquiring) < workers { usleepShort() }
-        log.info("tunnel-listening", ["tls": tlsEndpoint.map { "\($0)" } ?? "off", "tcp": tcpEndpoint.map { "\($0)" } ?? "off",
-                                      "workers": "\(workers)"])
+        let worker = try TerminatorWorker(index: index, shared: shared, sockets: sockets,
+                                          mailboxes: mailboxes.withLock { $0 }, control: control)
+        worker.backend = backendFactory(worker)
+        attached.add(1, ordering: .releasing)
+        worker.host(in: host) { [control] in control.finished.add(1, ordering: .releasing) }
+        if attached.load(ordering: .acquiring) == mailboxes.withLock({ $0.count }) { logListening() }
+    }
+
+    private func takeSockets(_ index: Int) -> WorkerSockets? {
+        pending.withLock { all in
+            guard index < all.count, let sockets = all[index] else { return nil }
+            all[index] = nil
+            return sockets
+        }
+    }
+
+    private func logListening() {
+        let (tls, tcp) = bound.withLock { $0 }
+        log.info("tunnel-listening", ["tls": tls.map { "\($0)" } ?? "off", "tcp": tcp.map { "\($0)" } ?? "off",
+                                      "workers": "\(max(1, shared.config.workers))"])
     }
 
     /// Loads the certificate and key again. New connections use them; established
@@ -100,8 +139,10 @@ public final class Terminator: Sendable {
         log.info("tunnel-certificate-reloaded", ["certificate": config.certificatePath])
     }
 
-    /// Sends BYE to every connection and stops the workers.
-    public func stop() {
+    /// Sends BYE to every connection and stops the workers. Attached workers close on
+    /// their host thread; this waits for them up to `deadlineSeconds`.
+    @discardableResult
+    public func stop(deadlineSeconds: Int = 10) -> Bool {
         control.stopping.store(true, ordering: .relaxed)
         for box in mailboxes.withLock({ $0 }) { box.wakeup.signal() }
         let all = threads.withLock { threads -> [WorkerThread] in
@@ -109,8 +150,16 @@ public final class Terminator: Sendable {
             return threads
         }
         for thread in all { thread.join() }
+        let end = monotonicNanoseconds() &+ UInt64(max(0, deadlineSeconds)) * 1_000_000_000
+        while control.finished.load(ordering: .acquiring) < attached.load(ordering: .acquiring) {
+            if monotonicNanoseconds() >= end { return false }
+            usleepShort()
+        }
+        return true
     }
-}
+
+    /// Live tunnels (authenticated clients) and connections, all workers together.
+    public var connectionCount: Int { shared.connections.load(ordering: .relaxed) }
 
 private func runWorker(index: Int, shared: TerminatorShared, sockets: WorkerSockets, mailboxes: [WorkerMailbox],
                        control: WorkerControl, factory: @Sendable (TerminatorWorker) -> TunnelBackend) {
@@ -136,4 +185,6 @@ private func usleepShort() {
 final class WorkerControl: Sendable {
     let stopping = Atomic<Bool>(false)
     let started = Atomic<Int>(0)
+    /// Attached workers that have closed their connections and listeners.
+    let finished = Atomic<Int>(0)
 }

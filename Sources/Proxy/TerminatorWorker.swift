@@ -79,16 +79,24 @@ public final class TerminatorWorker {
     public var connectionCount: Int { connections.count }
 
     func run() {
-        while !control.stopping.load(ordering: .relaxed) {
-            _ = try? loop.runOnce(timeoutMilliseconds: dirty.isEmpty ? 100 : 0)
-            now = monotonicNanoseconds()
+        while !control.stopping.load(ordering: .relaxed) { step(timeoutMilliseconds: dirty.isEmpty ? 100 : 0) }
+        shutDown()
+    }
+
+    /// One turn: ready events, pending writes, and the housekeeping tick when due.
+    private func step(timeoutMilliseconds: Int32) {
+        _ = try? loop.runOnce(timeoutMilliseconds: timeoutMilliseconds)
+        now = monotonicNanoseconds()
+        flushDirty()
+        if now >= nextTick {
+            tick()
+            nextTick = now &+ TerminatorWorker.tickInterval
             flushDirty()
-            if now >= nextTick {
-                tick()
-                nextTick = now &+ TerminatorWorker.tickInterval
-                flushDirty()
-            }
         }
+    }
+
+    /// BYE to every connection, listeners closed.
+    private func shutDown() {
         for connection in Array(connections.values) {
             connection.session.close(nil, "appliance shutting down", now: now)
             connection.afterSessionActivity()
@@ -98,6 +106,29 @@ public final class TerminatorWorker {
         sockets.tls?.close()
         sockets.tcp?.close()
         sockets.probes.forEach { $0.close() }
+    }
+
+    /// Runs this worker inside another thread's loop (see `Terminator.attach`): this
+    /// worker's epoll descriptor is watched by `host`, a `host` timer drives the tick,
+    /// and a stop request (mailbox doorbell) shuts the worker down there; `finished` then runs.
+    func host(in host: EventLoop, finished: @escaping () -> Void) {
+        var registration: Registration?
+        var timer: TimerID?
+        var done = false
+        // Strong on purpose: the host's registration keeps this worker alive until it shuts down.
+        let turn = { [self] in
+            guard !done else { return }
+            step(timeoutMilliseconds: 0)
+            guard control.stopping.load(ordering: .relaxed) else { return }
+            done = true
+            shutDown()
+            if let registration { host.unregister(registration) }
+            if let timer { host.cancel(timer) }
+            finished()
+        }
+        registration = try? host.register(fd: loop.epollFD, events: .readable, handler: ClosureHandler { _ in turn() })
+        timer = host.scheduleRepeating(everyNanoseconds: TerminatorWorker.tickInterval) { turn() }
+        if registration == nil { log.error("tunnel-worker-not-hosted", ["worker": "\(index)"]) }
     }
 
     private func flushDirty() {

@@ -1,0 +1,189 @@
+// The appliance's main job as a daemon service: the tunnel terminator, configured from
+// `tunnel tls|tcp`, `subscriber` and `gatekeeper`, running on the daemon's own workers.
+// Listeners are bound in `prepare` (as root: ports below 1024 need no capability at bind
+// time; the daemon keeps CAP_NET_BIND_SERVICE only when a configured port is below 1024).
+// The backend is the mirror when a gatekeeper and a public address are configured, the
+// lab backend (REGISTER accepted, calls to "echo") otherwise.
+import Config
+import Endpoint
+import IO
+import Log
+import Proxy
+import Synchronization
+
+public final class TunnelService: DaemonService {
+    public let name = "tunnel"
+    private let log = Logger(subsystem: "tunnel-service")
+    private struct State {
+        var terminator: Terminator?
+        /// What the running terminator was built from: listeners and certificate paths.
+        var listeners: [String] = []
+        var certificate: (certificate: String, key: String)?
+        var problems: [String] = []
+        var gatekeeper: String?
+        var stopped = false
+        /// The first apply follows `prepare`, which has just loaded the certificate (as root).
+        var applies = 0
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// What the terminator is built from, and the problems of a configuration it cannot carry.
+    struct Plan {
+        var config = TerminatorConfig()
+        var subscribers = SubscriberTable()
+        var listeners: [String] = []
+        var certificate: (certificate: String, key: String)?
+        var mirror: MirrorConfig?
+        var problems: [String] = []
+    }
+
+    static func plan(_ configuration: Configuration) -> Plan {
+        var plan = Plan()
+        plan.config.tlsListen = nil
+        plan.config.tcpListen = nil
+        // The terminator carries one TLS and one plain TCP listener, IPv4.
+        for (index, listener) in configuration.tlsListeners.enumerated() {
+            guard index == 0, let endpoint = endpoint(listener.address) else {
+                plan.problems.append("TLS listener \(listener.address) not served (one IPv4 TLS listener is supported)")
+                continue
+            }
+            plan.config.tlsListen = endpoint
+            plan.config.certificatePath = listener.certificatePath
+            plan.config.keyPath = listener.keyPath
+            plan.certificate = (listener.certificatePath, listener.keyPath)
+            plan.listeners.append("tls-\(listener.address)")
+        }
+        for (index, address) in configuration.tcpListeners.enumerated() {
+            guard index == 0, let endpoint = endpoint(address) else {
+                plan.problems.append("TCP listener \(address) not served (one IPv4 TCP listener is supported)")
+                continue
+            }
+            plan.config.tcpListen = endpoint
+            plan.listeners.append("tcp-\(address)")
+        }
+        let cpus = configuration.dataCPUs?.cpus ?? []
+        plan.config.workers = max(1, cpus.count)  // one terminator worker per daemon worker
+        do {
+            plan.subscribers = try subscriberTable(configuration.subscribers)
+        } catch {
+            plan.problems.append("subscribers: \(error)")
+        }
+        if let gatekeeper = configuration.gatekeeper {
+            if case .v4(let gkIP) = gatekeeper.address, let gk = EndpointAddress.parseIP(gkIP.description),
+               case .v4(let publicText)? = configuration.relayPublicAddress,
+               let publicIP = EndpointAddress.parseIP(publicText.description) {
+                var mirror = MirrorConfig(gatekeeper: EndpointAddress(ip: gk, port: UInt16(gatekeeper.port)), publicIP: publicIP)
+                if let ports = configuration.relayPorts, let low = UInt16(exactly: ports.low), let high = UInt16(exactly: ports.high) {
+                    mirror.rtpPorts = low...high
+                }
+                plan.mirror = mirror
+            } else {
+                plan.problems.append("gatekeeper \(gatekeeper) not used: the mirror needs an IPv4 gatekeeper and 'relay public-address' (IPv4)")
+            }
+        }
+        return plan
+    }
+
+    private static func endpoint(_ address: SocketAddress) -> IPv4Endpoint? {
+        guard case .v4(let ip) = address.address, let port = UInt16(exactly: address.port) else { return nil }
+        return IPv4Endpoint(ip.description, port: port)
+    }
+
+    /// `subscriber NAME secret S`: the same rules as a subscribers file (8 bytes at least, `hex:`).
+    static func subscriberTable(_ subscribers: [Configuration.Subscriber]) throws -> SubscriberTable {
+        try SubscriberTable(parsing: subscribers.map { "\($0.alias) \($0.secret)" }.joined(separator: "\n"))
+    }
+
+    public func prepare(_ configuration: Configuration) throws {
+        let plan = Self.plan(configuration)
+        for problem in plan.problems { log.warning("tunnel-config-problem", ["problem": problem]) }
+        guard !plan.listeners.isEmpty else {
+            log.warning("tunnel-disabled", ["reason": "no 'tunnel tls' or 'tunnel tcp' listener configured"])
+            state.withLock { $0.problems = plan.problems }
+            return
+        }
+        let terminator: Terminator
+        if let mirror = plan.mirror {
+            log.notice("tunnel-backend", ["backend": "mirror", "gatekeeper": "\(mirror.gatekeeper)"])
+            terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) {
+                MirrorBackend(worker: $0, config: mirror, cdr: nil)
+            }
+        } else {
+            log.notice("tunnel-backend", ["backend": "lab", "reason": configuration.gatekeeper == nil
+                                          ? "no gatekeeper configured" : "gatekeeper not usable by the mirror"])
+            terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) { LabBackend(worker: $0) }
+        }
+        try terminator.bind()
+        state.withLock {
+            $0.terminator = terminator
+            $0.listeners = plan.listeners
+            $0.certificate = plan.certificate
+            $0.problems = plan.problems
+            $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+        }
+    }
+
+    public func attach(worker index: Int, loop: EventLoop) {
+        guard let terminator = state.withLock({ $0.terminator }) else { return }
+        do {
+            try terminator.attach(worker: index, to: loop)
+        } catch {
+            log.error("tunnel-attach-failed", ["worker": "\(index)", "error": "\(error)"])
+        }
+    }
+
+    /// Subscribers and the certificate change in place; established tunnels stay up. A new
+    /// listener set or backend needs the sockets bound as root: reported, applied at restart.
+    public func apply(_ configuration: Configuration) -> [String] {
+        let plan = Self.plan(configuration)
+        guard let terminator = state.withLock({ $0.terminator }) else {
+            return plan.problems + (plan.listeners.isEmpty ? [] : ["listeners \(plan.listeners.joined(separator: ", ")) start at the next restart"])
+        }
+        var problems = plan.problems
+        terminator.shared.replaceSubscribers(plan.subscribers)
+        let (listeners, certificate, gatekeeper, applies) = state.withLock { state in
+            state.applies += 1
+            return (state.listeners, state.certificate, state.gatekeeper, state.applies)
+        }
+        if listeners != plan.listeners {
+            problems.append("listener change (\(plan.listeners.joined(separator: ", "))) takes effect at the next restart")
+        }
+        if gatekeeper != plan.mirror.map({ "\($0.gatekeeper)" }) {
+            problems.append("gatekeeper change takes effect at the next restart")
+        }
+        if let certificate, let wanted = plan.certificate {
+            if certificate != wanted {
+                problems.append("certificate path change takes effect at the next restart")
+            } else if applies > 1 {
+                // Renewed certificate files: new connections get them, established tunnels stay.
+                do { try terminator.reloadCertificate() } catch { problems.append("certificate reload failed: \(error)") }
+            }
+        }
+        log.info("tunnel-applied", ["subscribers": "\(configuration.subscribers.count)", "problems": "\(problems.count)"])
+        state.withLock { $0.problems = problems }
+        return problems
+    }
+
+    public func stop(deadline: Int) {
+        guard let terminator = state.withLock({ state -> Terminator? in
+            state.stopped = true
+            return state.terminator
+        }) else { return }
+        if terminator.stop(deadlineSeconds: deadline) {
+            log.notice("tunnel-stopped", [:])
+        } else {
+            log.error("tunnel-stop-late", ["deadline": "\(deadline)"])
+        }
+    }
+
+    public func health() -> ServiceHealth {
+        state.withLock { state in
+            let up = state.terminator != nil && !state.stopped
+            // The mirror does not expose the gatekeeper's reachability yet: nil reads "unknown".
+            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: nil,
+                                 problem: state.problems.isEmpty ? nil : state.problems.joined(separator: "; "))
+        }
+    }
+}

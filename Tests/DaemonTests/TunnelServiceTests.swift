@@ -1,0 +1,59 @@
+import Config
+import Testing
+@testable import Daemon
+
+@Suite struct TunnelServiceTests {
+    @Test func factoryDefaultServesTLSOn443WithTheLabBackend() throws {
+        let plan = TunnelService.plan(try Configuration(text: FactoryDefault.text))
+        #expect(plan.listeners == ["tls-0.0.0.0:443"])
+        #expect(plan.config.tlsListen?.port == 443 && plan.config.tlsListen?.address == 0)
+        #expect(plan.config.tcpListen == nil)
+        #expect(plan.config.certificatePath == "/data/tls/certificate.pem" && plan.config.keyPath == "/data/tls/key.pem")
+        #expect(plan.mirror == nil)
+        #expect(plan.problems.isEmpty)
+    }
+
+    @Test func listenersSubscribersAndWorkersComeFromTheConfiguration() throws {
+        let text = FactoryDefault.text + """
+            set tunnel tcp 127.0.0.1:8080
+            set tunnel tcp 127.0.0.1:8081
+            set tunnel tls [::1]:4443 certificate /c.pem
+            set tunnel tls [::1]:4443 key /k.pem
+            set subscriber alice secret alice-secret-1
+            set subscriber raw secret hex:00112233445566778899
+            set system cpus data 0-1
+
+            """
+        let plan = TunnelService.plan(try Configuration(text: text))
+        #expect(plan.listeners == ["tls-0.0.0.0:443", "tcp-127.0.0.1:8080"])
+        #expect(plan.config.tcpListen?.port == 8080 && plan.config.tcpListen?.address == 0x7F00_0001)
+        #expect(plan.problems.count == 2)
+        #expect(plan.problems.contains { $0.contains("[::1]:4443") })
+        #expect(plan.problems.contains { $0.contains("127.0.0.1:8081") })
+        #expect(plan.subscribers.secrets["alice"] == Array("alice-secret-1".utf8))
+        #expect(plan.subscribers.secrets["raw"] == [0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99])
+        #expect(plan.config.workers == 2)
+    }
+
+    @Test func aShortSecretIsAProblemNotATrap() throws {
+        let text = FactoryDefault.text + "set subscriber eve secret short\n"
+        let plan = TunnelService.plan(try Configuration(text: text))
+        #expect(plan.subscribers.secrets.isEmpty)
+        #expect(plan.problems.contains { $0.contains("shorter than 8 bytes") })
+    }
+
+    @Test func theMirrorNeedsAGatekeeperAndAPublicAddress() throws {
+        let gatekeeperOnly = FactoryDefault.text + "set gatekeeper address 192.0.2.10:1719\n"
+        let lab = TunnelService.plan(try Configuration(text: gatekeeperOnly))
+        #expect(lab.mirror == nil)
+        #expect(lab.problems.contains { $0.contains("relay public-address") })
+
+        let complete = gatekeeperOnly + "set relay public-address 198.51.100.7\n"
+        let mirror = TunnelService.plan(try Configuration(text: complete))
+        let config = try #require(mirror.mirror)
+        #expect(config.gatekeeper.ip == 0xC000_020A && config.gatekeeper.port == 1719)
+        #expect(config.publicIP == 0xC633_6407)
+        #expect(config.rtpPorts == 20000...29999)
+        #expect(mirror.problems.isEmpty)
+    }
+}

@@ -1,0 +1,123 @@
+"""`bloo daemon` carrying the tunnel terminator (TunnelService): the real static daemon,
+started as root in a namespace of its own with a configuration committed over the control
+socket, serves TLS on a privileged port (bound before the privilege drop) and plain TCP
+on a random port; the independent Python client authenticates with a configured
+subscriber, registers, and makes a lab "echo" call carrying media. `show health` lists the
+listeners; SIGHUP reloads a renewed certificate without dropping the tunnel; SIGTERM ends
+the tunnels with BYE and the daemon exits 0."""
+import contextlib
+import ctypes
+import os
+import random
+import shutil
+import signal
+
+import pytest
+
+from bloo_daemon import accounts, base_config, daemons, wait_for  # noqa: F401  (fixtures)
+from tunnel_client import BYE, PCMA, Closed, TunnelClient, rtp_packet
+from tunnel_fixtures import SECRETS, make_ca, make_server_cert
+
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd):
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, os.strerror(error))
+
+
+@contextlib.contextmanager
+def inside(ns):
+    """Sockets created in this block belong to `ns` (this thread enters it, then returns)."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(f"/var/run/netns/{ns.name}", os.O_RDONLY)
+    try:
+        _setns(target)
+        yield
+    finally:
+        _setns(own)
+        os.close(own)
+        os.close(target)
+
+
+def connect(ns, endpoint, ca=None):
+    with inside(ns):
+        return TunnelClient(endpoint, tls_ca=ca)
+
+
+def test_daemon_serves_tunnels_from_its_configuration(netns, daemons, accounts, tmp_path):
+    pki = tmp_path / "pki"
+    pki.mkdir()
+    ca = make_ca(pki, "daemon")
+    key, cert = make_server_cert(pki, ca, "server")
+    # The service user reads the files again on reload (after the drop).
+    os.chmod(tmp_path, 0o755)
+    os.chmod(pki, 0o755)
+    for path in (key, cert):
+        shutil.chown(path, user=accounts.service)
+
+    ns = netns("dtun")
+    daemon = daemons(ns)
+    tls = ("127.0.0.1", 443)  # below 1024: bound as root in prepare, before the drop
+    tcp = ("127.0.0.1", random.randint(20000, 29999))
+    config = base_config(accounts.service,
+                         f"set tunnel tls 127.0.0.1:443 certificate {cert}\n"
+                         f"set tunnel tls 127.0.0.1:443 key {key}\n"
+                         f"set tunnel tcp 127.0.0.1:{tcp[1]}\n"
+                         f"set subscriber alice secret {SECRETS['alice'].decode()}\n"
+                         f"set subscriber bob secret {SECRETS['bob'].decode()}\n")
+    # Listeners are bound as root at start: a commit that adds them says they need a restart.
+    reply = daemon.commit(config)
+    assert "tunnel: listeners tls-127.0.0.1:443, tcp-127.0.0.1:" in reply and "next restart" in reply, reply
+    assert daemon.stop() == 0
+    daemon.start()
+    log = daemon.log()
+    assert "tunnel-backend" in log and "backend=lab" in log and "no gatekeeper configured" in log, log
+
+    health = daemon.show("health")
+    assert health["listener.tunnel.tls-127.0.0.1:443"] == "up", health
+    assert health[f"listener.tunnel.tcp-127.0.0.1:{tcp[1]}"] == "up", health
+    assert health["gatekeeper"].startswith("unknown"), health
+    assert "cap_net_bind_service" in daemon.show("system")["capabilities"]
+
+    # TLS: authenticate, REGISTER, an echo call with media both ways.
+    alice = connect(ns, tls, ca=str(ca[1]))
+    assert alice.sock.selected_alpn_protocol() == "bloo/1"
+    alice.handshake("alice", SECRETS["alice"])
+    assert b"alice" in alice.register("alice")
+    assert alice.call(1, "echo", codecs=(PCMA,)) == (PCMA, 20)
+    for sequence in range(10):
+        alice.media(1, rtp_packet(sequence, payload_type=PCMA))
+        assert alice.receive_media() == (1, 0, rtp_packet(sequence, payload_type=PCMA))
+    # Plain TCP, the other subscriber; a wrong secret is refused.
+    bob = connect(ns, tcp).handshake("bob", SECRETS["bob"])
+    assert bob.ping()[0] == 1  # alice's call is counted
+    with pytest.raises(AssertionError):
+        connect(ns, tcp).handshake("bob", b"not-bobs-secret")
+
+    # SIGHUP with a renewed certificate: new connections get it, alice's tunnel stays up.
+    first_serial = alice.sock.getpeercert()["serialNumber"]
+    make_server_cert(pki, ca, "server")
+    for path in (key, cert):
+        shutil.chown(path, user=accounts.service)
+    daemon.process.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "tunnel-certificate-reloaded" in daemon.log(), timeout=10), daemon.log()
+    renewed = connect(ns, tls, ca=str(ca[1]))
+    assert renewed.sock.getpeercert()["serialNumber"] != first_serial
+    renewed.close()
+    alice.media(1, rtp_packet(99, payload_type=PCMA))
+    assert alice.receive_media() == (1, 0, rtp_packet(99, payload_type=PCMA))
+
+    # SIGTERM: every tunnel ends with BYE, listeners close, exit status 0.
+    assert daemon.stop() == 0, daemon.log()
+    for client in (alice, bob):
+        seen = []
+        with pytest.raises(Closed):
+            while True:
+                seen.append(client.receive()[0])
+        assert BYE in seen, seen
+    assert "tunnel-stopped" in daemon.log()
+    with pytest.raises(OSError):
+        connect(ns, tcp)
