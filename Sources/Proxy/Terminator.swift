@@ -43,7 +43,7 @@ public final class Terminator: Sendable {
         let factory = backendFactory
         let control = self.control
         for index in 0..<workers {
-            let sockets = takeSockets(index)
+            let sockets = takeSockets(index) ?? WorkerSockets()
             let cpu = index < shared.config.cpus.count ? shared.config.cpus[index] : nil
             let thread = try WorkerThread.start(name: "tunnel-\(index)", cpu: cpu) {
                 runWorker(index: index, shared: shared, sockets: sockets, mailboxes: boxes, control: control, factory: factory)
@@ -108,8 +108,17 @@ public final class Terminator: Sendable {
         guard let sockets = takeSockets(index) else {
             throw SystemError("tunnel worker \(index): no listeners bound for it", EINVAL)
         }
-        let worker = try TerminatorWorker(index: index, shared: shared, sockets: sockets,
+        let worker: TerminatorWorker
+        do {
+            worker = try TerminatorWorker(index: index, shared: shared, sockets: sockets,
                                           mailboxes: mailboxes.withLock { $0 }, control: control)
+        } catch {
+            // Unserved listeners would take a share of the connections (SO_REUSEPORT): close them.
+            sockets.tls?.close()
+            sockets.tcp?.close()
+            sockets.probes.forEach { $0.close() }
+            throw error
+        }
         worker.backend = backendFactory(worker)
         attached.add(1, ordering: .releasing)
         worker.host(in: host) { [control] in control.finished.add(1, ordering: .releasing) }
@@ -158,8 +167,9 @@ public final class Terminator: Sendable {
         return true
     }
 
-    /// Live tunnels (authenticated clients) and connections, all workers together.
+    /// Connections open now, all workers together.
     public var connectionCount: Int { shared.connections.load(ordering: .relaxed) }
+}
 
 private func runWorker(index: Int, shared: TerminatorShared, sockets: WorkerSockets, mailboxes: [WorkerMailbox],
                        control: WorkerControl, factory: @Sendable (TerminatorWorker) -> TunnelBackend) {
