@@ -65,6 +65,7 @@ public final class TunnelService: DaemonService {
         }
         let cpus = configuration.dataCPUs?.cpus ?? []
         plan.config.workers = max(1, cpus.count)  // one terminator worker per daemon worker
+        plan.config.cpus = cpus
         do {
             plan.subscribers = try subscriberTable(configuration.subscribers)
         } catch {
@@ -96,7 +97,7 @@ public final class TunnelService: DaemonService {
         try SubscriberTable(parsing: subscribers.map { "\($0.alias) \($0.secret)" }.joined(separator: "\n"))
     }
 
-    public func prepare(_ configuration: Configuration) throws {
+    public func prepare(_ configuration: Configuration) {
         let plan = Self.plan(configuration)
         for problem in plan.problems { log.warning("tunnel-config-problem", ["problem": problem]) }
         guard !plan.listeners.isEmpty else {
@@ -104,6 +105,21 @@ public final class TunnelService: DaemonService {
             state.withLock { $0.problems = plan.problems }
             return
         }
+        // A listener that cannot start (no certificate yet, port taken) must not stop the
+        // daemon: the operator still needs the control plane to fix it. Health says why.
+        do {
+            try start(plan, gatekeeperConfigured: configuration.gatekeeper != nil)
+        } catch {
+            log.error("tunnel-not-started", ["error": "\(error)"])
+            state.withLock {
+                $0.listeners = plan.listeners
+                $0.certificate = plan.certificate
+                $0.problems = plan.problems + ["not started: \(error)"]
+            }
+        }
+    }
+
+    private func start(_ plan: Plan, gatekeeperConfigured: Bool) throws {
         let terminator: Terminator
         if let mirror = plan.mirror {
             log.notice("tunnel-backend", ["backend": "mirror", "gatekeeper": "\(mirror.gatekeeper)"])
@@ -111,7 +127,7 @@ public final class TunnelService: DaemonService {
                 MirrorBackend(worker: $0, config: mirror, cdr: nil)
             }
         } else {
-            log.notice("tunnel-backend", ["backend": "lab", "reason": configuration.gatekeeper == nil
+            log.notice("tunnel-backend", ["backend": "lab", "reason": !gatekeeperConfigured
                                           ? "no gatekeeper configured" : "gatekeeper not usable by the mirror"])
             terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) { LabBackend(worker: $0) }
         }
@@ -135,30 +151,44 @@ public final class TunnelService: DaemonService {
     }
 
     /// Subscribers and the certificate change in place; established tunnels stay up. A new
-    /// listener set or backend needs the sockets bound as root: reported, applied at restart.
+    /// listener set, certificate path or gatekeeper needs a new terminator: the old one ends
+    /// its tunnels with BYE (clients reconnect), the new one binds now, unprivileged (a port
+    /// below 1024 then needs CAP_NET_BIND_SERVICE kept from the start), on threads of its own.
     public func apply(_ configuration: Configuration) -> [String] {
         let plan = Self.plan(configuration)
-        guard let terminator = state.withLock({ $0.terminator }) else {
-            return plan.problems + (plan.listeners.isEmpty ? [] : ["listeners \(plan.listeners.joined(separator: ", ")) start at the next restart"])
-        }
         var problems = plan.problems
-        terminator.shared.replaceSubscribers(plan.subscribers)
-        let (listeners, certificate, gatekeeper, applies) = state.withLock { state in
+        let (current, listeners, certificate, gatekeeper, applies) = state.withLock { state in
             state.applies += 1
-            return (state.listeners, state.certificate, state.gatekeeper, state.applies)
+            return (state.terminator, state.listeners, state.certificate, state.gatekeeper, state.applies)
         }
-        if listeners != plan.listeners {
-            problems.append("listener change (\(plan.listeners.joined(separator: ", "))) takes effect at the next restart")
-        }
-        if gatekeeper != plan.mirror.map({ "\($0.gatekeeper)" }) {
-            problems.append("gatekeeper change takes effect at the next restart")
-        }
-        if let certificate, let wanted = plan.certificate {
-            if certificate != wanted {
-                problems.append("certificate path change takes effect at the next restart")
-            } else if applies > 1 {
+        let sameShape = listeners == plan.listeners && gatekeeper == plan.mirror.map({ "\($0.gatekeeper)" })
+            && certificate?.certificate == plan.certificate?.certificate && certificate?.key == plan.certificate?.key
+        if let current, sameShape {
+            current.shared.replaceSubscribers(plan.subscribers)
+            if applies > 1, plan.certificate != nil {
                 // Renewed certificate files: new connections get them, established tunnels stay.
-                do { try terminator.reloadCertificate() } catch { problems.append("certificate reload failed: \(error)") }
+                do { try current.reloadCertificate() } catch { problems.append("certificate reload failed: \(error)") }
+            }
+        } else if current != nil || !plan.listeners.isEmpty {
+            if let current {
+                log.notice("tunnel-restarting", ["listeners": plan.listeners.joined(separator: ",")])
+                current.stop(deadlineSeconds: 5)
+            }
+            state.withLock {
+                $0.terminator = nil
+                $0.listeners = plan.listeners
+                $0.certificate = plan.certificate
+                $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+            }
+            if !plan.listeners.isEmpty {
+                do {
+                    try start(plan, gatekeeperConfigured: configuration.gatekeeper != nil)
+                    try state.withLock { $0.terminator }?.start(bound: true)
+                } catch {
+                    log.error("tunnel-not-started", ["error": "\(error)"])
+                    state.withLock { $0.terminator = nil }
+                    problems.append("not started: \(error)")
+                }
             }
         }
         log.info("tunnel-applied", ["subscribers": "\(configuration.subscribers.count)", "problems": "\(problems.count)"])

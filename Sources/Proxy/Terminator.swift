@@ -34,9 +34,9 @@ public final class Terminator: Sendable {
     public var tlsEndpoint: IPv4Endpoint? { bound.withLock { $0.tls } }
     public var tcpEndpoint: IPv4Endpoint? { bound.withLock { $0.tcp } }
 
-    /// Binds every listener and starts the workers.
-    public func start() throws {
-        try bind()
+    /// Binds every listener (unless `bound`: `bind` was called) and starts the workers.
+    public func start(bound alreadyBound: Bool = false) throws {
+        if !alreadyBound { try bind() }
         let workers = max(1, shared.config.workers)
         let boxes = mailboxes.withLock { $0 }
         let shared = self.shared
