@@ -22,6 +22,7 @@ public final class TunnelService: DaemonService {
         var problems: [String] = []
         var gatekeeper: String?
         var stopped = false
+        var notes: [String] = []
         /// The first apply follows `prepare`, which has just loaded the certificate (as root).
         var applies = 0
     }
@@ -37,6 +38,8 @@ public final class TunnelService: DaemonService {
         var certificate: (certificate: String, key: String)?
         var mirror: MirrorConfig?
         var problems: [String] = []
+        /// Shown by `show health`, not failing a commit: the lab backend stands in.
+        var notes: [String] = []
     }
 
     static func plan(_ configuration: Configuration) -> Plan {
@@ -81,7 +84,7 @@ public final class TunnelService: DaemonService {
                 }
                 plan.mirror = mirror
             } else {
-                plan.problems.append("gatekeeper \(gatekeeper) not used: the mirror needs an IPv4 gatekeeper and 'relay public-address' (IPv4)")
+                plan.notes.append("gatekeeper \(gatekeeper) not used: the mirror needs an IPv4 gatekeeper and 'relay public-address' (IPv4)")
             }
         }
         return plan
@@ -99,7 +102,7 @@ public final class TunnelService: DaemonService {
 
     public func prepare(_ configuration: Configuration) {
         let plan = Self.plan(configuration)
-        for problem in plan.problems { log.warning("tunnel-config-problem", ["problem": problem]) }
+        for problem in plan.problems + plan.notes { log.warning("tunnel-config-problem", ["problem": problem]) }
         guard !plan.listeners.isEmpty else {
             log.warning("tunnel-disabled", ["reason": "no 'tunnel tls' or 'tunnel tcp' listener configured"])
             state.withLock { $0.problems = plan.problems }
@@ -192,7 +195,10 @@ public final class TunnelService: DaemonService {
             }
         }
         log.info("tunnel-applied", ["subscribers": "\(configuration.subscribers.count)", "problems": "\(problems.count)"])
-        state.withLock { $0.problems = problems }
+        state.withLock {
+            $0.problems = problems
+            $0.notes = plan.notes
+        }
         return problems
     }
 
@@ -212,8 +218,9 @@ public final class TunnelService: DaemonService {
         state.withLock { state in
             let up = state.terminator != nil && !state.stopped
             // The mirror does not expose the gatekeeper's reachability yet: nil reads "unknown".
+            let said = state.problems + state.notes
             return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: nil,
-                                 problem: state.problems.isEmpty ? nil : state.problems.joined(separator: "; "))
+                                 problem: said.isEmpty ? nil : said.joined(separator: "; "))
         }
     }
 }
