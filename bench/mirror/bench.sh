@@ -70,7 +70,9 @@ completed=$(sed -n 's/.*calls_completed=\([0-9]*\).*/\1/p' "$work/calls.out")
 elapsed=$(sed -n 's/.*elapsed_ms=\([0-9]*\).*/\1/p' "$work/calls.out")
 rate=$(( ${elapsed:-0} > 0 ? ${completed:-0} * 1000 / elapsed : 0 ))
 cpu=$(awk '{print $14 + $15}' "/proc/$mirror/stat")
-echo "bench/mirror: $completed calls set up and torn down in ${elapsed} ms: $rate calls/s (mirror-serve pinned to core $CORE, $cpu CPU ticks)"
+tick=$(getconf CLK_TCK)
+cpu_capacity=$(( cpu > 0 ? ${completed:-0} * tick / cpu : 0 ))
+echo "bench/mirror: $completed calls set up and torn down in ${elapsed} ms: $rate calls/s wall clock (mirror-serve pinned to core $CORE used $((cpu * 1000 / tick)) ms CPU: $cpu_capacity calls per CPU-second)"
 kill "$mirror"; wait "$mirror" 2>/dev/null || true
 
 # 2. Memory per registered client.
