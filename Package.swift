@@ -73,6 +73,11 @@ let package = Package(
 if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
+        (name: "FuzzRasMessage", dependencies: ["H323", "PER"]),
+        (name: "FuzzH323UserInformation", dependencies: ["H323", "PER"]),
+        (name: "FuzzH245Message", dependencies: ["H323", "PER"]),
+        (name: "FuzzQ931", dependencies: ["H323", "PER"]),
+        (name: "FuzzTPKT", dependencies: ["H323"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
