@@ -61,9 +61,11 @@ def frames_for(samples, cut=0):
     frames, seq, ident = [], {1720: 1000, 1730: 1000}, 1
     for name, transport, payload in samples:
         if cut:
-            payload = payload[:-cut]
-            if transport != "ras":  # keep TPKT's length as it was: the frame is truncated
-                pass
+            if transport == "ras":
+                payload = payload[:-cut]
+            else:  # cut the message inside TPKT, keeping the framing consistent
+                inner = payload[4:-cut]
+                payload = struct.pack("!BBH", 3, 0, 4 + len(inner)) + inner
         if transport == "ras":
             frames.append(ether(ipv4(EP, GK, 17, udp(EP, GK, 1719, 1719, payload), ident)))
         else:
