@@ -744,10 +744,13 @@ struct PERDecoder {
             var bits = [Bool]()
             bits.reserveCapacity(bitmap)
             for _ in 0..<bitmap { bits.append(try reader.readBit()) }
+            // Absent unknown positions are remembered so that re-encoding writes a bitmap of the
+            // same length, but only when something is present (otherwise the extension bit
+            // is not written again at all; found by FuzzRasMessage).
+            let anyPresent = bits.contains(true)
             for (position, isPresent) in bits.enumerated() {
                 guard isPresent else {
-                    // Remember absent unknown positions: the bitmap keeps its length on re-encoding.
-                    if position >= additions.count { unknown.append(PERUnknownAddition(position: position, encoding: nil)) }
+                    if anyPresent, position >= additions.count { unknown.append(PERUnknownAddition(position: position, encoding: nil)) }
                     continue
                 }
                 let (length, more) = try readLengthFragment()
