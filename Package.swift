@@ -102,6 +102,11 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzRTP", dependencies: ["RTP"]),
         (name: "FuzzConfigText", dependencies: ["Config"]),
         (name: "FuzzConsoleInput", dependencies: ["Console", "Config"]),
+        (name: "FuzzRasMessage", dependencies: ["H323", "PER"]),
+        (name: "FuzzH323UserInformation", dependencies: ["H323", "PER"]),
+        (name: "FuzzH245Message", dependencies: ["H323", "PER"]),
+        (name: "FuzzQ931", dependencies: ["H323", "PER"]),
+        (name: "FuzzTPKT", dependencies: ["H323"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
