@@ -1,0 +1,65 @@
+// One authenticated subscriber on one worker: outlives its TCP connection for the
+// resume grace period. The service behind the terminator (the mirror endpoint, or
+// the lab backend) talks to the client only through this object.
+
+import IO
+import Tunnel
+
+/// What the terminator reports to the service that carries the client's calls.
+/// One instance per worker, called on that worker's thread only.
+public protocol TunnelBackend: AnyObject {
+    func clientStarted(_ client: TunnelClient)
+    func clientSignalling(_ client: TunnelClient, channel: UInt16, message: Message)
+    func clientMedia(_ client: TunnelClient, channel: UInt16, kind: MediaKind, packet: [UInt8])
+    /// The connection broke; the grace period runs. Calls stay up, media is lost meanwhile.
+    func clientDetached(_ client: TunnelClient)
+    func clientResumed(_ client: TunnelClient)
+    /// BYE, or the grace period ran out: unregister and release the calls.
+    func clientEnded(_ client: TunnelClient, graceExpired: Bool)
+}
+
+/// Q.850 causes the terminator itself uses when it releases calls.
+public enum ReleaseCause {
+    public static let normalClearing: UInt8 = 16
+    /// The tunnel did not come back within the grace period.
+    public static let destinationOutOfOrder: UInt8 = 27
+    public static let temporaryFailure: UInt8 = 41
+}
+
+public final class TunnelClient {
+    public let alias: String
+    public let resumeToken: [UInt8]
+    public let workerIndex: Int
+    /// The service's own per-client state (the mirror), kept here for it.
+    public var context: AnyObject?
+    weak var connection: TunnelConnection?
+    var detachedSince: UInt64?
+    /// Signalling produced while detached, delivered on resume (bounded).
+    var pending: [(UInt16, Message)] = []
+    static let maxPending = 128
+    var overflowed = false
+
+    init(alias: String, resumeToken: [UInt8], workerIndex: Int) {
+        self.alias = alias
+        self.resumeToken = resumeToken
+        self.workerIndex = workerIndex
+    }
+
+    public var isAttached: Bool { connection != nil }
+
+    /// Signalling to the client; kept across a reconnect, never dropped.
+    public func send(_ message: Message, channel: UInt16 = 0) {
+        if let connection {
+            connection.sendSignalling(message, channel: channel)
+        } else if pending.count < TunnelClient.maxPending {
+            pending.append((channel, message))
+        } else {
+            overflowed = true  // the worker ends this client at its next tick
+        }
+    }
+
+    /// Media to the client; dropped while detached or when it waited too long.
+    public func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) {
+        connection?.sendMedia(channel: channel, kind: kind, packet: packet)
+    }
+}

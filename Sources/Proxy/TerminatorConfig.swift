@@ -1,0 +1,90 @@
+// Configuration of the tunnel terminator and the local subscriber table.
+
+import IO
+import Tunnel
+
+public struct TerminatorConfig: Sendable {
+    /// TLS listener (default port 443); nil disables it.
+    public var tlsListen: IPv4Endpoint? = IPv4Endpoint(address: 0, port: 443)
+    /// Plain TCP listener; nil disables it.
+    public var tcpListen: IPv4Endpoint?
+    public var certificatePath = ""
+    public var keyPath = ""
+    /// Data-plane workers, each its own thread and epoll set; `cpus[i]` pins worker i.
+    public var workers = 1
+    public var cpus: [Int] = []
+    /// Connections at once, all workers together.
+    public var maxConnections = 10_000
+    /// New connections per second from one source address, and the burst allowed.
+    public var perSourceRate = 20.0
+    public var perSourceBurst = 40.0
+    /// Calls the appliance can carry, reported in PONG and probe answers.
+    public var capacity: UInt32 = 1_000
+    /// Answer UDP probes on the listeners' ports.
+    public var probe = true
+    /// Deadlines, frame size, grace period, media age bound.
+    public var session = ServerSessionConfig()
+
+    public init() {}
+}
+
+/// Subscribers allowed to open a tunnel: alias and shared secret.
+/// Text form, one per line: `alias secret` (`#` starts a comment). The secret is
+/// taken as its UTF-8 bytes; `hex:` followed by hex digits gives raw bytes.
+public struct SubscriberTable: Sendable {
+    public private(set) var secrets: [String: [UInt8]] = [:]
+
+    public init(_ secrets: [String: [UInt8]] = [:]) { self.secrets = secrets }
+
+    public struct ParseError: Error, CustomStringConvertible {
+        public let line: Int
+        public let reason: String
+        public var description: String { "line \(line): \(reason)" }
+    }
+
+    public init(parsing text: String) throws {
+        for (number, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = rawLine.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            if fields.isEmpty { continue }
+            guard fields.count == 2 else { throw ParseError(line: number + 1, reason: "expected 'alias secret'") }
+            let alias = String(fields[0])
+            guard alias.utf8.count <= 255 else { throw ParseError(line: number + 1, reason: "alias longer than 255 bytes") }
+            let secretText = String(fields[1])
+            let secret: [UInt8]
+            if secretText.hasPrefix("hex:") {
+                guard let bytes = SubscriberTable.hexBytes(secretText.dropFirst(4)) else {
+                    throw ParseError(line: number + 1, reason: "invalid hex secret")
+                }
+                secret = bytes
+            } else {
+                secret = Array(secretText.utf8)
+            }
+            guard secret.count >= 8 else { throw ParseError(line: number + 1, reason: "secret shorter than 8 bytes") }
+            guard secrets[alias] == nil else { throw ParseError(line: number + 1, reason: "duplicate alias \(alias)") }
+            secrets[alias] = secret
+        }
+    }
+
+    static func hexBytes(_ text: Substring) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
+        var bytes: [UInt8] = []
+        var index = 0
+        while index < digits.count {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}

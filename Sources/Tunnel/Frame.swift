@@ -1,0 +1,154 @@
+// Tunnel framing (docs/tunnel-protocol.md §2): an 8-byte header then the payload.
+//
+//   0      1      2      3      4      5      6      7
+//   +------+------+------+------+------+------+------+------+
+//   | ver  | type | channel     | payload length (BE u32)   |
+//   +------+------+------+------+------+------+------+------+
+//
+// The decoder holds at most one header plus `maxPayload` bytes, whatever the
+// peer announces; a longer frame is an error before any payload is buffered.
+
+/// Framing version carried in every header. A different value is a framing the
+/// peer and this side do not share, so the connection ends.
+public let tunnelFramingVersion: UInt8 = 1
+
+/// One frame: type, channel (0 = connection control, otherwise a call) and payload.
+public struct Frame: Equatable, Sendable {
+    public static let headerSize = 8
+
+    public var type: UInt8
+    public var channel: UInt16
+    public var payload: [UInt8]
+
+    public init(type: UInt8, channel: UInt16 = 0, payload: [UInt8] = []) {
+        self.type = type
+        self.channel = channel
+        self.payload = payload
+    }
+
+    /// Appends header and payload to `output`.
+    public func encode(into output: inout [UInt8]) {
+        let length = UInt32(truncatingIfNeeded: payload.count)
+        output.append(tunnelFramingVersion)
+        output.append(type)
+        output.append(UInt8(truncatingIfNeeded: channel >> 8))
+        output.append(UInt8(truncatingIfNeeded: channel))
+        output.append(UInt8(truncatingIfNeeded: length >> 24))
+        output.append(UInt8(truncatingIfNeeded: length >> 16))
+        output.append(UInt8(truncatingIfNeeded: length >> 8))
+        output.append(UInt8(truncatingIfNeeded: length))
+        output.append(contentsOf: payload)
+    }
+
+    public var encoded: [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Frame.headerSize + payload.count)
+        encode(into: &bytes)
+        return bytes
+    }
+}
+
+/// Why a byte stream is not a valid frame sequence. Each is fatal to the connection.
+public enum FrameError: Error, Equatable, Sendable {
+    /// The header's version byte is not ours (also what an HTTP request or a TLS
+    /// ClientHello on the plain port looks like).
+    case unsupportedFramingVersion(UInt8)
+    /// The announced payload is larger than this side accepts.
+    case oversize(announced: UInt32, limit: Int)
+}
+
+/// Incremental frame decoder: feed bytes as they arrive, take frames out.
+public struct FrameDecoder: Sendable {
+    public let maxPayload: Int
+    private var buffer: [UInt8] = []
+    private var readIndex = 0
+    private var failure: FrameError?
+
+    public init(maxPayload: Int = 16 * 1024) {
+        self.maxPayload = max(0, maxPayload)
+    }
+
+    /// Bytes buffered but not yet returned as frames.
+    public var bufferedCount: Int { buffer.count - readIndex }
+
+    /// Appends received bytes. Input after a fatal error is ignored.
+    public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        guard failure == nil else { return }
+        compactIfUseful()
+        buffer.append(contentsOf: bytes)
+    }
+
+    public mutating func feed(_ pointer: UnsafeRawBufferPointer) {
+        feed(pointer.bindMemory(to: UInt8.self))
+    }
+
+    /// Next complete frame, nil when more bytes are needed, or the fatal error.
+    /// The buffer never grows beyond one frame's worth plus what the caller fed in
+    /// a single call: the caller's read size bounds it.
+    public mutating func next() -> Result<Frame, FrameError>? {
+        if let failure { return .failure(failure) }
+        guard bufferedCount >= Frame.headerSize else {
+            // A header's first byte already tells a foreign protocol apart.
+            if bufferedCount >= 1, buffer[readIndex] != tunnelFramingVersion {
+                return fail(.unsupportedFramingVersion(buffer[readIndex]))
+            }
+            return nil
+        }
+        let header = buffer[readIndex..<(readIndex + Frame.headerSize)]
+        let base = header.startIndex
+        let version = header[base]
+        guard version == tunnelFramingVersion else { return fail(.unsupportedFramingVersion(version)) }
+        let type = header[base + 1]
+        let channel = UInt16(header[base + 2]) << 8 | UInt16(header[base + 3])
+        var length: UInt32 = 0
+        for offset in 4..<8 { length = length << 8 | UInt32(header[base + offset]) }
+        guard UInt64(length) <= UInt64(maxPayload) else {
+            return fail(.oversize(announced: length, limit: maxPayload))
+        }
+        let payloadLength = Int(length)
+        guard bufferedCount >= Frame.headerSize + payloadLength else { return nil }
+        let start = readIndex + Frame.headerSize
+        let payload = Array(buffer[start..<(start + payloadLength)])
+        readIndex = start + payloadLength
+        if readIndex == buffer.count {
+            buffer.removeAll(keepingCapacity: buffer.capacity <= 2 * (maxPayload + Frame.headerSize))
+            readIndex = 0
+        }
+        return .success(Frame(type: type, channel: channel, payload: payload))
+    }
+
+    private mutating func fail(_ error: FrameError) -> Result<Frame, FrameError> {
+        failure = error
+        buffer = []
+        readIndex = 0
+        return .failure(error)
+    }
+
+    private mutating func compactIfUseful() {
+        if readIndex > 0 && readIndex >= buffer.count / 2 {
+            buffer.removeFirst(readIndex)
+            readIndex = 0
+        }
+    }
+}
+
+/// A MEDIA frame encoded in one allocation (the hot path: one per packet).
+public func encodedMediaFrame(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) -> [UInt8] {
+    let payloadLength = packet.count + 1
+    return [UInt8](unsafeUninitializedCapacity: Frame.headerSize + payloadLength) { buffer, count in
+        let length = UInt32(truncatingIfNeeded: payloadLength)
+        buffer[0] = tunnelFramingVersion
+        buffer[1] = MessageType.media.rawValue
+        buffer[2] = UInt8(truncatingIfNeeded: channel >> 8)
+        buffer[3] = UInt8(truncatingIfNeeded: channel)
+        buffer[4] = UInt8(truncatingIfNeeded: length >> 24)
+        buffer[5] = UInt8(truncatingIfNeeded: length >> 16)
+        buffer[6] = UInt8(truncatingIfNeeded: length >> 8)
+        buffer[7] = UInt8(truncatingIfNeeded: length)
+        buffer[8] = kind.rawValue
+        if let destination = buffer.baseAddress, let base = packet.baseAddress, packet.count > 0 {
+            UnsafeMutableRawPointer(destination + 9).copyMemory(from: base, byteCount: packet.count)
+        }
+        count = Frame.headerSize + payloadLength
+    }
+}
