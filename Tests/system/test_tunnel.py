@@ -153,14 +153,14 @@ def test_slow_loris_clients_time_out(serve, pki):
             break
     code, _ = trickler.expect_error_and_close()
     assert code == E_AUTH_TIMEOUT
-    assert 1.8 < time.monotonic() - started < 4.0
+    assert 1.8 < time.monotonic() - started < 6.0  # 2 s deadline, checked every 100 ms; slack for a loaded machine
     silent_tls.settimeout(3)
     assert silent_tls.recv(100) == b""  # closed by the appliance
     assert good.ping() == (0, 1000)  # authenticated clients are not subject to it
 
 
 def test_per_source_rate_limit_and_global_cap(serve):
-    server = serve("--rate", "1", "--burst", "3", "--max-connections", "1000", tls=False)
+    server = serve("--rate", "0.01", "--burst", "3", "--max-connections", "1000", tls=False)
     clients = [TunnelClient(server.tcp) for _ in range(3)]
     refused = TunnelClient(server.tcp)
     assert refused.expect_error_and_close()[0] == E_RATE_LIMITED
