@@ -103,6 +103,7 @@ public enum ControlLines {
     }
 
     public static func format(_ stats: SessionStats) -> String {
+        let now = monotonicNanoseconds()
         var fields = ["id=\(stats.id)",
                       "gateway_remote=\(stats.gatewayRemote?.description ?? "-")",
                       "client_remote=\(stats.clientRemote?.description ?? "-")"]
@@ -114,7 +115,8 @@ public enum ControlLines {
                        "\(prefix)_drop_wrong_source=\(c.drops.wrongSource)", "\(prefix)_drop_malformed=\(c.drops.malformed)",
                        "\(prefix)_drop_bad_version=\(c.drops.badVersion)", "\(prefix)_drop_truncated=\(c.drops.truncatedHeader + c.drops.tooShort)",
                        "\(prefix)_drop_no_destination=\(c.drops.noDestination)", "\(prefix)_drop_send=\(c.drops.sendFailed)",
-                       "\(prefix)_kernel_drops=\(c.kernelDrops)", "\(prefix)_relatches=\(c.relatches)"]
+                       "\(prefix)_kernel_drops=\(c.kernelDrops)", "\(prefix)_relatches=\(c.relatches)",
+                       "\(prefix)_idle_ms=\(c.lastSeenNanoseconds == 0 ? "-" : String((now &- c.lastSeenNanoseconds) / 1_000_000))"]
         }
         return fields.joined(separator: " ")
     }

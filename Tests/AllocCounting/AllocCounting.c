@@ -19,6 +19,7 @@ unsigned long long bloo_heap_in_use(void) {
 int bloo_alloc_counting_available(void) { return 0; }
 void bloo_alloc_tracking(int enabled) { (void)enabled; }
 unsigned long long bloo_alloc_count(void) { return 0; }
+long long bloo_alloc_net_bytes(void) { return 0; }
 #else
 extern void *__libc_malloc(size_t);
 extern void *__libc_calloc(size_t, size_t);
@@ -27,6 +28,7 @@ extern void *__libc_memalign(size_t, size_t);
 extern void __libc_free(void *);
 
 static __thread int tracking;
+static __thread long long net_bytes;
 static unsigned long long counted;
 
 #include <execinfo.h>
@@ -52,16 +54,30 @@ static inline void note(void) {
 int bloo_alloc_counting_available(void) { return 1; }
 void bloo_alloc_tracking(int enabled) { tracking = enabled; }
 unsigned long long bloo_alloc_count(void) { return __atomic_load_n(&counted, __ATOMIC_RELAXED); }
+long long bloo_alloc_net_bytes(void) { return net_bytes; }
 
-void *malloc(size_t size) { note(); return __libc_malloc(size); }
-void *calloc(size_t count, size_t size) { note(); return __libc_calloc(count, size); }
-void *realloc(void *pointer, size_t size) { note(); return __libc_realloc(pointer, size); }
-void free(void *pointer) { __libc_free(pointer); }
-void *memalign(size_t alignment, size_t size) { note(); return __libc_memalign(alignment, size); }
-void *aligned_alloc(size_t alignment, size_t size) { note(); return __libc_memalign(alignment, size); }
+/* Heap bytes the tracking thread holds: usable size of what it allocated minus what it freed. */
+static inline void *held(void *p) {
+    if (tracking && p) net_bytes += (long long)malloc_usable_size(p);
+    return p;
+}
+static inline void release(void *p) {
+    if (tracking && p) net_bytes -= (long long)malloc_usable_size(p);
+}
+
+void *malloc(size_t size) { note(); return held(__libc_malloc(size)); }
+void *calloc(size_t count, size_t size) { note(); return held(__libc_calloc(count, size)); }
+void *realloc(void *pointer, size_t size) {
+    note();
+    release(pointer);
+    return held(__libc_realloc(pointer, size));
+}
+void free(void *pointer) { release(pointer); __libc_free(pointer); }
+void *memalign(size_t alignment, size_t size) { note(); return held(__libc_memalign(alignment, size)); }
+void *aligned_alloc(size_t alignment, size_t size) { note(); return held(__libc_memalign(alignment, size)); }
 int posix_memalign(void **out, size_t alignment, size_t size) {
     note();
-    void *p = __libc_memalign(alignment, size);
+    void *p = held(__libc_memalign(alignment, size));
     if (p == NULL) return ENOMEM;
     *out = p;
     return 0;

@@ -10,6 +10,8 @@ int bloo_alloc_counting_available(void);
 void bloo_alloc_tracking(int enabled);
 /// Allocations counted so far (all threads that enabled tracking).
 unsigned long long bloo_alloc_count(void);
+/// Net heap bytes (usable sizes) allocated minus freed by the calling thread while it tracked.
+long long bloo_alloc_net_bytes(void);
 /// Heap bytes in use (glibc mallinfo2: arena + mmapped).
 unsigned long long bloo_heap_in_use(void);
 
