@@ -72,8 +72,8 @@ def test_power_cut_of_the_daemon_during_a_console_commit(bloo, netns, daemons, a
             c.run("configure", EDIT)
             paste = "".join(f"set subscriber cut{attempt}u{i:03d} secret s{i}-{'y' * 48}\r" for i in range(400))
             c.paste(paste)
-            c.send("show version\r")
-            c.expect(r"\(revision", timeout=60)
+            c.send("show marker-after-paste\r")   # answered by the shell itself, after every pasted line
+            c.expect("unknown word 'marker-after-paste'", timeout=60)
             c.expect(EDIT, timeout=60)
             c.send("commit\r")
             time.sleep(0.01 * attempt)
