@@ -16,6 +16,8 @@ public struct LabTunnelClientConfig {
     public var secret: [UInt8]
     public var register: [String] = []
     public var callTo: String?
+    /// Calls placed one after the other (the benchmark's setup/teardown loop).
+    public var calls = 1
     public var answer = true
     public var codecs: [Tunnel.Codec] = [.pcmu, .pcma]
     public var toneHz: Double = 1000
@@ -24,7 +26,7 @@ public struct LabTunnelClientConfig {
     public var hangupAfterMs: UInt64?
     public var hangupCause: UInt8 = 16
     public var answerDelayMs: UInt64 = 100
-    /// Keep the TCP connection but drop it without BYE after this long (grace tests).
+    /// Drop the TCP connection without BYE this long after a call connected (grace tests).
     public var dropAfterMs: UInt64?
 
     public init(server: EndpointAddress, alias: String, secret: [UInt8]) {
@@ -50,7 +52,13 @@ public final class LabTunnelClient: IOHandler {
     var established = false
     var output: [UInt8] = []
     public private(set) var completedCalls = 0
+    public private(set) var connectedCalls = 0
+    public private(set) var placedCalls = 0
+    public private(set) var registered = false
     public private(set) var failed = false
+    var nextChannel: UInt16 = 1
+    /// Quiet: no line per call (benchmark).
+    public var quiet = false
     var calls: [UInt16: ClientCall] = [:]
 
     final class ClientCall {
@@ -79,12 +87,6 @@ public final class LabTunnelClient: IOHandler {
         try? socket.setNoDelay()
         registration = try loop.register(fd: socket.fd, events: [.readable, .writable], handler: self)
         write(handshake.hello(client: "bloo-lab-client").encoded)
-        if let drop = config.dropAfterMs {
-            loop.schedule(afterNanoseconds: drop * 1_000_000) { [weak self] in
-                self?.log.info("dropping the tunnel without BYE", [:])
-                self?.close()
-            }
-        }
     }
 
     public var isClosed: Bool { registration == nil }
@@ -153,12 +155,9 @@ public final class LabTunnelClient: IOHandler {
         }
         switch message {
         case .registered(let aliases, let ttl):
-            log.info("registered", ["aliases": aliases.joined(separator: ","), "ttl": "\(ttl)"])
-            if let to = config.callTo {
-                calls[1] = ClientCall(channel: 1, toneHz: config.toneHz, expect: config.expectToneHz)
-                log.info("calling", ["to": to])
-                send(.call(destination: to, codecs: config.codecs), channel: 1)
-            }
+            registered = true
+            if !quiet { log.info("registered", ["aliases": aliases.joined(separator: ","), "ttl": "\(ttl)"]) }
+            placeNextCall()
         case .rejected(let reason, let text):
             log.warning("registration rejected", ["reason": "\(reason)", "text": text])
             failed = true
@@ -175,8 +174,14 @@ public final class LabTunnelClient: IOHandler {
         case .progress: log.info("call progress", ["channel": "\(channel)"])
         case .ringing: log.info("call ringing", ["channel": "\(channel)"])
         case .connected(let codec, let ptime):
-            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
             guard let call = calls[channel] else { return }
+            connectedCalls += 1
+            if config.hangupAfterMs == 0 {
+                // Setup/teardown loop: hang up at once.
+                send(.hangup(cause: config.hangupCause), channel: channel)
+                return ended(call, cause: config.hangupCause, by: "local")
+            }
+            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
             call.codec = codec
             startMedia(call)
             var delay: UInt64 = 500
@@ -185,6 +190,12 @@ public final class LabTunnelClient: IOHandler {
                     loop.schedule(afterNanoseconds: delay * 1_000_000) { [weak self] in self?.send(.dtmf(digit: d, durationMs: 100), channel: channel) }
                 }
                 delay += 120
+            }
+            if let drop = config.dropAfterMs {
+                loop.schedule(afterNanoseconds: drop * 1_000_000) { [weak self] in
+                    self?.log.info("dropping the tunnel without BYE", [:])
+                    self?.close()
+                }
             }
             if let after = config.hangupAfterMs {
                 let cause = config.hangupCause
@@ -216,9 +227,24 @@ public final class LabTunnelClient: IOHandler {
         }
     }
 
+    func placeNextCall() {
+        guard let to = config.callTo, placedCalls < config.calls, registration != nil else { return }
+        let channel = nextChannel
+        nextChannel = nextChannel >= 0xFFFD ? 1 : nextChannel + 2
+        placedCalls += 1
+        calls[channel] = ClientCall(channel: channel, toneHz: config.toneHz, expect: config.expectToneHz)
+        if !quiet { log.info("calling", ["to": to, "channel": "\(channel)"]) }
+        send(.call(destination: to, codecs: config.codecs), channel: channel)
+    }
+
     func ended(_ call: ClientCall, cause: UInt8, by: String) {
         guard calls.removeValue(forKey: call.channel) != nil else { return }
         if let t = call.mediaTimer { loop.cancel(t) }
+        defer { placeNextCall() }
+        if quiet {
+            completedCalls += 1
+            return
+        }
         let presence = call.detector.map { Int(($0.presence * 100).rounded()) }
         log.info("call released", ["channel": "\(call.channel)", "cause": "\(cause)", "by": by, "reason": Q850.text(cause),
                                    "packets_in": "\(call.packetsIn)", "packets_out": "\(call.packetsOut)", "digits": call.digits,

@@ -21,7 +21,7 @@ enum LabCommand {
         [--duration S] [--exit-after-calls N]
                bloo lab client --server ADDR:PORT --alias NAME --secret TEXT [--register A,B] [--call DEST | --no-answer] \
         [--codecs PCMU,PCMA] [--tone HZ] [--expect-tone HZ] [--dtmf DIGITS] [--hangup-after MS] [--cause N] \
-        [--drop-after MS] [--duration S] [--exit-after-calls N]
+        [--drop-after MS_AFTER_CONNECT] [--duration S] [--exit-after-calls N]
         (lab tools: a gatekeeper, a gateway and a tunnel test client for tests and test calls, not for service)
         """
 
@@ -54,7 +54,7 @@ enum LabCommand {
         let command = "lab client"
         let args = try Arguments(words, command: command,
                                  options: ["server", "alias", "secret", "register", "call", "codecs", "tone", "expect-tone", "dtmf",
-                                           "hangup-after", "cause", "drop-after", "duration", "exit-after-calls"],
+                                           "hangup-after", "cause", "drop-after", "duration", "exit-after-calls", "calls", "count"],
                                  flags: ["no-answer"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = LabTunnelClientConfig(server: try address(try args.required("server", command: command), "server"),
@@ -75,20 +75,42 @@ enum LabCommand {
         if let hz = try args.integer("expect-tone", command: command, range: 50...3900) { config.expectToneHz = Double(hz) }
         config.sendDTMF = args.value("dtmf") ?? ""
         guard config.sendDTMF.allSatisfy({ DTMF.event($0) != nil }) else { throw UsageError("\(command): --dtmf takes 0-9 * # A-D") }
-        if let ms = try args.integer("hangup-after", command: command, range: 1...86_400_000) { config.hangupAfterMs = UInt64(ms) }
+        if let ms = try args.integer("hangup-after", command: command, range: 0...86_400_000) { config.hangupAfterMs = UInt64(ms) }
         if let cause = try args.integer("cause", command: command, range: 1...127) { config.hangupCause = UInt8(cause) }
         if let ms = try args.integer("drop-after", command: command, range: 1...86_400_000) { config.dropAfterMs = UInt64(ms) }
+        config.calls = try args.integer("calls", command: command, range: 1...10_000_000) ?? 1
+        let count = try args.integer("count", command: command, range: 1...100_000)
         let exitAfter = try args.integer("exit-after-calls", command: command, range: 1...10_000_000)
-        let loop = try EventLoop()
-        let client: LabTunnelClient
-        do { client = try LabTunnelClient(loop: loop, config: config) } catch {
-            writeLine(STDERR_FILENO, "\(command): \(error)")
-            return ExitStatus.failure
+        MirrorCommand.raiseDescriptorLimit()
+        let loop = try EventLoop(maxEvents: 1024)
+        var clients: [LabTunnelClient] = []
+        // --count N: N clients "<alias>1" ... "<alias>N" sharing the secret (benchmark load).
+        for i in 1...(count ?? 1) {
+            var c = config
+            if count != nil { c.alias = "\(config.alias)\(i)" }
+            do {
+                let client = try LabTunnelClient(loop: loop, config: c)
+                client.quiet = count != nil || config.calls > 1
+                clients.append(client)
+            } catch {
+                writeLine(STDERR_FILENO, "\(command): \(error)")
+                return ExitStatus.failure
+            }
+            if count != nil && i % 200 == 0 { try loop.runOnce(timeoutMilliseconds: 0) }
         }
+        let start = millisecondsNow()
+        var firstConnect: UInt64?
         try runLoop(loop, seconds: try args.integer("duration", command: command, range: 1...86_400)) {
-            client.failed || exitAfter.map { client.completedCalls >= $0 } ?? false
+            if firstConnect == nil, clients.contains(where: { $0.registered }) { firstConnect = millisecondsNow() }
+            if clients.allSatisfy({ $0.failed }) { return true }
+            if let exitAfter { return clients.reduce(0) { $0 + $1.completedCalls } >= exitAfter }
+            return false
         }
-        return client.failed ? ExitStatus.failure : ExitStatus.success
+        let elapsed = Double(millisecondsNow() - (firstConnect ?? start)) / 1000
+        let completed = clients.reduce(0) { $0 + $1.completedCalls }
+        writeLine(STDOUT_FILENO, "clients=\(clients.count) registered=\(clients.filter(\.registered).count) " +
+                  "calls_completed=\(completed) elapsed_ms=\(Int(elapsed * 1000))")
+        return clients.contains(where: { $0.failed }) ? ExitStatus.failure : ExitStatus.success
     }
 
     static func gatekeeper(_ words: [String]) throws -> Int32 {

@@ -14,7 +14,7 @@ enum MirrorCommand {
         bloo mirror-serve --subscribers FILE --gatekeeper ADDR:PORT --public-ip ADDR [--bind-ip ADDR] \
         [--tls ADDR:PORT|off] [--tcp ADDR:PORT] [--cert PEM --key PEM] [--workers N] [--grace S] \
         [--ras-ports A-B] [--signalling-ports A-B] [--rtp-ports A-B] [--ttl S] [--cdr FILE] \
-        [--h245 fast-start|tunnelled|separate] [--no-discovery]
+        [--h245 fast-start|tunnelled|separate] [--no-discovery] [--rate PER_S] [--burst N] [--max-connections N]
         """
     static let cdrUsage = "bloo cdr --file FILE [--last N]"
 
@@ -37,7 +37,8 @@ enum MirrorCommand {
         let command = "mirror-serve"
         let args = try Arguments(words, command: command,
                                  options: ["tls", "tcp", "cert", "key", "subscribers", "workers", "grace", "gatekeeper", "public-ip",
-                                           "bind-ip", "ras-ports", "signalling-ports", "rtp-ports", "ttl", "cdr", "h245"],
+                                           "bind-ip", "ras-ports", "signalling-ports", "rtp-ports", "ttl", "cdr", "h245", "rate", "burst",
+                                           "max-connections"],
                                  flags: ["no-discovery"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = TerminatorConfig()
@@ -51,6 +52,9 @@ enum MirrorCommand {
         config.workers = try args.integer("workers", command: command, range: 1...256) ?? 1
         if let seconds = try args.integer("grace", command: command, range: 0...3600) { config.session.graceSeconds = UInt16(seconds) }
         config.probe = false
+        if let rate = try args.integer("rate", command: command, range: 1...1_000_000) { config.perSourceRate = Double(rate) }
+        if let burst = try args.integer("burst", command: command, range: 1...1_000_000) { config.perSourceBurst = Double(burst) }
+        config.maxConnections = try args.integer("max-connections", command: command, range: 1...1_000_000) ?? config.maxConnections
 
         guard let gk = EndpointAddress(parsing: try args.required("gatekeeper", command: command)) else {
             throw UsageError("\(command): --gatekeeper takes ADDRESS:PORT")
@@ -88,6 +92,7 @@ enum MirrorCommand {
             return ExitStatus.failure
         }
         signal(SIGPIPE, SIG_IGN)
+        raiseDescriptorLimit()
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGTERM, SIGINT] { sigaddset(&signals, s) }
@@ -119,6 +124,15 @@ enum MirrorCommand {
             return ExitStatus.failure
         }
         return ExitStatus.success
+    }
+
+    /// A mirror holds a tunnel, a RAS port and a listener per client: take the hard limit.
+    static func raiseDescriptorLimit() {
+        var limit = rlimit()
+        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+        guard getrlimit(resource, &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(resource, &limit)
     }
 
     static func readText(_ path: String) throws -> String {

@@ -232,7 +232,7 @@ def test_inbound_call_rings_connects_and_carries_audio(lab):
 def test_grace_expiry_releases_the_call_and_unregisters(lab):
     gk, gw = lab.operator()
     lab.appliance("--grace", "2")
-    client = lab.client("--call", "0555", "--drop-after", "4000")
+    client = lab.client("--call", "0555", "--drop-after", "1500")
     client.wait_for("call connected channel=1")
     at_gateway = released(gw, timeout=20)
     # Tunnel lost beyond the grace period: destination out of order, then URQ.
