@@ -61,7 +61,7 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP", "Proxy", "Tunnel", "IO"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )

@@ -14,6 +14,8 @@ enum CommandTable {
         },
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
+        Command(name: "phone", summary: "the command-line softphone: scan, register, call, listen",
+                usage: PhoneCommand.usage) { try PhoneCommand.run($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
