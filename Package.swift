@@ -13,6 +13,8 @@ let package = Package(
     targets: [
         // MARK: C surface (no Swift knowledge)
         .target(name: "CSystem"),
+        // finit_module for bloo init; a header without includes (see CBoot.h).
+        .target(name: "CBoot"),
         .systemLibrary(name: "CNetlink", pkgConfig: "libnl-route-3.0",
                        providers: [.apt(["libnl-3-dev", "libnl-route-3-dev"])]),
         .systemLibrary(name: "CCap", pkgConfig: "libcap", providers: [.apt(["libcap-dev"])]),
@@ -36,15 +38,19 @@ let package = Package(
         // MARK: Appliance services
         .target(name: "Config", dependencies: ["COpenSSL", "Log"]),
         .target(name: "System", dependencies: ["CSystem", "CNetlink", "CCap", "Log"]),
-        .target(name: "Update", dependencies: ["CSystem", "COpenSSL", "Log"]),
+        .target(name: "Update", dependencies: ["CBoot", "COpenSSL", "Log"]),
         .target(name: "Proxy", dependencies: ["Tunnel", "IO", "Relay", "Endpoint", "H323", "RTP", "Config", "Log"]),
         .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "H323", "RTP", "Log"]),
         .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
 
+        // MARK: The daemon: composes the system layer, the control socket, the
+        // configuration and (through DaemonService) the appliance services.
+        .target(name: "Daemon", dependencies: ["System", "Control", "Config", "IO", "CSystem", "Log"]),
+
         // MARK: The multi-call executable
         .executableTarget(name: "bloo", dependencies: [
             "CSystem", "Log", "PER", "H323", "RTP", "Tunnel", "Control", "Endpoint", "IO", "Relay",
-            "Config", "System", "Update", "Proxy", "Phone", "Console",
+            "Config", "System", "Update", "Proxy", "Phone", "Console", "Daemon",
         ]),
 
         // MARK: Unit tests, one target per module
@@ -56,9 +62,12 @@ let package = Package(
         .testTarget(name: "ControlTests", dependencies: ["Control"]),
         .testTarget(name: "EndpointTests", dependencies: ["Endpoint", "H323"]),
         .testTarget(name: "IOTests", dependencies: ["IO", "CSystem"]),
-        .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem"]),
+        .testTarget(name: "RelayTests", dependencies: ["Relay", "IO", "RTP", "CSystem", "AllocCounting"]),
+        // Test support: counts heap allocations of a thread (malloc interposer).
+        .target(name: "AllocCounting", path: "Tests/AllocCounting"),
         .testTarget(name: "ConfigTests", dependencies: ["Config"]),
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Config", "System"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP", "Proxy", "Tunnel", "IO"]),
@@ -73,7 +82,11 @@ let package = Package(
 if Context.environment["BLOO_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         (name: "FuzzLogFormat", dependencies: ["Log"]),
+        (name: "FuzzControlRequest", dependencies: ["Control"]),
+        (name: "FuzzBundleHeader", dependencies: ["Update"]),
+        (name: "FuzzBootState", dependencies: ["Update"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
+        (name: "FuzzRTP", dependencies: ["RTP"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

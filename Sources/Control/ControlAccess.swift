@@ -71,10 +71,15 @@ public struct ControlAccessPolicy: Sendable, Equatable {
         return nil
     }
 
-    /// Resolves a group given by name (through /etc/group) or by number.
-    public static func groupID(_ nameOrNumber: String) -> UInt32? {
+    /// Resolves a group given by name (from /etc/group, read with glibc's fgetgrent:
+    /// getgrnam in a static binary may try to dlopen NSS modules and crash) or by number.
+    public static func groupID(_ nameOrNumber: String, groupFile: String = "/etc/group") -> UInt32? {
         if let number = UInt32(nameOrNumber) { return number }
-        guard let entry = getgrnam(nameOrNumber) else { return nil }
-        return entry.pointee.gr_gid
+        guard let file = fopen(groupFile, "re") else { return nil }
+        defer { fclose(file) }
+        while let entry = fgetgrent(file) {
+            if String(cString: entry.pointee.gr_name) == nameOrNumber { return entry.pointee.gr_gid }
+        }
+        return nil
     }
 }

@@ -253,8 +253,15 @@ public final class ControlServer: Sendable {
         let caller: ControlCaller
         let role: ControlRole
         var buffer: [UInt8] = []
-        let deadline: Int
+        var deadline: Int
+        /// Answered early (too large, denied): the rest of the request is read and
+        /// discarded until EOF or the deadline, because closing a Unix socket with unread
+        /// data resets it and the client could lose the reply.
+        var draining = false
     }
+
+    /// How long an early-answered connection is drained before it is closed.
+    static let drainMs = 1000
 
     /// Serves until `stop()`. `handler` answers authorised, well-formed requests.
     public func serve(_ handler: (ControlRequest, ControlCaller, ControlRole) -> ControlReply) {
@@ -279,16 +286,28 @@ public final class ControlServer: Sendable {
             for index in connections.indices {
                 let revents = fds[first + index].revents
                 var connection = connections[index]
+                if connection.draining {
+                    if revents != 0 {
+                        let count = chunk.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
+                        if count > 0 || (count < 0 && (errno == EAGAIN || errno == EINTR)) { continue }
+                        finished.insert(connection.fd)
+                    } else if after >= connection.deadline {
+                        finished.insert(connection.fd)
+                    }
+                    continue
+                }
                 if revents != 0 {
                     let count = chunk.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
                     if count > 0 {
                         connection.buffer.append(contentsOf: chunk[0..<count])
-                        connections[index] = connection
                         if connection.buffer.count > ControlLimits.maxRequestBytes {
                             Self.log.warning("request refused", ["reason": "too large", "uid": String(connection.caller.uid)])
-                            reply(connection.fd, .error(.tooLarge, "request exceeds \(ControlLimits.maxRequestBytes) bytes"))
-                            finished.insert(connection.fd)
+                            reply(connection.fd, .error(.tooLarge, "request exceeds \(ControlLimits.maxRequestBytes) bytes"), keepOpen: true)
+                            connection.buffer = []
+                            connection.draining = true
+                            connection.deadline = Self.monotonicMs() + Self.drainMs
                         }
+                        connections[index] = connection
                         continue
                     }
                     if count < 0 && (errno == EAGAIN || errno == EINTR) { continue }
@@ -319,8 +338,9 @@ public final class ControlServer: Sendable {
                     }
                     guard let role = policy.role(for: caller) else {
                         Self.log.warning("caller refused", ["uid": String(caller.uid), "gid": String(caller.gid), "pid": String(caller.pid)])
-                        reply(fd, .error(.denied, "uid \(caller.uid) is in neither the admin nor the operator group"))
-                        Glibc.close(fd)
+                        reply(fd, .error(.denied, "uid \(caller.uid) is in neither the admin nor the operator group"), keepOpen: true)
+                        connections.append(Connection(fd: fd, caller: caller, role: .operator,
+                                                      deadline: Self.monotonicMs() + Self.drainMs, draining: true))
                         continue
                     }
                     connections.append(Connection(fd: fd, caller: caller, role: role,
@@ -350,13 +370,15 @@ public final class ControlServer: Sendable {
         return handler(request, connection.caller, connection.role)
     }
 
-    private func reply(_ fd: Int32, _ reply: ControlReply) {
+    private func reply(_ fd: Int32, _ reply: ControlReply, keepOpen: Bool = false) {
         // Blocking with a send timeout: a client that does not read cannot hold the loop long.
         let flags = fcntl(fd, F_GETFL)
         if flags >= 0 { _ = fcntl(fd, F_SETFL, flags & ~O_NONBLOCK) }
         setTimeouts(fd, seconds: Self.replyTimeoutSeconds)
         _ = sendAll(fd, ControlCodec.encode(reply))
         _ = shutdown(fd, Int32(SHUT_WR))
+        // Draining reads without blocking the loop.
+        if keepOpen && flags >= 0 { _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK) }
     }
 
     static func monotonicMs() -> Int {

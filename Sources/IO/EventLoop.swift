@@ -47,8 +47,22 @@ public final class EventLoop {
     private var running = false
 
     // Timers: a binary min-heap of (deadline, id); cancelled ids are dropped lazily.
-    private var timerHeap: [(deadline: UInt64, id: UInt64)] = []
-    private var timerBodies: [UInt64: () -> Void] = [:]
+    private struct TimerEntry {
+        var deadline: UInt64
+        var id: UInt64
+    }
+    /// A struct, not a tuple, and indexed rather than `.first`: unspecialized generic
+    /// code over tuples allocates in debug builds, and this runs every iteration.
+    private var timerHeap: ContiguousArray<TimerEntry> = []
+    /// Bodies are boxed in a class: a closure stored directly as a dictionary value is
+    /// re-abstracted (a heap-allocated thunk) every time it is read back.
+    private final class TimerBody {
+        let interval: UInt64
+        let run: () -> Void
+        init(interval: UInt64, run: @escaping () -> Void) { self.interval = interval; self.run = run }
+    }
+    private var timerBodies: [UInt64: TimerBody] = [:]
+    private var repeatingTimers: [UInt64: TimerBody] = [:]
     private var nextTimerID: UInt64 = 1
 
     public init(maxEvents: Int = 256) throws {
@@ -116,19 +130,33 @@ public final class EventLoop {
     public func schedule(afterNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerID {
         let id = nextTimerID
         nextTimerID += 1
-        timerBodies[id] = body
-        heapPush((monotonicNanoseconds() &+ nanoseconds, id))
+        timerBodies[id] = TimerBody(interval: 0, run: body)
+        heapPush(TimerEntry(deadline: monotonicNanoseconds() &+ nanoseconds, id: id))
         return TimerID(value: id)
     }
 
-    /// Cancels a timer that has not fired yet (no effect otherwise).
-    public func cancel(_ timer: TimerID) {
-        timerBodies[timer.value] = nil
+    /// Runs `body` every `nanoseconds` until cancelled. Firing allocates nothing
+    /// (the heap's storage is reused), so data-plane loops can use it.
+    @discardableResult
+    public func scheduleRepeating(everyNanoseconds nanoseconds: UInt64, _ body: @escaping () -> Void) -> TimerID {
+        let id = nextTimerID
+        nextTimerID += 1
+        let interval = max(nanoseconds, 1)
+        repeatingTimers[id] = TimerBody(interval: interval, run: body)
+        timerHeap.reserveCapacity(timerHeap.count + 8)
+        heapPush(TimerEntry(deadline: monotonicNanoseconds() &+ interval, id: id))
+        return TimerID(value: id)
     }
 
-    public var pendingTimers: Int { timerBodies.count }
+    /// Cancels a timer that has not fired yet, or a repeating timer (no effect otherwise).
+    public func cancel(_ timer: TimerID) {
+        timerBodies[timer.value] = nil
+        repeatingTimers[timer.value] = nil
+    }
 
-    private func heapPush(_ item: (deadline: UInt64, id: UInt64)) {
+    public var pendingTimers: Int { timerBodies.count + repeatingTimers.count }
+
+    private func heapPush(_ item: TimerEntry) {
         timerHeap.append(item)
         var child = timerHeap.count - 1
         while child > 0 {
@@ -139,8 +167,9 @@ public final class EventLoop {
         }
     }
 
-    private func heapPop() -> (deadline: UInt64, id: UInt64)? {
-        guard let first = timerHeap.first else { return nil }
+    private func heapPop() -> TimerEntry? {
+        guard !timerHeap.isEmpty else { return nil }
+        let first = timerHeap[0]
         let last = timerHeap.removeLast()
         if !timerHeap.isEmpty {
             timerHeap[0] = last
@@ -160,15 +189,22 @@ public final class EventLoop {
 
     /// Fires due timers; returns the milliseconds until the next one (-1: none).
     private func runDueTimers() -> Int32 {
-        while let top = timerHeap.first {
-            if timerBodies[top.id] == nil { _ = heapPop(); continue }
+        while !timerHeap.isEmpty {
+            let top = timerHeap[0]
             let now = monotonicNanoseconds()
             if top.deadline > now {
+                // Not due yet (a cancelled entry is only dropped once due: no lookup here).
                 let ms = (top.deadline - now + 999_999) / 1_000_000
                 return Int32(min(ms, 60_000))
             }
             _ = heapPop()
-            if let body = timerBodies.removeValue(forKey: top.id) { body() }
+            if let repeating = repeatingTimers[top.id] {
+                // Next deadline from the planned one, not from now: no drift.
+                heapPush(TimerEntry(deadline: max(top.deadline &+ repeating.interval, now &+ 1), id: top.id))
+                repeating.run()
+            } else if let body = timerBodies.removeValue(forKey: top.id) {
+                body.run()
+            }
         }
         return -1
     }

@@ -14,6 +14,8 @@ public final class UDPReceiveBatch {
     private let controlSize: Int
     /// Datagrams held after the last `receive`.
     public private(set) var count = 0
+    /// Headers the kernel wrote to in the last call (only those need resetting).
+    private var dirty: Int
 
     public init(capacity: Int = 64, bufferSize: Int = 2048) {
         self.capacity = capacity
@@ -25,6 +27,7 @@ public final class UDPReceiveBatch {
         // Room for SO_RXQ_OVFL (uint32) and IP_TOS (one byte) control messages.
         controlSize = csys_cmsg_space(4) + csys_cmsg_space(4)
         control = .allocate(byteCount: capacity * controlSize, alignment: 16)
+        dirty = capacity
         headers.initialize(repeating: csys_mmsghdr(), count: capacity)
         addresses.initialize(repeating: sockaddr_in(), count: capacity)
         for i in 0..<capacity {
@@ -49,12 +52,14 @@ public final class UDPReceiveBatch {
     @inline(__always)
     public func receive(from fd: Int32, limit: Int? = nil) -> Int {
         let n = min(limit ?? capacity, capacity)
-        for i in 0..<n {
+        // The kernel rewrites only the headers of the datagrams it returned: reset those.
+        for i in 0..<dirty {
             headers[i].msg_hdr.msg_namelen = socklen_t(MemoryLayout<sockaddr_in>.size)
             headers[i].msg_hdr.msg_controllen = controlSize
             headers[i].msg_hdr.msg_flags = 0
         }
         let rc = csys_recvmmsg(fd, headers, UInt32(n), Int32(MSG_DONTWAIT), nil)
+        dirty = max(Int(rc), 0)
         if rc < 0 {
             count = 0
             let error = csys_errno()

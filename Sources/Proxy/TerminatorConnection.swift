@@ -43,7 +43,7 @@ final class TunnelConnection: IOHandler {
     }
 
     func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) {
-        session.sendMedia(channel: channel, kind: kind, packet: Array(packet), now: worker.now)
+        session.sendMedia(channel: channel, kind: kind, packet: packet, now: worker.now)
         markDirty()
     }
 
@@ -82,8 +82,12 @@ final class TunnelConnection: IOHandler {
                 lost()
                 return
             case let .bytes(count):
-                if isClosing { continue }  // draining until the peer closes
-                worker.readScratch.withUnsafeBytes { received(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                if !isClosing {  // while closing, input is drained and dropped until the peer closes
+                    worker.readScratch.withUnsafeBytes { received(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+                }
+                // Less than a full buffer: the socket is empty now. Level-triggered epoll reports
+                // anything that arrives later, so the extra read that would return EAGAIN is saved.
+                if count < worker.readScratch.count { return }
             }
         }
     }

@@ -44,12 +44,16 @@ public struct OutboundQueue: Sendable {
 
     /// Queues a media frame; drops it (counted) when the queue is full.
     public mutating func pushMedia(_ frame: Frame, now: UInt64) {
-        let size = Frame.headerSize + frame.payload.count
-        guard queuedBytes + size <= maxBytes else {
+        pushMedia(frame.encoded, now: now)
+    }
+
+    /// Queues an already encoded media frame.
+    public mutating func pushMedia(_ encoded: [UInt8], now: UInt64) {
+        guard queuedBytes + encoded.count <= maxBytes else {
             counters.mediaDroppedFull += 1
             return
         }
-        append(Entry(bytes: frame.encoded, enqueuedAt: now, isMedia: true))
+        append(Entry(bytes: encoded, enqueuedAt: now, isMedia: true))
     }
 
     /// Moves whole frames into `output` until it holds `limit` bytes or the queue is

@@ -159,13 +159,13 @@ public struct ServerSession: Sendable {
     }
 
     /// Queues a media packet for the client; it is dropped if not written in time.
-    public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8], now: UInt64) {
+    public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer, now: UInt64) {
         guard isAuthenticated else { return }
-        var payload = [UInt8]()
-        payload.reserveCapacity(packet.count + 1)
-        payload.append(kind.rawValue)
-        payload.append(contentsOf: packet)
-        outbound.pushMedia(Frame(type: MessageType.media.rawValue, channel: channel, payload: payload), now: now)
+        outbound.pushMedia(encodedMediaFrame(channel: channel, kind: kind, packet: packet), now: now)
+    }
+
+    public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8], now: UInt64) {
+        packet.withUnsafeBytes { sendMedia(channel: channel, kind: kind, packet: $0, now: now) }
     }
 
     /// Ends the session from the appliance side with BYE (shutdown) or ERROR.

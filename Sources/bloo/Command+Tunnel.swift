@@ -131,3 +131,93 @@ enum TunnelCommand {
 }
 
 private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
+
+/// `bloo tunnel-load`: the benchmark's load generator (see bench/tunnel/bench.sh).
+enum TunnelLoadCommand {
+    static let usage = """
+        bloo tunnel-load --connect ADDR:PORT [--ca PEM] [--start N] [--step N] [--max N] \
+        [--window S] [--max-loss-ppm PPM] [--server-pid PID]
+        """
+
+    static func run(_ words: [String]) throws -> Int32 {
+        let command = "tunnel-load"
+        let args = try Arguments(words, command: command,
+                                 options: ["connect", "ca", "start", "step", "max", "window", "max-loss-ppm", "server-pid"])
+        guard let endpoint = IPv4Endpoint(parsing: try args.required("connect", command: command)) else {
+            throw UsageError("\(command): --connect takes ADDRESS:PORT")
+        }
+        var options = TunnelLoad.Options()
+        options.endpoint = endpoint
+        options.caPath = args.value("ca")
+        let start = try args.integer("start", command: command, range: 1...100_000) ?? 100
+        let step = try args.integer("step", command: command, range: 1...100_000) ?? 100
+        let maximum = try args.integer("max", command: command, range: 1...100_000) ?? 5_000
+        let window = Double(try args.integer("window", command: command, range: 1...600) ?? 3)
+        let maxLoss = Double(try args.integer("max-loss-ppm", command: command, range: 0...1_000_000) ?? 1_000) / 1e6
+        raiseLimit()
+        let serverPID = try args.integer("server-pid", command: command, range: 1...Int(Int32.max))
+        let load = try TunnelLoad(options: options)
+        var target = start
+        var best = 0
+        var bestP99 = 0.0
+        var bestCPU = 0.0
+        var stopReason = "reached --max"
+        while target <= maximum {
+            try load.addCalls(target - load.tunnelCount)
+            _ = load.run(seconds: 1.5)  // set-up and warm-up, not measured
+            let cpuBefore = serverPID.flatMap(cpuSeconds)
+            let result = load.run(seconds: window)
+            let cpuAfter = serverPID.flatMap(cpuSeconds)
+            var cpuPercent = 0.0
+            if let cpuBefore, let cpuAfter { cpuPercent = (cpuAfter - cpuBefore) / window * 100 }
+            // Both directions, one packet per call every 20 ms.
+            let expected = Double(target) * 2 * window * 1e9 / Double(options.packetInterval)
+            let keptUp = Double(result.sent) >= 0.98 * expected
+            let line = "calls=\(result.calls) target=\(target) sent=\(result.sent) expected=\(Int(expected)) received=\(result.received) "
+                + "loss_pct=\(format(result.loss * 100, 3)) p50_ms=\(format(result.percentile(0.5), 2)) "
+                + "p99_ms=\(format(result.percentile(0.99), 2)) up_p50_ms=\(format(result.percentile(0.5, of: result.upstream), 2)) "
+                + "server_cpu_pct=\(format(cpuPercent, 1)) failed_tunnels=\(load.failedTunnels)"
+            writeLine(STDOUT_FILENO, line)
+            if result.calls != target { stopReason = "only \(result.calls) of \(target) calls came up"; break }
+            if result.loss > maxLoss { stopReason = "loss above \(format(maxLoss * 100, 3))%"; break }
+            if !keptUp { stopReason = "the generator could not keep up (generator-limited)"; break }
+            best = target
+            bestP99 = result.percentile(0.99)
+            bestCPU = cpuPercent
+            target += step
+        }
+        let extrapolated = bestCPU > 0 ? Int(Double(best) * 100 / bestCPU) : 0
+        writeLine(STDOUT_FILENO, "max_calls=\(best) p99_ms=\(format(bestP99, 2)) server_cpu_pct=\(format(bestCPU, 1)) "
+                  + "cpu_extrapolated_calls=\(extrapolated) stop=\"\(stopReason)\"")
+        return ExitStatus.success
+    }
+
+    /// User + system CPU seconds of a process, from /proc/PID/stat.
+    private static func cpuSeconds(_ pid: Int) -> Double? {
+        let fd = open("/proc/\(pid)/stat", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard n > 0, let close = buffer[0..<n].lastIndex(of: UInt8(ascii: ")")) else { return nil }
+        let fields = buffer[(close + 2)..<n].split(separator: UInt8(ascii: " "))
+        // After "pid (comm) ": field 3 is index 0; utime and stime are fields 14 and 15.
+        guard fields.count > 13, let user = Double(String(decoding: fields[11], as: UTF8.self)),
+              let system = Double(String(decoding: fields[12], as: UTF8.self)) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    private static func format(_ value: Double, _ decimals: Int) -> String {
+        var scale = 1.0
+        for _ in 0..<decimals { scale *= 10 }
+        let rounded = (value * scale).rounded() / scale
+        return "\(rounded)"
+    }
+
+    private static func raiseLimit() {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        limit.rlim_cur = limit.rlim_max
+        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
+    }
+}

@@ -12,8 +12,23 @@ enum CommandTable {
             writeLine(1, BuildInfo.line)
             return ExitStatus.success
         },
+        Command(name: "daemon", summary: "run the appliance: interfaces, privileges, workers, control socket",
+                usage: DaemonCommand.usage) { try DaemonCommand.run($0) },
+        ConsoleCommands.console,
+        ConsoleCommands.cli,
+        Command(name: "init", summary: "boot: choose a slot and start the system (process 1 of the initramfs)",
+                usage: "bloo init", run: InitCommand.run),
+        Command(name: "bundle", summary: "create, sign and verify firmware update bundles",
+                usage: BundleCommand.usage, run: BundleCommand.run),
+        Command(name: "update", summary: "firmware update: status, install (bundle on stdin), confirm, rollback",
+                usage: "bloo update status|install|confirm|rollback", run: UpdateCommand.run),
         Command(name: "tunnel-serve", summary: "run the tunnel terminator alone (lab backend)",
                 usage: TunnelCommand.usage) { try TunnelCommand.run($0) },
+        Command(name: "tunnel-load", summary: "tunnel benchmark load generator (G.711 calls over tunnels)",
+                usage: TunnelLoadCommand.usage) { try TunnelLoadCommand.run($0) },
+        RelayCommandLine.command,
+        Command(name: "h323", summary: "decode H.323 messages (RAS, Q.931, H.225, H.245); print sample encodings",
+                usage: H323Command.usage) { try H323Command.run($0) },
         Command(name: "phone", summary: "the command-line softphone: scan, register, call, listen",
                 usage: PhoneCommand.usage) { try PhoneCommand.run($0) },
     ]

@@ -198,6 +198,12 @@ def type_expr(node, module, params, context):
     # A reference to a named type (a parameterized one becomes its own body, with the
     # parameter as an open type: every actual parameter in these modules is an open type).
     target = resolve(module, t)
+    if any(k in node for k in ('size', 'restricted-to', 'from')):
+        # A constraint on a reference (TBCD-STRING (SIZE (3..16))): the named type with the
+        # constraint applied, written out in place.
+        merged = dict(spec[target[0]]['types'][target[1]])
+        merged.update({k: node[k] for k in ('size', 'restricted-to', 'from') if k in node})
+        return type_expr(merged, target[0], params, context)
     return '.reference(%d)' % index_of[target]
 
 
@@ -216,6 +222,9 @@ def gen_schema():
         lines.append('        %s,' % string_lit('%s.%s' % (module, name)))
     lines.append('    ]')
     lines.append('')
+    # Runs once at start-up; optimising this one huge function costs minutes of
+    # release build time for nothing.
+    lines.append('    @_optimize(none)')
     lines.append('    static func build() -> [PERType] {')
     lines.append('        var t = [PERType]()')
     lines.append('        t.reserveCapacity(%d)' % len(order))

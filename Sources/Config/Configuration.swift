@@ -1,0 +1,254 @@
+// The typed view of a configuration that the daemon applies. Building it is the semantic
+// validation: every rule that spans several statements lives here, with the line to blame.
+
+public struct Configuration: Equatable, Sendable {
+    public enum LoginClass: String, Sendable { case admin, `operator` }
+
+    public struct User: Equatable, Sendable {
+        public let name: String
+        public let loginClass: LoginClass
+        public let passwordHash: String
+    }
+
+    public struct Interface: Equatable, Sendable {
+        public let name: String
+        public let enabled: Bool
+        public let mtu: Int?
+        public let addresses: [IPPrefix]
+        public let vlans: [VLAN]
+    }
+
+    public struct VLAN: Equatable, Sendable {
+        public let id: Int
+        public let enabled: Bool
+        public let mtu: Int?
+        public let addresses: [IPPrefix]
+        /// The Linux name of the VLAN device: parent.id (e.g. eth0.100).
+        public let deviceName: String
+    }
+
+    public struct Route: Equatable, Sendable {
+        public let destination: IPPrefix
+        public let nextHop: IPAddress
+    }
+
+    public struct TLSListener: Equatable, Sendable {
+        public let address: SocketAddress
+        public let certificatePath: String
+        public let keyPath: String
+    }
+
+    public struct Subscriber: Equatable, Sendable {
+        public let alias: String
+        public let secret: String
+    }
+
+    public let hostname: String
+    public let users: [User]
+    public let serviceUser: String?
+    public let controlCPUs: CPUList?
+    public let dataCPUs: CPUList?
+    public let logLevel: String
+    public let interfaces: [Interface]
+    /// Default routes (at most one IPv4 and one IPv6) followed by static routes.
+    public let routes: [Route]
+    public let tlsListeners: [TLSListener]
+    public let tcpListeners: [SocketAddress]
+    public let relayPorts: PortRange?
+    public let relayPublicAddress: IPAddress?
+    public let gatekeeper: SocketAddress?
+    public let subscribers: [Subscriber]
+    /// The statements this view was built from (what `show configuration` prints).
+    public let tree: ConfigTree
+
+    /// Parses and validates a whole text.
+    public init(text: String) throws(ConfigErrors) {
+        try self.init(tree: ConfigTree(parsing: text))
+    }
+
+    /// Validates the rules between statements; collects every error.
+    public init(tree: ConfigTree) throws(ConfigErrors) {
+        var errors: [ConfigError] = []
+        func fail(_ statement: Statement?, _ message: String) {
+            errors.append(ConfigError(line: statement?.line, message))
+        }
+        func entries(_ prefix: [String]) -> [String] {
+            var keys: [String] = []
+            for statement in tree.statements(under: prefix) where statement.words.count > prefix.count {
+                let key = statement.words[prefix.count]
+                if !keys.contains(key) { keys.append(key) }
+            }
+            return keys
+        }
+        func first(_ words: [String]) -> Statement? { tree.statements(under: words).first }
+
+        self.tree = tree
+        if let name = tree.value(["system", "hostname"]) {
+            hostname = name
+        } else {
+            hostname = ""
+            fail(nil, "missing 'set system hostname <hostname>'")
+        }
+
+        var users: [User] = []
+        for name in entries(["system", "user"]) {
+            let prefix = ["system", "user", name]
+            let loginClass = tree.value(prefix + ["class"]).flatMap(LoginClass.init(rawValue:))
+            let hash = tree.value(prefix + ["password-hash"])
+            if loginClass == nil { fail(first(prefix), "user '\(name)': missing 'class admin|operator'") }
+            if hash == nil { fail(first(prefix), "user '\(name)': missing 'password-hash' (set a password)") }
+            if let loginClass, let hash { users.append(User(name: name, loginClass: loginClass, passwordHash: hash)) }
+        }
+        if !users.contains(where: { $0.loginClass == .admin }) {
+            fail(nil, "no user of class admin: the appliance would be unmanageable")
+        }
+        self.users = users
+        serviceUser = tree.value(["system", "service-user"])
+        controlCPUs = tree.value(["system", "cpus", "control"]).flatMap(CPUList.init)
+        dataCPUs = tree.value(["system", "cpus", "data"]).flatMap(CPUList.init)
+        if let controlCPUs, let dataCPUs, !Set(controlCPUs.cpus).isDisjoint(with: dataCPUs.cpus) {
+            fail(first(["system", "cpus", "data"]), "control and data CPU lists overlap (\(controlCPUs) and \(dataCPUs))")
+        }
+        logLevel = tree.value(["system", "logging", "level"]) ?? "info"
+
+        var interfaces: [Interface] = []
+        var seenAddresses: [IPAddress: String] = [:]
+        func addresses(_ prefix: [String], owner: String) -> [IPPrefix] {
+            var result: [IPPrefix] = []
+            for statement in tree.statements(under: prefix + ["address"]) {
+                guard let address = IPPrefix(statement.value) else { continue }
+                if let other = seenAddresses[address.address] {
+                    fail(statement, "address \(address.address) is on both \(other) and \(owner)")
+                }
+                seenAddresses[address.address] = owner
+                result.append(address)
+            }
+            return result
+        }
+        for name in entries(["interfaces"]) {
+            let prefix = ["interfaces", name]
+            var vlans: [VLAN] = []
+            for idText in entries(prefix + ["vlan"]) {
+                guard let id = parseDecimal(idText) else { continue }
+                let vlanPrefix = prefix + ["vlan", idText]
+                let device = "\(name).\(id)"
+                if device.utf8.count > 15 {
+                    fail(first(vlanPrefix), "VLAN device name '\(device)' is longer than 15 characters")
+                }
+                vlans.append(VLAN(id: id, enabled: tree.statements(under: vlanPrefix + ["disable"]).isEmpty,
+                                  mtu: tree.value(vlanPrefix + ["mtu"]).flatMap(parseDecimal),
+                                  addresses: addresses(vlanPrefix, owner: device), deviceName: device))
+            }
+            let mtu = tree.value(prefix + ["mtu"]).flatMap(parseDecimal)
+            for vlan in vlans {
+                if let vlanMTU = vlan.mtu, vlanMTU > (mtu ?? 1500) {
+                    fail(first(prefix + ["vlan", String(vlan.id), "mtu"]),
+                         "VLAN \(vlan.deviceName) MTU \(vlanMTU) exceeds the MTU of \(name) (\(mtu ?? 1500))")
+                }
+            }
+            interfaces.append(Interface(name: name, enabled: tree.statements(under: prefix + ["disable"]).isEmpty,
+                                        mtu: mtu, addresses: addresses(prefix, owner: name), vlans: vlans))
+        }
+        self.interfaces = interfaces
+
+        var routes: [Route] = []
+        var defaultFamilies: Set<Bool> = []
+        for statement in tree.statements(under: ["routes", "default", "next-hop"]) {
+            guard let hop = IPAddress(statement.value) else { continue }
+            if !defaultFamilies.insert(hop.isIPv4).inserted {
+                fail(statement, "a second \(hop.isIPv4 ? "IPv4" : "IPv6") default route: delete the other next-hop first")
+            }
+            routes.append(Route(destination: IPPrefix(hop.isIPv4 ? "0.0.0.0/0" : "::/0")!, nextHop: hop))
+        }
+        for network in entries(["routes", "static"]) {
+            let prefix = ["routes", "static", network]
+            guard let destination = IPPrefix(network) else { continue }
+            guard let hopText = tree.value(prefix + ["next-hop"]), let hop = IPAddress(hopText) else {
+                fail(first(prefix), "static route \(network): missing 'next-hop'")
+                continue
+            }
+            if hop.isIPv4 != destination.address.isIPv4 {
+                fail(first(prefix), "static route \(network): next-hop \(hop) is of another address family")
+            }
+            routes.append(Route(destination: destination, nextHop: hop))
+        }
+        self.routes = routes
+
+        var listening: Set<SocketAddress> = []
+        var tls: [TLSListener] = []
+        for key in entries(["tunnel", "tls"]) {
+            let prefix = ["tunnel", "tls", key]
+            guard let address = SocketAddress(key) else { continue }
+            listening.insert(address)
+            let certificate = tree.value(prefix + ["certificate"])
+            let keyPath = tree.value(prefix + ["key"])
+            if certificate == nil { fail(first(prefix), "TLS listener \(key): missing 'certificate <path>'") }
+            if keyPath == nil { fail(first(prefix), "TLS listener \(key): missing 'key <path>'") }
+            if let certificate, let keyPath {
+                tls.append(TLSListener(address: address, certificatePath: certificate, keyPath: keyPath))
+            }
+        }
+        tlsListeners = tls
+        var tcp: [SocketAddress] = []
+        for key in entries(["tunnel", "tcp"]) {
+            guard let address = SocketAddress(key) else { continue }
+            if !listening.insert(address).inserted {
+                fail(first(["tunnel", "tcp", key]), "\(key) is already a TLS listener")
+            }
+            tcp.append(address)
+        }
+        tcpListeners = tcp
+
+        relayPorts = tree.value(["relay", "ports"]).flatMap(PortRange.init)
+        relayPublicAddress = tree.value(["relay", "public-address"]).flatMap(IPAddress.init)
+        gatekeeper = tree.value(["gatekeeper", "address"]).flatMap(SocketAddress.init)
+        if let relayPorts {
+            for address in listening where (relayPorts.low...relayPorts.high).contains(address.port) {
+                fail(first(["relay", "ports"]), "relay ports \(relayPorts) include tunnel listener port \(address.port)")
+            }
+        }
+
+        var subscribers: [Subscriber] = []
+        for alias in entries(["subscriber"]) {
+            guard let secret = tree.value(["subscriber", alias, "secret"]), !secret.isEmpty else {
+                fail(first(["subscriber", alias]), "subscriber '\(alias)': missing 'secret'")
+                continue
+            }
+            subscribers.append(Subscriber(alias: alias, secret: secret))
+        }
+        self.subscribers = subscribers
+
+        if !errors.isEmpty {
+            throw ConfigErrors(errors.sorted { ($0.line ?? Int.max) < ($1.line ?? Int.max) })
+        }
+    }
+
+    /// The configuration text (what `show configuration` prints).
+    public var text: String { tree.text }
+}
+
+extension Configuration {
+    /// Changes from `running` that the daemon cannot apply in place (the CLI says so before
+    /// committing): CPU placement and the service user are fixed when the daemon starts.
+    public func changesNeedingRestart(from running: Configuration) -> [String] {
+        var reasons: [String] = []
+        if controlCPUs != running.controlCPUs || dataCPUs != running.dataCPUs {
+            reasons.append("system cpus: worker threads are placed when the daemon starts")
+        }
+        if serviceUser != running.serviceUser {
+            reasons.append("system service-user: privileges are dropped when the daemon starts")
+        }
+        return reasons
+    }
+
+}
+
+extension ConfigTree {
+    /// `difference` for trees that are not (yet) valid configurations.
+    public func difference(from running: ConfigTree) -> [String] {
+        let old = running.statements.map(\.description)
+        let new = statements.map(\.description)
+        let oldSet = Set(old), newSet = Set(new)
+        return old.filter { !newSet.contains($0) }.map { "- " + $0 } + new.filter { !oldSet.contains($0) }.map { "+ " + $0 }
+    }
+}

@@ -1,0 +1,264 @@
+import Config
+import Control
+import CSystem
+import Glibc
+import Log
+
+// What the shell asks of the appliance. The real implementation talks to the daemon over
+// the control socket; when the daemon is not running (first boot gone wrong, a field tech
+// repairing the box) the shell works on the configuration store directly, so the console
+// can always fix a configuration. Both write through the same locked, atomic store.
+
+public struct BackendError: Error, Equatable, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+public protocol ManagementBackend: AnyObject {
+    /// One line for the banner and `show system`: how the shell reaches the appliance.
+    var connection: String { get }
+    /// Status text for `show <topic>` (version, system, interfaces, routes, calls, ...).
+    func show(_ topic: String) throws(BackendError) -> String
+    /// The running configuration and the commit sequence it came from.
+    func running() throws(BackendError) -> (configuration: Configuration, sequence: Int)
+    /// Kept commits, newest first (index = the N of `rollback N`).
+    func history() throws(BackendError) -> [CommitInfo]
+    /// The configuration of `rollback N`.
+    func rollback(_ index: Int) throws(BackendError) -> Configuration
+    /// Applies `configuration`; returns what to tell the user.
+    func commit(_ configuration: Configuration, user: String, comment: String, confirmMinutes: Int?) throws(BackendError) -> String
+    func confirm(user: String) throws(BackendError) -> String
+    func reboot(user: String) throws(BackendError) -> String
+    func factoryReset(user: String) throws(BackendError) -> String
+    func ping(_ address: String, count: Int) throws(BackendError) -> String
+    /// Messages for every open session since the last call (automatic reverts). Called
+    /// about once a second; in local mode it is also what performs an expired revert.
+    func announcements() -> [String]
+}
+
+public enum Firmware {
+    public static var version: String { String(cString: bloo_build_version()) }
+    public static var line: String {
+        "bloo \(version) (revision \(String(cString: bloo_build_revision())), built \(String(cString: bloo_build_date())))"
+    }
+}
+
+/// Works on the configuration store in a directory, without a daemon.
+public final class LocalBackend: ManagementBackend {
+    public let store: ConfigStore
+    /// argv of the program that reboots the box (tests point it at a harmless program).
+    let rebootCommand: [String]
+    private var lastSequence: Int?
+    private let log = Logger(subsystem: "console")
+
+    public init(store: ConfigStore, rebootCommand: [String] = ["/sbin/reboot"]) {
+        self.store = store
+        self.rebootCommand = rebootCommand
+    }
+
+    public var connection: String { "configuration store \(store.directory) (daemon not running)" }
+
+    public func show(_ topic: String) throws(BackendError) -> String {
+        switch topic {
+        case "version": return Firmware.line + "\n"
+        case "system": return SystemFacts.system(hostname: (try? running().configuration.hostname) ?? "?") + "mode: \(connection)\n"
+        case "interfaces": return SystemFacts.interfaces()
+        case "routes": return SystemFacts.routes()
+        default:
+            throw BackendError("the daemon is not running: no \(topic) to show")
+        }
+    }
+
+    public func running() throws(BackendError) -> (configuration: Configuration, sequence: Int) {
+        do {
+            let (configuration, info) = try store.running()
+            return (configuration, info.sequence)
+        } catch { throw BackendError(error.message) }
+    }
+
+    public func history() throws(BackendError) -> [CommitInfo] {
+        do { return try store.history() } catch { throw BackendError(error.message) }
+    }
+
+    public func rollback(_ index: Int) throws(BackendError) -> Configuration {
+        do { return try store.rollback(index) } catch { throw BackendError(error.message) }
+    }
+
+    public func commit(_ configuration: Configuration, user: String, comment: String, confirmMinutes: Int?) throws(BackendError) -> String {
+        do {
+            let info = try store.commit(configuration, user: user, comment: comment, confirmMinutes: confirmMinutes)
+            lastSequence = info.sequence
+            var text = "commit \(info.sequence) stored; the daemon is not running: it applies this configuration when it starts\n"
+            if let deadline = info.confirmDeadline {
+                text += "reverts to commit \(info.revertTo ?? 0) in \(deadline - Int64(time(nil))) seconds unless 'confirm' is entered\n"
+            }
+            return text
+        } catch { throw BackendError(error.message) }
+    }
+
+    public func confirm(user: String) throws(BackendError) -> String {
+        do {
+            try store.confirm(user: user)
+            return "commit confirmed: it stays\n"
+        } catch { throw BackendError(error.message) }
+    }
+
+    public func reboot(user: String) throws(BackendError) -> String {
+        log.warning("console.reboot", ["user": user])
+        sync()
+        let (status, output) = runProgram(rebootCommand)
+        guard status == 0 else { throw BackendError("\(rebootCommand.joined(separator: " ")) failed: \(output)") }
+        return "the appliance is rebooting\n"
+    }
+
+    public func factoryReset(user: String) throws(BackendError) -> String {
+        do { try store.factoryReset(user: user) } catch { throw BackendError(error.message) }
+        return "configuration reset to the factory default\n" + (try reboot(user: user))
+    }
+
+    public func ping(_ address: String, count: Int) throws(BackendError) -> String {
+        let (status, output) = runProgram(["ping", "-c", String(count), "-W", "1", address])
+        guard status == 0 else { throw BackendError(output.isEmpty ? "no reply from \(address)" : output) }
+        return output
+    }
+
+    public func announcements() -> [String] {
+        var messages: [String] = []
+        do {
+            if let reverted = try store.revertIfExpired() {
+                lastSequence = reverted.sequence
+                return ["*** \(reverted.comment): running configuration restored as commit \(reverted.sequence) ***"]
+            }
+            // Another session or process may have reverted: announce it here too.
+            let info = try store.running().info
+            if let last = lastSequence, info.sequence != last, info.user == "system" {
+                messages.append("*** \(info.comment): running configuration restored as commit \(info.sequence) ***")
+            }
+            lastSequence = info.sequence
+        } catch {
+            log.error("console.store", ["error": error.message])
+        }
+        return messages
+    }
+}
+
+/// Talks to `bloo daemon` over the control socket. The kept commits are read from the
+/// store directory (read-only, under the store's shared lock): the protocol carries the
+/// running configuration but not the history.
+public final class ControlBackend: ManagementBackend {
+    let client: ControlClient
+    let store: ConfigStore?
+    private var lastSequence: Int?
+
+    public init(client: ControlClient, storeDirectory: String?) {
+        self.client = client
+        self.store = storeDirectory.flatMap { try? ConfigStore(directory: $0) }
+    }
+
+    /// True when the daemon answers.
+    public func reachable() -> Bool { (try? client.show("version")) != nil }
+
+    public var connection: String { "daemon at \(client.socketPath)" }
+
+    private func call<T>(_ body: () throws(ControlClientError) -> T) throws(BackendError) -> T {
+        do { return try body() } catch { throw BackendError(error.description) }
+    }
+
+    public func show(_ topic: String) throws(BackendError) -> String {
+        let text = try call { () throws(ControlClientError) in try client.show(topic) }
+        return text.hasSuffix("\n") || text.isEmpty ? text : text + "\n"
+    }
+
+    public func running() throws(BackendError) -> (configuration: Configuration, sequence: Int) {
+        let text = try call { () throws(ControlClientError) in try client.configGet(.running) }
+        do {
+            let configuration = try Configuration(text: text)
+            let sequence = (try? store?.running().info.sequence) ?? nil
+            return (configuration, sequence ?? 0)
+        } catch {
+            throw BackendError("the daemon's running configuration does not parse: \(error.description)")
+        }
+    }
+
+    public func history() throws(BackendError) -> [CommitInfo] {
+        guard let store else { throw BackendError("the commit history is not readable here") }
+        do { return try store.history() } catch { throw BackendError(error.message) }
+    }
+
+    public func rollback(_ index: Int) throws(BackendError) -> Configuration {
+        guard let store else { throw BackendError("the commit history is not readable here") }
+        do { return try store.rollback(index) } catch { throw BackendError(error.message) }
+    }
+
+    public func commit(_ configuration: Configuration, user: String, comment: String, confirmMinutes: Int?) throws(BackendError) -> String {
+        try call { () throws(ControlClientError) in
+            try client.configCommit(configuration.text, confirmMinutes: confirmMinutes, user: user,
+                                    comment: comment.isEmpty ? nil : comment)
+        }
+    }
+
+    public func confirm(user: String) throws(BackendError) -> String {
+        try call { () throws(ControlClientError) in try client.confirm() }
+    }
+
+    public func reboot(user: String) throws(BackendError) -> String {
+        try call { () throws(ControlClientError) in try client.reboot() }
+    }
+
+    public func factoryReset(user: String) throws(BackendError) -> String {
+        _ = try commit(FactoryDefault.configuration, user: user, comment: "factory reset", confirmMinutes: nil)
+        return "configuration reset to the factory default\n" + (try reboot(user: user))
+    }
+
+    public func ping(_ address: String, count: Int) throws(BackendError) -> String {
+        let (status, output) = runProgram(["ping", "-c", String(count), "-W", "1", address])
+        guard status == 0 else { throw BackendError(output.isEmpty ? "no reply from \(address)" : output) }
+        return output
+    }
+
+    public func announcements() -> [String] {
+        guard let info = try? store?.running().info else { return [] }
+        defer { lastSequence = info.sequence }
+        if let last = lastSequence, info.sequence != last, info.user == "system" {
+            return ["*** \(info.comment): running configuration restored as commit \(info.sequence) ***"]
+        }
+        return []
+    }
+}
+
+/// Runs a program with stdin from /dev/null, returns its exit status and combined output
+/// (at most 64 KiB).
+func runProgram(_ argv: [String]) -> (status: Int32, output: String) {
+    var pipeEnds: [Int32] = [0, 0]
+    guard !argv.isEmpty, pipe(&pipeEnds) == 0 else { return (-1, "cannot create a pipe") }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+    posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
+    posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+    var pid: pid_t = 0
+    let cArguments = argv.map { strdup($0) } + [nil]
+    defer { cArguments.forEach { free($0) } }
+    let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArguments, environ)
+    close(pipeEnds[1])
+    guard rc == 0 else {
+        close(pipeEnds[0])
+        return (-1, "cannot run \(argv[0]): \(String(cString: strerror(rc)))")
+    }
+    var output: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 4096)
+    while true {
+        let count = read(pipeEnds[0], &buffer, buffer.count)
+        if count < 0 && errno == EINTR { continue }
+        if count <= 0 { break }
+        if output.count < 65536 { output.append(contentsOf: buffer[0..<min(count, 65536 - output.count)]) }
+    }
+    close(pipeEnds[0])
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    let exited = (status & 0x7f) == 0
+    return (exited ? (status >> 8) & 0xff : 128 + (status & 0x7f), String(decoding: output, as: UTF8.self))
+}

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Relay benchmark: bloo relay vs the C reference relay (bench/relay/refrelay.c) vs
+# rtpengine in userspace, pinned, same load, same run. See run.py for the method.
+# Needs build/bloo (make static), gcc, taskset, rtpengine (scripts/deps.sh).
+# Knobs: REPS, TRIAL_SECONDS, STREAMS=1,100,1000, RELAYS=bloo,cref,rtpengine.
+set -euo pipefail
+cd "$(dirname "$0")"
+exec python3 run.py

@@ -1,0 +1,435 @@
+#!/usr/bin/env python3
+"""Relay benchmark: our `bloo relay`, the C reference relay and rtpengine (userspace,
+--table=-1), each pinned to one core, under identical load from loadgen (pinned to the
+other core), in the same run.
+
+For 1, 100 and 1000 streams and each relay, REPS repetitions of:
+  - flat-out trial (calibrates the search range);
+  - sustainable rate: bisection for the highest offered rate with <= 0.1% loss;
+  - overload: offered at 3x the sustainable rate;
+  - latency p50/p99 at half the sustainable rate.
+Prints a table (median and min-max spread) and the machine load, then one line per
+relay and stream count:
+  bench=relay relay=NAME streams=N sustainable_pps=X overload_pps=Y p99_us=Z cpu_ns_per_packet=W
+cpu_ns_per_packet is the relay's own CPU time (all threads, /proc schedstat) per forwarded
+packet at the sustainable rate: it still compares the relays when the load generator, which
+does about as much kernel work per packet as a relay, is what limits the offered rate
+(with 100 and 1000 streams on a 2-core machine).
+"""
+import os
+import random
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+BLOO = Path(os.environ.get("BLOO", ROOT / "build" / "bloo"))
+BIN = Path(os.environ.get("BENCH_BIN", tempfile.mkdtemp(prefix="relay-bench-")))
+REPS = int(os.environ.get("REPS", "3"))
+TRIAL = float(os.environ.get("TRIAL_SECONDS", "0.6"))
+STEPS = int(os.environ.get("SEARCH_STEPS", "5"))
+STREAMS = [int(s) for s in os.environ.get("STREAMS", "1,100,1000").split(",")]
+RELAYS = os.environ.get("RELAYS", "bloo,cref,rtpengine").split(",")
+RELAY_CPU = int(os.environ.get("RELAY_CPU", "1"))
+LOAD_CPU = int(os.environ.get("LOAD_CPU", "0"))
+LOSS_LIMIT = 0.001
+# Real-time priority (SCHED_FIFO) for the relay and the load generator, so that other
+# work on a shared machine does not preempt them mid-trial (the kernel still keeps 5% of
+# each second for everything else). BENCH_RT=0 runs them at normal priority.
+RT = ["chrt", "-f", "10"] if os.environ.get("BENCH_RT", "1") == "1" and os.geteuid() == 0 else []
+RESERVED = set()
+
+
+def build_tools():
+    for name in ("loadgen", "refrelay"):
+        subprocess.run(["gcc", "-O2", "-o", str(BIN / name), str(HERE / f"{name}.c")], check=True)
+
+
+def free_udp_port():
+    while True:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in RESERVED:
+            RESERVED.add(port)  # the load generator's ports: never handed to a relay
+            return port
+
+
+def free_port_block(count):
+    """A random block of `count` consecutive free UDP ports on 127.0.0.1 (even start)."""
+    for _ in range(50):
+        base = random.randrange(20000, 60000 - count) & ~3
+        if any(base <= port < base + count for port in RESERVED):
+            continue
+        sockets = []
+        try:
+            for port in range(base, base + count):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                sockets.append(s)
+                s.bind(("127.0.0.1", port))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise RuntimeError("no free port block")
+
+
+class Drain(threading.Thread):
+    """Reads a child's output continuously so it never blocks on a full pipe."""
+
+    def __init__(self, stream, keep=None):
+        super().__init__(daemon=True)
+        self.stream, self.lines, self.keep = stream, [], keep
+        self.cond = threading.Condition()
+        self.start()
+
+    def run(self):
+        for line in self.stream:
+            if self.keep is None or self.keep(line):
+                with self.cond:
+                    self.lines.append(line.rstrip("\n"))
+                    self.cond.notify_all()
+
+    def wait_for(self, count, timeout=30):
+        deadline = time.time() + timeout
+        with self.cond:
+            while len(self.lines) < count:
+                left = deadline - time.time()
+                if left <= 0:
+                    raise RuntimeError(f"timed out waiting for output ({len(self.lines)}/{count})")
+                self.cond.wait(left)
+            taken, self.lines = self.lines[:count], self.lines[count:]
+            return taken
+
+
+class Bloo:
+    name = "bloo"
+    fragile = False
+
+    def start(self, streams, sink_port, source_port):
+        base = free_port_block(4 * streams + 4)
+        self.proc = subprocess.Popen(
+            RT + ["taskset", "-c", str(RELAY_CPU), str(BLOO), "relay", "--address", "127.0.0.1",
+             "--ports", f"{base}-{base + 4 * streams + 3}", "--cpus", str(RELAY_CPU),
+             "--idle-timeout-ms", "3600000"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
+        self.out = Drain(self.proc.stdout, keep=lambda l: not l.startswith("event"))
+        self.out.wait_for(1)  # ready
+        ports = []
+        for start in range(0, streams, 100):
+            chunk = min(100, streams - start)
+            self.proc.stdin.write(f"create gateway=127.0.0.1 client=127.0.0.1:{sink_port}\n" * chunk)
+            self.proc.stdin.flush()
+            for line in self.out.wait_for(chunk):
+                match = re.search(r"gateway_port=(\d+)", line)
+                if not match:
+                    raise RuntimeError(f"bloo relay: {line}")
+                ports.append(int(match.group(1)))
+        return ports
+
+    def stop(self):
+        try:
+            self.proc.stdin.write("quit\n")
+            self.proc.stdin.flush()
+            self.proc.wait(timeout=10)
+        except Exception:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class CReference:
+    name = "cref"
+    fragile = False
+
+    def start(self, streams, sink_port, source_port):
+        base = free_port_block(4 * streams + 4)
+        self.proc = subprocess.Popen(
+            RT + [str(BIN / "refrelay"), "--base-port", str(base), "--sessions", str(streams),
+             "--client-port", str(sink_port), "--cpu", str(RELAY_CPU)],
+            stdout=subprocess.PIPE, text=True)
+        if self.proc.stdout.readline().strip() != "ready":
+            raise RuntimeError("refrelay did not start")
+        return [base + 4 * i for i in range(streams)]
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def bencode(value):
+    if isinstance(value, int):
+        return b"i%de" % value
+    if isinstance(value, str):
+        value = value.encode()
+    if isinstance(value, bytes):
+        return b"%d:%s" % (len(value), value)
+    if isinstance(value, list):
+        return b"l" + b"".join(bencode(v) for v in value) + b"e"
+    if isinstance(value, dict):
+        return b"d" + b"".join(bencode(k) + bencode(value[k]) for k in sorted(value)) + b"e"
+    raise TypeError(value)
+
+
+def bdecode(data, i=0):
+    c = data[i:i + 1]
+    if c == b"i":
+        end = data.index(b"e", i)
+        return int(data[i + 1:end]), end + 1
+    if c in (b"l", b"d"):
+        i += 1
+        items = []
+        while data[i:i + 1] != b"e":
+            item, i = bdecode(data, i)
+            items.append(item)
+        if c == b"l":
+            return items, i + 1
+        return {items[k].decode(): items[k + 1] for k in range(0, len(items), 2)}, i + 1
+    colon = data.index(b":", i)
+    length = int(data[i:colon])
+    return data[colon + 1:colon + 1 + length], colon + 1 + length
+
+
+def sdp(port):
+    return ("v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+            f"m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n")
+
+
+class RTPEngine:
+    name = "rtpengine"
+    # rtpengine 10.5 stops reading a socket for good after a few overloaded wake-ups:
+    # after any trial that lost packets it is restarted with fresh calls.
+    fragile = True
+
+    def ng(self, message):
+        cookie = b"%d" % random.randrange(1 << 30)
+        self.sock.sendto(cookie + b" " + bencode(message), ("127.0.0.1", self.ng_port))
+        while True:
+            data, _ = self.sock.recvfrom(65536)
+            if data.startswith(cookie + b" "):
+                reply, _ = bdecode(data, len(cookie) + 1)
+                if reply.get("result") not in (b"ok", b"pong"):
+                    raise RuntimeError(f"rtpengine {message['command']}: {reply}")
+                return reply
+
+    def start(self, streams, sink_port, source_port):
+        base = free_port_block(4 * streams + 100)
+        self.ng_port = free_udp_port()
+        self.proc = subprocess.Popen(
+            RT + ["taskset", "-c", str(RELAY_CPU), "rtpengine", "--config-file=none", "--table=-1",
+             "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}", "--foreground",
+             "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 4 * streams + 99}",
+             "--num-threads=1", "--timeout=3600", "--silent-timeout=3600", "--delete-delay=0"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.settimeout(5)
+        for _ in range(100):
+            try:
+                self.ng({"command": "ping"})
+                break
+            except (socket.timeout, ConnectionRefusedError):
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("rtpengine did not answer ping")
+        ports = []
+        for i in range(streams):
+            call = f"bench-{i}"
+            self.ng({"command": "offer", "call-id": call, "from-tag": "a", "sdp": sdp(source_port),
+                     "ICE": "remove"})
+            answer = self.ng({"command": "answer", "call-id": call, "from-tag": "a", "to-tag": "b",
+                              "sdp": sdp(sink_port), "ICE": "remove"})
+            ports.append(int(re.search(rb"m=audio (\d+)", answer["sdp"]).group(1)))
+        return ports
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.sock.close()
+
+
+def cpu_ns(pid):
+    """CPU time used so far by every thread of `pid` (schedstat, nanoseconds)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError):
+            pass
+    return total
+
+
+def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None):
+    # A pause between trials keeps each SCHED_FIFO process under the kernel's real-time
+    # budget (950 ms per second): a throttled load generator would fake latency and loss.
+    time.sleep(0.25 if RT else 0.05)
+    before = cpu_ns(pid) if pid else 0
+    for attempt in range(3):
+        done = subprocess.run(
+            RT + [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
+             str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)],
+            capture_output=True, text=True)
+        if done.returncode == 0:
+            break
+        print(f"  (loadgen failed: {done.stderr.strip()}; retrying)", flush=True)
+        time.sleep(0.5)
+    else:
+        raise RuntimeError("loadgen keeps failing")
+    out = done.stdout
+    result = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    # The relay's own CPU time per forwarded packet: robust against other load on the core.
+    result["cpu_ns_per_packet"] = (cpu_ns(pid) - before) / result["received"] if pid and result.get("received") else 0
+    return result
+
+
+def write_ports(ports):
+    with tempfile.NamedTemporaryFile("w", suffix=".ports", delete=False) as f:
+        f.write("\n".join(map(str, ports)) + "\n")
+    return f.name
+
+
+def measure(relay, streams, ports_file, source_port, sink_port):
+    state = {"ports_file": ports_file}
+
+    def run(rate, duration=TRIAL):
+        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid)
+        if relay.fragile and result["loss"] > LOSS_LIMIT:
+            relay.stop()
+            os.unlink(state["ports_file"])
+            state["ports_file"] = write_ports(relay.start(streams, sink_port, source_port))
+            warm()
+        return result
+
+    def warm():
+        # Latch every stream at a rate any relay sustains.
+        trial(state["ports_file"], source_port, sink_port, max(1000, 3 * streams), 0.5)
+
+    warm()
+    best = None
+    flat = run(0)
+    peak = flat["forwarded_pps"]
+    if relay.fragile:
+        # Flat-out load disables rtpengine's sockets, so its flat-out figure says nothing
+        # about its capacity: bracket the rate by doubling from a low start instead.
+        low, high, rate = 0.0, None, 10000.0
+        while high is None and rate < flat["offered_pps"]:
+            result = run(rate)
+            if result["loss"] <= LOSS_LIMIT and result["received"] > 0:
+                low, rate, best = rate, rate * 2, result
+            else:
+                high = rate
+        high = high or flat["offered_pps"]
+    else:
+        low, high = 0.25 * peak, min(1.15 * peak, flat["offered_pps"])
+    for _ in range(STEPS):
+        rate = (low + high) / 2
+        result = run(rate)
+        if result["loss"] <= LOSS_LIMIT and result["received"] > 0:
+            low, best = rate, result
+        else:
+            high = rate
+    if best is None:  # nothing passed: report the lowest rate tried, with its loss
+        best = run(max(low, 1000))
+    sustainable = best["offered_pps"]
+    cpu_at_sustainable = best["cpu_ns_per_packet"]
+    over = run(3 * sustainable)
+    half = run(sustainable / 2)
+    os.replace(state["ports_file"], ports_file)
+    return {"sustainable": sustainable, "sustainable_loss": best["loss"], "overload": over["forwarded_pps"],
+            "overload_offered": over["offered_pps"], "overload_loss": over["loss"], "flat": peak,
+            "cpu_ns": cpu_at_sustainable,
+            "p50": half["p50_us"], "p99": half["p99_us"]}
+
+
+def loadavg():
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
+def busy_share(seconds=1.0):
+    """Fraction of both cores busy with other work right now (from /proc/stat)."""
+    def snap():
+        fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]
+    t0, i0 = snap()
+    time.sleep(seconds)
+    t1, i1 = snap()
+    return 1 - (i1 - i0) / max(t1 - t0, 1)
+
+
+def main():
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # so that relays are stopped
+    if not BLOO.exists():
+        sys.exit(f"bench: {BLOO} is missing: run 'make static' first")
+    build_tools()
+    relays = {"bloo": Bloo, "cref": CReference, "rtpengine": RTPEngine}
+    print(f"relay bench: {os.cpu_count()} cores, relay on CPU {RELAY_CPU}, load generator on CPU {LOAD_CPU}, "
+          f"{REPS} repetitions, {TRIAL}s trials, 172-byte RTP over loopback, "
+          f"{'SCHED_FIFO' if RT else 'normal'} priority")
+    print(f"machine load before: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
+    # The load generator's own ceiling (sending straight to its sink, no relay).
+    sink = free_udp_port()
+    direct = write_ports([sink])
+    ceiling = trial(direct, 0, sink, 0, TRIAL)
+    os.unlink(direct)
+    print(f"load generator alone (no relay, 1 stream): {ceiling['forwarded_pps']:.0f} pps")
+    results = {}
+    for streams in STREAMS:
+        source_port = free_udp_port()
+        sink_port = free_udp_port()
+        while sink_port == source_port:
+            sink_port = free_udp_port()
+        for name in RELAYS:
+            relay = relays[name]()
+            ports_file = write_ports(relay.start(streams, sink_port, source_port))
+            try:
+                reps = [measure(relay, streams, ports_file, source_port, sink_port) for _ in range(REPS)]
+            finally:
+                relay.stop()
+                if os.path.exists(ports_file):
+                    os.unlink(ports_file)
+            results[(name, streams)] = reps
+            med = lambda key: statistics.median(r[key] for r in reps)
+            spread = lambda key: f"{min(r[key] for r in reps):.0f}-{max(r[key] for r in reps):.0f}"
+            print(f"  {name:10s} streams={streams:5d}  sustainable {med('sustainable'):8.0f} pps [{spread('sustainable')}]"
+                  f"  overload {med('overload'):8.0f} pps [{spread('overload')}] (offered {med('overload_offered'):.0f})"
+                  f"  flat-out {med('flat'):8.0f}  {med('cpu_ns'):.0f} ns CPU/packet at sustainable rate  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
+                  f"  load {loadavg()}", flush=True)
+    print(f"machine load after: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
+    print()
+    print(f"{'relay':10s} {'streams':>7s} {'sustainable pps':>16s} {'spread':>16s} {'overload pps':>13s} "
+          f"{'ovl/sust':>8s} {'p99 us':>7s} {'vs cref':>8s} {'vs rtpengine':>12s} {'CPU ns/pkt':>10s}")
+    med = lambda name, streams, key: statistics.median(r[key] for r in results[(name, streams)])
+    for streams in STREAMS:
+        for name in RELAYS:
+            reps = results[(name, streams)]
+            s = med(name, streams, "sustainable")
+            ratio = lambda other: (f"{s / med(other, streams, 'sustainable'):.2f}x"
+                                   if (other, streams) in results and other != name else "-")
+            print(f"{name:10s} {streams:7d} {s:16.0f} "
+                  f"{min(r['sustainable'] for r in reps):7.0f}-{max(r['sustainable'] for r in reps):<8.0f} "
+                  f"{med(name, streams, 'overload'):13.0f} {med(name, streams, 'overload') / s:8.2f} "
+                  f"{med(name, streams, 'p99'):7.0f} {ratio('cref'):>8s} {ratio('rtpengine'):>12s} "
+                  f"{med(name, streams, 'cpu_ns'):10.0f}")
+    print()
+    for streams in STREAMS:
+        for name in RELAYS:
+            print(f"bench=relay relay={name} streams={streams} sustainable_pps={med(name, streams, 'sustainable'):.0f} "
+                  f"overload_pps={med(name, streams, 'overload'):.0f} p99_us={med(name, streams, 'p99'):.0f} "
+                  f"cpu_ns_per_packet={med(name, streams, 'cpu_ns'):.0f}")
+
+
+if __name__ == "__main__":
+    main()
