@@ -276,16 +276,21 @@ public final class Phone {
     /// Socket readiness, and after anything was queued: move bytes, handle frames.
     private func service(_ connection: Connection) {
         let stream = connection.stream
-        stream.pump()
-        for frame in stream.takeFrames() {
-            switch Message.decode(frame) {
-            case let .message(message): handle(message, channel: frame.channel, on: connection)
-            case .unknownType: continue  // a newer appliance; skipped
-            case let .malformed(type):
-                stream.close("malformed \(type) from the appliance")
+        // Pump again after handling frames: answers they produced go out now.
+        var frames: [Frame]
+        repeat {
+            stream.pump()
+            frames = stream.takeFrames()
+            for frame in frames {
+                switch Message.decode(frame) {
+                case let .message(message): handle(message, channel: frame.channel, on: connection)
+                case .unknownType: continue  // a newer appliance; skipped
+                case let .malformed(type):
+                    stream.close("malformed \(type) from the appliance")
+                }
+                if self.connection !== connection { return }
             }
-            if self.connection !== connection { return }
-        }
+        } while !frames.isEmpty && stream.status != .connecting && !isClosed(stream)
         if case let .closed(reason) = stream.status {
             close(connection)
             connectionLost(reason, refused: !connection.established)
@@ -294,6 +299,11 @@ public final class Phone {
         if let registration = connection.registration {
             try? loop.modify(registration, events: stream.wantsWrite ? [.readable, .writable] : .readable)
         }
+    }
+
+    private func isClosed(_ stream: TunnelStream) -> Bool {
+        if case .closed = stream.status { return true }
+        return false
     }
 
     private func handle(_ message: Message, channel: UInt16, on connection: Connection) {

@@ -64,10 +64,11 @@ def test_call_over_tls_carries_tone_both_ways_with_dtmf_and_summary(bloo, serve,
     assert "summary: path tunnel over TCP" in s
     sent = int(re.search(r"summary: sent packets (\d+)", s).group(1))
     received = int(re.search(r"summary: received packets (\d+), lost (\d+)", s).group(1))
-    assert sent >= 140 and received >= sent - 10, s
+    lost = int(re.search(r"summary: received packets \d+, lost (\d+)", s).group(1))
+    assert sent >= 140 and sent - 5 <= received + lost <= sent, s
     assert re.search(r"summary: rtt \d+\.\d ms", s), s
     mos = float(re.search(r"summary: estimated MOS (\d\.\d+)", s).group(1))
-    assert mos > 4.0, s
+    assert 3.0 < mos <= 4.5, s
     presence, frames = tone_presence(out, 1000)
     assert presence >= 90 and frames >= 140
     # The recording holds the tone that went out and came back through the appliance.
