@@ -69,11 +69,14 @@ enum PhoneCommand {
         var failure: String?
         var ended = false
         var finishedSink: (any AudioSink)?
+        var everRegistered = false
         phone.onEvent = { event in
             switch event {
             case let .progress(text): say(text)
             case let .applianceChosen(appliance, reason): say("appliance \(appliance): \(reason)")
-            case let .registered(aliases, path): say("registered \(aliases.joined(separator: ",")) (\(path))")
+            case let .registered(aliases, path):
+                everRegistered = true
+                say("registered \(aliases.joined(separator: ",")) (\(path))")
             case let .registrationRejected(reason):
                 say("registration rejected: \(reason)")
                 failure = reason
@@ -127,7 +130,8 @@ enum PhoneCommand {
             phone.register()
             phone.run { interrupted() || failure != nil || deadline.map { monotonicNanoseconds() >= $0 } ?? false }
             phone.shutdown()
-            return failure == nil ? ExitStatus.success : ExitStatus.failure
+            if !everRegistered { say("never registered") }
+            return failure == nil && everRegistered ? ExitStatus.success : ExitStatus.failure
 
         case "call":
             guard args.positionals.count == 2 else { throw UsageError("phone call: needs exactly one NUMBER") }

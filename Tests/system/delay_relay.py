@@ -100,13 +100,17 @@ class DelayRelay:
         self.loop.call_soon_threadsafe(cut)
 
     def close(self):
-        def stop():
+        async def stop():
             self.server.close()
             self.udp.close()
             for writer in list(self.writers):
                 writer.transport.abort()
+            tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self.loop.stop()
-        self.loop.call_soon_threadsafe(stop)
+        asyncio.run_coroutine_threadsafe(stop(), self.loop)
         self.thread.join(5)
 
 
