@@ -31,6 +31,11 @@ enum CommandTable {
                 usage: H323Command.usage) { try H323Command.run($0) },
         Command(name: "phone", summary: "the command-line softphone: scan, register, call, listen",
                 usage: PhoneCommand.usage) { try PhoneCommand.run($0) },
+        Command(name: "lab", summary: "lab tools: H.323 gatekeeper and gateway for tests (not for service)",
+                usage: LabCommand.usage) { try LabCommand.run($0) },
+        Command(name: "mirror-serve", summary: "run the tunnel terminator with the H.323 mirror backend",
+                usage: MirrorCommand.usage) { try MirrorCommand.run($0) },
+        Command(name: "cdr", summary: "show the last call detail records", usage: MirrorCommand.cdrUsage) { try MirrorCommand.cdr($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }
