@@ -121,11 +121,35 @@ public final class Phone {
         return results
     }
 
-    /// Picks the nearest appliance, opens the tunnel and registers the alias.
+    /// Direct first when a gatekeeper is configured (unless this network needed the
+    /// tunnel before), else the nearest appliance: opens the tunnel and registers the alias.
     public func register() {
         wantRegistration = true
+        if let gatekeeper = configuration.gatekeeper {
+            let network = NetworkKey.current(towards: gatekeeper)
+            var memory = configuration.statePath.map { NetworkMemory(path: $0) }
+            if let remembered = memory?.decision(for: network), remembered.tunnel {
+                emit(.progress("this network (\(network)) needed the tunnel before (\(remembered.reason)): going straight to the tunnel"))
+            } else {
+                let outcome = DirectRegistration.attempt(gatekeeper: gatekeeper, alias: configuration.alias, retry: configuration.rasRetry) {
+                    [weak self] in self?.emit(.progress($0))
+                }
+                memory?.remember(network, tunnel: !outcome.registered, reason: outcome.reason)
+                if outcome.registered {
+                    isRegistered = true
+                    directRegistered = true
+                    emit(.progress("direct: \(outcome.reason); no tunnel needed on this network (\(network))"))
+                    emit(.registered(aliases: [configuration.alias], path: "direct to the gatekeeper \(gatekeeper)"))
+                    return
+                }
+                emit(.progress("falling back to the tunnel: \(outcome.reason)"))
+            }
+        }
         connectToBest(reason: nil)
     }
+
+    /// Registered straight at the gatekeeper, without a tunnel.
+    public private(set) var directRegistered = false
 
     /// Places a call; events follow (ringing, connected, quality, ended).
     @discardableResult

@@ -8,6 +8,8 @@
 //   appliance tcp:192.0.2.11:8443
 //
 // `#` starts a comment. Unknown keys are errors: a typo must not go unnoticed.
+import Endpoint
+import IO
 import Tunnel
 
 public struct PhoneConfiguration: Sendable {
@@ -27,6 +29,12 @@ public struct PhoneConfiguration: Sendable {
     /// Consecutive refused reconnections that mean the appliance is gone (fail over at once).
     public var refusalsBeforeFailover = 3
     public var clientName = "bloo-phone"
+    /// The operator's gatekeeper (RAS, UDP): when set, the phone tries direct registration first.
+    public var gatekeeper: IPv4Endpoint?
+    /// Where the per-network decision (direct or tunnel) is remembered.
+    public var statePath: String?
+    /// RRQ timeout and retries (H.225.0 defaults: 3 s, 2 retries).
+    public var rasRetry = RASRetryPolicy.rrq
 
     public init() {}
 
@@ -47,6 +55,13 @@ public struct PhoneConfiguration: Sendable {
                 secret = bytes
             case "ca":
                 caPath = value
+            case "gatekeeper":
+                guard let endpoint = IPv4Endpoint(parsing: value.contains(":") ? value : value + ":1719") else {
+                    throw fail("gatekeeper must be ADDRESS[:PORT], got '\(value)'")
+                }
+                gatekeeper = endpoint
+            case "state":
+                statePath = value
             case "appliance":
                 guard let appliance = Appliance(parsing: value) else {
                     throw fail("appliance must look like tls:ADDRESS:PORT[/NAME] or tcp:ADDRESS:PORT, got '\(value)'")
@@ -63,7 +78,7 @@ public struct PhoneConfiguration: Sendable {
     public func validate() throws {
         guard !alias.isEmpty else { throw PhoneError.configuration("no alias") }
         guard secret.count >= 8 else { throw PhoneError.configuration("no secret (at least 8 bytes)") }
-        guard !appliances.isEmpty else { throw PhoneError.configuration("no appliance") }
+        guard !appliances.isEmpty || gatekeeper != nil else { throw PhoneError.configuration("no appliance") }
         if caPath == nil, let tls = appliances.first(where: { $0.transport == .tls }) {
             throw PhoneError.configuration("\(tls) uses TLS: give the CA file that signed its certificate")
         }

@@ -13,14 +13,14 @@ enum PhoneCommand {
         bloo phone scan | register | call NUMBER | listen \
         [--config FILE] [--alias A --secret S] [--ca PEM] [--appliances tls:ADDR:PORT/NAME,tcp:ADDR:PORT] \
         [--play FILE.wav | --tone HZ] [--record OUT.wav] [--duration S] [--dtmf DIGITS] [--expect-tone HZ] \
-        [--rounds N] [--no-udp-probe]
+        [--rounds N] [--no-udp-probe] [--gatekeeper ADDR[:PORT] [--state FILE]]
         """
 
     static func run(_ words: [String]) throws -> Int32 {
         let command = "phone"
         let args = try Arguments(words, command: command,
                                  options: ["config", "alias", "secret", "ca", "appliances", "play", "tone", "record",
-                                           "duration", "dtmf", "expect-tone", "rounds"],
+                                           "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state"],
                                  flags: ["no-udp-probe"])
         guard let verb = args.positionals.first else { throw UsageError("phone: say scan, register, call NUMBER or listen") }
         var configuration = PhoneConfiguration()
@@ -43,6 +43,13 @@ enum PhoneCommand {
                 return appliance
             }
         }
+        if let gatekeeper = args.value("gatekeeper") {
+            guard let endpoint = IPv4Endpoint(parsing: gatekeeper.contains(":") ? gatekeeper : gatekeeper + ":1719") else {
+                throw UsageError("phone: --gatekeeper takes ADDRESS[:PORT]")
+            }
+            configuration.gatekeeper = endpoint
+        }
+        if let state = args.value("state") { configuration.statePath = state }
         if let rounds = try args.integer("rounds", command: command, range: 1...50) { configuration.scan.rounds = rounds }
         if args.has("no-udp-probe") { configuration.scan.useUDP = false }
         let duration = try args.integer("duration", command: command, range: 0...86_400)
