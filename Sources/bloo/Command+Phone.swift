@@ -123,7 +123,7 @@ enum PhoneCommand {
 
         case "register", "listen":
             guard args.positionals.count == 1 else { throw UsageError("phone \(verb): takes no argument") }
-            let deadline = duration.map { monotonicNanoseconds() + UInt64($0) * 1_000_000_000 }
+            var deadline: UInt64?
             if verb == "listen" {
                 let prepared = try makeAudio(args, tone: tone, expectTone: expectTone)
                 phone.onEvent = { [previous = phone.onEvent] event in
@@ -135,6 +135,8 @@ enum PhoneCommand {
                 }
             }
             phone.register()
+            // The duration counts from the end of the (blocking) direct attempt.
+            deadline = duration.map { monotonicNanoseconds() + UInt64($0) * 1_000_000_000 }
             phone.run { interrupted() || failure != nil || deadline.map { monotonicNanoseconds() >= $0 } ?? false }
             phone.shutdown()
             if !everRegistered { say("never registered") }
