@@ -384,7 +384,7 @@ public final class Phone {
             call.media = CallMedia(codec: codec, source: call.source, sink: call.sink, random: PhoneCrypto().randomBytes(10))
             call.connectedAt = now
             call.nextQualityAt = now + UInt64(configuration.qualityIntervalSeconds * 1e9)
-            call.nextReportAt = now + 5_000_000_000
+            call.nextReportAt = now + 2_000_000_000  // first report early: short calls get one too
             call.nextDTMFAt = now + 500_000_000
             calls[channel] = call
             nextPingAt = 0  // measure the round trip now
