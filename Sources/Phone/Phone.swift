@@ -151,6 +151,16 @@ public final class Phone {
     /// Registered straight at the gatekeeper, without a tunnel.
     public private(set) var directRegistered = false
 
+    /// Opens the tunnel and registers through it, whatever direct mode found (this
+    /// version carries calls through the tunnel only).
+    public func openTunnel(because reason: String) {
+        wantRegistration = true
+        directRegistered = false
+        isRegistered = false
+        emit(.progress(reason))
+        connectToBest(reason: nil)
+    }
+
     /// Places a call; events follow (ringing, connected, quality, ended).
     @discardableResult
     public func call(_ number: String, source: any AudioSource = SilenceSource(), sink: any AudioSink = NullSink()) -> CallID? {

@@ -148,6 +148,10 @@ enum PhoneCommand {
             let audio = try makeAudio(args, tone: tone, expectTone: expectTone)
             phone.register()
             phone.run { interrupted() || failure != nil || phone.isRegistered }
+            if phone.directRegistered {
+                phone.openTunnel(because: "direct calls are not in this version yet: placing the call through the tunnel")
+                phone.run { interrupted() || failure != nil || phone.isRegistered }
+            }
             guard failure == nil, phone.isRegistered, let id = phone.call(number, source: audio.source, sink: audio.sink) else {
                 phone.shutdown()
                 return ExitStatus.failure
