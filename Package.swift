@@ -100,6 +100,7 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzBootState", dependencies: ["Update"]),
         (name: "FuzzTunnelFrame", dependencies: ["Tunnel", "IO"]),
         (name: "FuzzRTP", dependencies: ["RTP"]),
+        (name: "FuzzPhoneMedia", dependencies: ["Phone"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
