@@ -103,7 +103,12 @@ enum PhoneCommand {
                 failure = reason
             }
         }
-        phone.onCallFinished = { _, sink in finishedSink = sink }
+        phone.onCallFinished = { id, sink in
+            finishedSink = sink
+            if let expectTone, let detector = (sink as? ToneDetectingSink)?.detector {
+                say("tone \(expectTone) Hz: present in \(Int(detector.presence * 100))% of \(detector.blocks) received frames (\(id))")
+            }
+        }
 
         switch verb {
         case "scan":
@@ -172,10 +177,7 @@ enum PhoneCommand {
             }
             if !ended { phone.hangup(id) }
             phone.shutdown()
-            if let expectTone {
-                guard let detector = (finishedSink as? ToneDetectingSink)?.detector else { return ExitStatus.failure }
-                say("tone \(expectTone) Hz: present in \(Int(detector.presence * 100))% of \(detector.blocks) received frames")
-            }
+            if expectTone != nil, !(finishedSink is ToneDetectingSink) { return ExitStatus.failure }
             return connectedAt != nil ? ExitStatus.success : ExitStatus.failure
 
         default:
