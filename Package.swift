@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Config", "System"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP", "Proxy", "Tunnel", "IO"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )
@@ -107,6 +107,7 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzH245Message", dependencies: ["H323", "PER"]),
         (name: "FuzzQ931", dependencies: ["H323", "PER"]),
         (name: "FuzzTPKT", dependencies: ["H323"]),
+        (name: "FuzzPhoneMedia", dependencies: ["Phone"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {
