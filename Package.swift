@@ -75,6 +75,19 @@ let package = Package(
     ]
 )
 
+// MARK: H.323 endpoint drivers and lab tools (issue 5)
+// EndpointIO: thin EventLoop drivers for the Endpoint machines (TPKT streams, RAS/RTP ports),
+// shared by the mirror (Proxy), the phone and the lab tools. Lab: `bloo lab gatekeeper` and
+// `bloo lab gateway`, test instruments, never part of the appliance's service.
+package.targets.append(contentsOf: [
+    .target(name: "EndpointIO", dependencies: ["Endpoint", "H323", "IO", "Log"]),
+    .target(name: "Lab", dependencies: ["EndpointIO", "Endpoint", "H323", "IO", "RTP", "Phone", "Tunnel", "Log"]),
+])
+for target in package.targets where target.name == "Proxy" || target.name == "bloo" || target.name == "ProxyTests" {
+    target.dependencies.append("EndpointIO")
+    if target.name == "bloo" { target.dependencies.append("Lab") }
+}
+
 // MARK: Fuzz targets (only with BLOO_FUZZ=1; see fuzz/README.md)
 // Each directory fuzz/targets/<Name>/ holds one libFuzzer entry point
 // (a main.swift that hands a callback to libFuzzer). They exist only in the fuzz build,
@@ -89,6 +102,11 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzRTP", dependencies: ["RTP"]),
         (name: "FuzzConfigText", dependencies: ["Config"]),
         (name: "FuzzConsoleInput", dependencies: ["Console", "Config"]),
+        (name: "FuzzRasMessage", dependencies: ["H323", "PER"]),
+        (name: "FuzzH323UserInformation", dependencies: ["H323", "PER"]),
+        (name: "FuzzH245Message", dependencies: ["H323", "PER"]),
+        (name: "FuzzQ931", dependencies: ["H323", "PER"]),
+        (name: "FuzzTPKT", dependencies: ["H323"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

@@ -287,13 +287,20 @@ public final class ControlServer: Sendable {
                 let revents = fds[first + index].revents
                 var connection = connections[index]
                 if connection.draining {
-                    if revents != 0 {
+                    // The deadline holds even for a client that never stops sending.
+                    if after >= connection.deadline {
+                        finished.insert(connection.fd)
+                    } else if revents != 0 {
                         let count = chunk.withUnsafeMutableBytes { recv(connection.fd, $0.baseAddress, $0.count, 0) }
                         if count > 0 || (count < 0 && (errno == EAGAIN || errno == EINTR)) { continue }
                         finished.insert(connection.fd)
-                    } else if after >= connection.deadline {
-                        finished.insert(connection.fd)
                     }
+                    continue
+                }
+                if after >= connection.deadline && revents == 0 || after >= connection.deadline + Self.requestDeadlineMs {
+                    // Overdue; a client still trickling bytes gets one more deadline at most.
+                    reply(connection.fd, .error(.timeout, "incomplete request after \(Self.requestDeadlineMs) ms (half-close the socket to end a request)"))
+                    finished.insert(connection.fd)
                     continue
                 }
                 if revents != 0 {
@@ -314,9 +321,6 @@ public final class ControlServer: Sendable {
                     if count < 0 { finished.insert(connection.fd); continue }
                     // End of request: the client half-closed.
                     reply(connection.fd, answer(connection, handler))
-                    finished.insert(connection.fd)
-                } else if after >= connection.deadline {
-                    reply(connection.fd, .error(.timeout, "incomplete request after \(Self.requestDeadlineMs) ms (half-close the socket to end a request)"))
                     finished.insert(connection.fd)
                 }
             }

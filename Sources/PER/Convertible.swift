@@ -90,13 +90,11 @@ extension Array: PERConvertible where Element: PERConvertible {
     }
 }
 
-@inline(__always)
 public func perRequired<T: PERConvertible>(_ s: PERSequenceValue, _ index: Int, _ name: String) throws(PERError) -> T {
     guard let value = s[index] else { throw .typeMismatch("\(name) is missing") }
     return try T(perValue: value)
 }
 
-@inline(__always)
 public func perOptional<T: PERConvertible>(_ s: PERSequenceValue, _ index: Int, _ name: String) throws(PERError) -> T? {
     guard let value = s[index] else { return nil }
     return try T(perValue: value)

@@ -205,6 +205,16 @@ public final class PERCharacterStringType: Sendable {
         }
     }
 
+    /// The permitted characters (for BMPString without FROM, a representative subset).
+    public var characters: [UInt32] {
+        if let indexed { return indexed }
+        if let permitted { return permitted.sorted() }
+        switch kind {
+        case .bmp: return Array(0x20...0x7E) + [0xE9, 0xFC, 0x3B1, 0x4E2D, 0xFFFD]
+        default: return kind.canonicalAlphabet
+        }
+    }
+
     func allows(_ code: UInt32) -> Bool {
         if let permitted { return permitted.contains(code) }
         switch kind {

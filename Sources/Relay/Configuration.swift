@@ -26,6 +26,10 @@ public struct RelayConfiguration: Sendable {
     /// Datagrams per recvmmsg; batches drained per socket per wake-up (fairness under overload).
     public var batchSize = 64
     public var batchesPerWake = 4
+    /// After traffic, keep polling (epoll_wait with no timeout) this long before sleeping:
+    /// under load the worker then never pays a sleep/wake-up per packet, at the price of
+    /// a busy core. 0 (default): always sleep when idle.
+    public var busyPollNanoseconds: UInt64 = 0
     /// Merge same-size datagrams to one destination into one UDP GSO send.
     public var segmentationOffload = true
     /// How often workers scan for idle sessions, and push stats (0: only on request).

@@ -79,6 +79,10 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private let sendBatch: UDPSendBatch
     private let nanosecondsPerTick: UInt64
     private var lastStatsPush: UInt64 = 0
+    /// Sockets left with data after their per-wake quota (edge-triggered epoll will not
+    /// report them again): served after the next epoll_wait, which then does not block.
+    private var backlog: ContiguousArray<UInt64> = []
+    private var backlogInService: ContiguousArray<UInt64> = []
     private var stopped = false
     /// Events lost because the control plane did not keep up (the queue is bounded).
     public private(set) var eventsDropped: UInt64 = 0
@@ -103,17 +107,32 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
 
     /// Runs the loop until a `.stop` command.
     public func run() {
+        let spin = configuration.busyPollNanoseconds
+        var lastActivity: UInt64 = 0
         while !stopped {
-            do { try loop.runOnce() } catch {
+            var timeout: Int32 = -1
+            if !backlog.isEmpty || (spin > 0 && monotonicNanoseconds() &- lastActivity < spin) { timeout = 0 }
+            do {
+                if try loop.runOnce(timeoutMilliseconds: timeout) > 0 && spin > 0 { lastActivity = monotonicNanoseconds() }
+            } catch {
                 log.error("worker loop failed", ["worker": String(index), "error": String(describing: error)])
                 return
             }
+            serviceBacklog()
         }
     }
 
     /// One loop iteration (tests drive the worker on their own thread with this).
     public func runOnce(timeoutMilliseconds: Int32) {
-        _ = try? loop.runOnce(timeoutMilliseconds: timeoutMilliseconds)
+        _ = try? loop.runOnce(timeoutMilliseconds: backlog.isEmpty ? timeoutMilliseconds : 0)
+        serviceBacklog()
+    }
+
+    private func serviceBacklog() {
+        guard !backlog.isEmpty else { return }
+        swap(&backlog, &backlogInService)
+        for tag in backlogInService { handle(events: .readable, tag: tag) }
+        backlogInService.removeAll(keepingCapacity: true)
     }
 
     public var isStopped: Bool { stopped }
@@ -130,33 +149,43 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         let fromClient = (tag >> 1) & 1 == 1
         let rtcpSocket = tag & 1 == 1
         guard slot < sessions.count else { return }
+        var leftData = false
         sessions.withUnsafeMutableBufferPointer { table in
+            guard table[slot].active else { return }
             let sink = table[slot].sink
             let id = table[slot].id
             if fromClient {
-                drain(from: &table[slot].client, to: &table[slot].gateway, toSink: nil, id: id,
-                      side: .client, rtcpSocket: rtcpSocket)
+                leftData = drain(from: &table[slot].client, to: &table[slot].gateway, toSink: nil, id: id,
+                                 side: .client, rtcpSocket: rtcpSocket)
             } else {
-                drain(from: &table[slot].gateway, to: &table[slot].client, toSink: sink, id: id,
-                      side: .gateway, rtcpSocket: rtcpSocket)
+                leftData = drain(from: &table[slot].gateway, to: &table[slot].client, toSink: sink, id: id,
+                                 side: .gateway, rtcpSocket: rtcpSocket)
             }
         }
+        if leftData { backlog.append(tag) }
     }
 
     /// Drains one socket with recvmmsg and forwards each batch with one sendmmsg.
-    /// At most `batchesPerWake` batches: epoll is level-triggered, so a busy socket
-    /// is served again next iteration and cannot starve the others or the control plane.
+    /// At most `batchesPerWake` batches, so a flooded socket cannot starve the others or
+    /// the control plane; returns true when it stopped with data still queued (the socket
+    /// then goes to the backlog, since edge-triggered epoll will not report it again).
     @inline(__always)
     private func drain(from: inout LegState, to: inout LegState, toSink: MediaSink?, id: SessionID,
-                       side: Side, rtcpSocket: Bool) {
+                       side: Side, rtcpSocket: Bool) -> Bool {
         let inFD = rtcpSocket ? from.rtcpFD : from.rtpFD
         // The socket most of this batch leaves through.
         let outFD = rtcpSocket && !to.rtcpMux ? to.rtcpFD : to.rtpFD
         let anyAddress = configuration.latchFromAnyAddress
+        var errors = 0
         for _ in 0..<configuration.batchesPerWake {
             let count = receiveBatch.receive(from: inFD)
-            if count < 0 { continue }   // e.g. a queued ICMP error: already cleared by the call
-            if count == 0 { break }
+            if count < 0 {
+                // A queued ICMP error is cleared by the call that reports it: read on once.
+                errors += 1
+                if errors > 1 { return false }
+                continue
+            }
+            if count == 0 { return false }
             let now = monotonicNanoseconds()
             let ticks = UInt32(truncatingIfNeeded: now / nanosecondsPerTick)
             if let drops = receiveBatch.ancillary(at: count - 1).drops {
@@ -235,8 +264,9 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
                 from.counters.forwarded &+= UInt64(sent)
                 from.counters.drops.sendFailed &+= UInt64(queued - sent)
             }
-            if count < receiveBatch.capacity { break }
+            if count < receiveBatch.capacity { return false }
         }
+        return true
     }
 
     /// Media the client sent through the tunnel, for a session whose client leg is a sink.
@@ -333,12 +363,17 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         if let announced = setup.clientAnnounced { session.client.announce(announced) }
         session.sink = setup.clientSink
         let base = UInt64(slot) << 2
+        // Edge-triggered: no re-poll of every drained socket at each epoll_wait.
+        let events: IOEvents = [.readable, .edgeTriggered]
+        // The backlog holds at most one entry per socket: reserve now, not on the hot path.
+        backlog.reserveCapacity(4 * (slotByID.count + 1))
+        backlogInService.reserveCapacity(4 * (slotByID.count + 1))
         do {
-            session.gateway.rtpRegistration = try loop.register(fd: setup.gatewayRTP, events: .readable, handler: self, tag: base)
-            session.gateway.rtcpRegistration = try loop.register(fd: setup.gatewayRTCP, events: .readable, handler: self, tag: base | 1)
+            session.gateway.rtpRegistration = try loop.register(fd: setup.gatewayRTP, events: events, handler: self, tag: base)
+            session.gateway.rtcpRegistration = try loop.register(fd: setup.gatewayRTCP, events: events, handler: self, tag: base | 1)
             if setup.clientSink == nil {
-                session.client.rtpRegistration = try loop.register(fd: setup.clientRTP, events: .readable, handler: self, tag: base | 2)
-                session.client.rtcpRegistration = try loop.register(fd: setup.clientRTCP, events: .readable, handler: self, tag: base | 3)
+                session.client.rtpRegistration = try loop.register(fd: setup.clientRTP, events: events, handler: self, tag: base | 2)
+                session.client.rtcpRegistration = try loop.register(fd: setup.clientRTCP, events: events, handler: self, tag: base | 3)
             }
         } catch {
             log.error("session registration failed", ["session": String(setup.id.value), "error": String(describing: error)])

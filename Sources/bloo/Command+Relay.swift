@@ -8,7 +8,7 @@ enum RelayCommandLine {
         bloo relay [--address IP] [--gateway-address IP] [--client-address IP] [--ports LO-HI] \
         [--client-ports LO-HI] [--cpus N,M|none] [--quarantine-ms N] [--idle-timeout-ms N] \
         [--hold-timeout-ms N] [--scan-ms N] [--stats-interval-ms N] [--dscp N|none] [--rcvbuf BYTES] \
-        [--sndbuf BYTES] [--batch N] [--latch-any] [--no-gso]
+        [--sndbuf BYTES] [--batch N] [--busy-poll-us N] [--latch-any] [--no-gso]
         """
 
     static let command = Command(name: "relay", summary: "run the RTP relay alone, controlled by lines on stdin",
@@ -16,7 +16,7 @@ enum RelayCommandLine {
         let arguments = try Arguments(words, command: "relay",
             options: ["address", "gateway-address", "client-address", "ports", "client-ports", "cpus",
                       "quarantine-ms", "idle-timeout-ms", "hold-timeout-ms", "scan-ms", "stats-interval-ms",
-                      "dscp", "rcvbuf", "sndbuf", "batch"],
+                      "dscp", "rcvbuf", "sndbuf", "batch", "busy-poll-us"],
             flags: ["latch-any", "no-gso"])
         guard arguments.positionals.isEmpty else { throw UsageError("relay: takes no positional arguments") }
         let configuration = try configuration(from: arguments)
@@ -75,6 +75,9 @@ enum RelayCommandLine {
         if let bytes = try arguments.integer("rcvbuf", command: "relay", range: 4096...(1 << 30)) { configuration.receiveBufferBytes = bytes }
         if let bytes = try arguments.integer("sndbuf", command: "relay", range: 4096...(1 << 30)) { configuration.sendBufferBytes = bytes }
         if let batch = try arguments.integer("batch", command: "relay", range: 1...1024) { configuration.batchSize = batch }
+        if let us = try arguments.integer("busy-poll-us", command: "relay", range: 0...1_000_000) {
+            configuration.busyPollNanoseconds = UInt64(us) * 1000
+        }
         configuration.latchFromAnyAddress = arguments.has("latch-any")
         configuration.segmentationOffload = !arguments.has("no-gso")
         return configuration

@@ -27,6 +27,13 @@ enum CommandTable {
         Command(name: "tunnel-load", summary: "tunnel benchmark load generator (G.711 calls over tunnels)",
                 usage: TunnelLoadCommand.usage) { try TunnelLoadCommand.run($0) },
         RelayCommandLine.command,
+        Command(name: "h323", summary: "decode H.323 messages (RAS, Q.931, H.225, H.245); print sample encodings",
+                usage: H323Command.usage) { try H323Command.run($0) },
+        Command(name: "lab", summary: "lab tools: H.323 gatekeeper and gateway for tests (not for service)",
+                usage: LabCommand.usage) { try LabCommand.run($0) },
+        Command(name: "mirror-serve", summary: "run the tunnel terminator with the H.323 mirror backend",
+                usage: MirrorCommand.usage) { try MirrorCommand.run($0) },
+        Command(name: "cdr", summary: "show the last call detail records", usage: MirrorCommand.cdrUsage) { try MirrorCommand.cdr($0) },
     ]
 
     static func find(_ name: String) -> Command? { all.first { $0.name == name } }

@@ -55,6 +55,29 @@ import Testing
         }
     }
 
+    @Test func aClientThatNeverStopsSendingIsCutOff() throws {
+        try Self.withServer { client in
+            let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+            defer { close(fd) }
+            var address = try #require(unixAddress(client.socketPath))
+            #expect(withSockaddr(&address) { connect(fd, $0, $1) } == 0)
+            setTimeouts(fd, seconds: 1)
+            let chunk = [UInt8](repeating: 0x41, count: 65536)
+            let start = ControlServer.monotonicMs()
+            var sent = 0
+            while ControlServer.monotonicMs() - start < 20_000 {
+                let count = chunk.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+                if count < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR { break }
+                sent += max(0, count)
+            }
+            #expect(ControlServer.monotonicMs() - start < 8000)
+            #expect(sent > ControlLimits.maxRequestBytes)
+            // And the server still answers others.
+            let after = try client.show("whoami")
+            #expect(after.hasPrefix("uid"))
+        }
+    }
+
     @Test func operatorsMayNotChange() throws {
         guard getuid() != 0 else {
             // As root the caller is admin: commits go through to the handler.

@@ -33,6 +33,9 @@ func dec(_ t: PERType, _ b: [UInt8], limits: PERLimits = .default) throws -> PER
         #expect(try enc(.integer(0), .integer(.unconstrained)) == [0x01, 0x00])
         #expect(try enc(.integer(Int.min), .integer(.unconstrained)) == [0x08, 0x80, 0, 0, 0, 0, 0, 0, 0])
         #expect(try enc(.integer(128), .integer(PERIntegerRange(0, nil))) == [0x01, 0x80])
+        // X.691 11.7: the offset from the lower bound (asn1tools writes the value itself).
+        #expect(try enc(.integer(5), .integer(PERIntegerRange(1, nil))) == [0x01, 0x04])
+        #expect(try dec(.integer(PERIntegerRange(1, nil)), [0x01, 0x04]) == .integer(5))
         for v in [0, 1, -1, 127, 128, -128, -129, 65535, Int.max, Int.min] {
             #expect(try dec(.integer(.unconstrained), try enc(.integer(v), .integer(.unconstrained))) == .integer(v))
         }

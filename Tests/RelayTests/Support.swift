@@ -67,7 +67,7 @@ func stats(_ relay: Relay, _ id: SessionID) throws -> SessionStats? {
 /// A relay on a random high port range of 127.0.0.1, one unpinned worker thread.
 func testConfiguration(pairs: Int = 50) -> RelayConfiguration {
     var configuration = RelayConfiguration()
-    let base = UInt16(20000 + 2 * Int.random(in: 0..<10000))
+    let base = UInt16(20000 + 2 * Int.random(in: 0..<6000))
     configuration.gatewayPorts = base...(base + UInt16(pairs * 2 - 1))
     configuration.clientPorts = configuration.gatewayPorts
     configuration.cpus = [nil]

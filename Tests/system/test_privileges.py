@@ -30,8 +30,13 @@ def thread_statuses(pid):
 
 
 def check_least_privilege(pid, accounts, expected_caps):
+    # main (control plane), the control-socket thread and at least one worker; each
+    # thread names itself as it starts, so give a loaded machine a moment.
+    def named():
+        names = sorted(t["Name"] for t in thread_statuses(pid).values())
+        return "bloo-control" in names and any(n.startswith("bloo-worker") for n in names)
+    wait_for(named)
     threads = thread_statuses(pid)
-    # main (control plane), the control-socket thread and at least one worker.
     assert len(threads) >= 3, threads.keys()
     names = sorted(t["Name"] for t in threads.values())
     assert "bloo-control" in names and any(n.startswith("bloo-worker") for n in names), names
@@ -100,6 +105,7 @@ def test_workers_and_control_plane_are_pinned(netns, daemons, accounts):
     assert daemon.commit(config).startswith("ok\n")
     assert daemon.stop() == 0
     daemon.start()
+    assert wait_for(lambda: sum(t["Name"].startswith("bloo-") for t in thread_statuses(daemon.pid).values()) >= 2)
     threads = thread_statuses(daemon.pid)
     for tid, fields in threads.items():
         expected = "1" if fields["Name"].startswith("bloo-worker") else "0"

@@ -5,4 +5,6 @@
 # Knobs: REPS, TRIAL_SECONDS, STREAMS=1,100,1000, RELAYS=bloo,cref,rtpengine.
 set -euo pipefail
 cd "$(dirname "$0")"
+# 1000 streams need about 4000 descriptors per relay.
+ulimit -n 65536 2>/dev/null || true
 exec python3 run.py

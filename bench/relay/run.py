@@ -48,8 +48,10 @@ RESERVED = set()
 
 
 def build_tools():
+    import shutil
+    cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang") or "cc"
     for name in ("loadgen", "refrelay"):
-        subprocess.run(["gcc", "-O2", "-o", str(BIN / name), str(HERE / f"{name}.c")], check=True)
+        subprocess.run([cc, "-O2", "-o", str(BIN / name), str(HERE / f"{name}.c")], check=True)
 
 
 def free_udp_port():
@@ -64,9 +66,10 @@ def free_udp_port():
 
 
 def free_port_block(count):
-    """A random block of `count` consecutive free UDP ports on 127.0.0.1 (even start)."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000 - count) & ~3
+    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4)."""
+    bases = list(range(10000, 60000 - count, 64))
+    random.shuffle(bases)
+    for base in bases[:400]:
         if any(base <= port < base + count for port in RESERVED):
             continue
         sockets = []
@@ -81,7 +84,7 @@ def free_port_block(count):
         finally:
             for s in sockets:
                 s.close()
-    raise RuntimeError("no free port block")
+    raise RuntimeError(f"no block of {count} free ports")
 
 
 class Drain(threading.Thread):
@@ -121,7 +124,7 @@ class Bloo:
         self.proc = subprocess.Popen(
             RT + ["taskset", "-c", str(RELAY_CPU), str(BLOO), "relay", "--address", "127.0.0.1",
              "--ports", f"{base}-{base + 4 * streams + 3}", "--cpus", str(RELAY_CPU),
-             "--idle-timeout-ms", "3600000"],
+             "--idle-timeout-ms", "3600000"] + os.environ.get("BLOO_FLAGS", "").split(),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.out = Drain(self.proc.stdout, keep=lambda l: not l.startswith("event"))
         self.out.wait_for(1)  # ready
@@ -222,12 +225,12 @@ class RTPEngine:
                 return reply
 
     def start(self, streams, sink_port, source_port):
-        base = free_port_block(4 * streams + 100)
+        base = free_port_block(6 * streams + 200)  # rtpengine wants some slack in its range
         self.ng_port = free_udp_port()
         self.proc = subprocess.Popen(
             RT + ["taskset", "-c", str(RELAY_CPU), "rtpengine", "--config-file=none", "--table=-1",
              "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}", "--foreground",
-             "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 4 * streams + 99}",
+             "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 6 * streams + 199}",
              "--num-threads=1", "--timeout=3600", "--silent-timeout=3600", "--delete-delay=0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -391,21 +394,31 @@ def main():
         sink_port = free_udp_port()
         while sink_port == source_port:
             sink_port = free_udp_port()
-        for name in RELAYS:
-            relay = relays[name]()
-            ports_file = write_ports(relay.start(streams, sink_port, source_port))
-            try:
-                reps = [measure(relay, streams, ports_file, source_port, sink_port) for _ in range(REPS)]
-            finally:
+        # All relays run side by side (idle ones cost nothing) and the repetitions are
+        # interleaved, so that changes in the machine's other load hit every relay alike.
+        started = {}
+        try:
+            for name in RELAYS:
+                relay = relays[name]()
+                started[name] = (relay, write_ports(relay.start(streams, sink_port, source_port)))
+            reps = {name: [] for name in RELAYS}
+            for _ in range(REPS):
+                for name in RELAYS:
+                    relay, ports_file = started[name]
+                    reps[name].append(measure(relay, streams, ports_file, source_port, sink_port))
+        finally:
+            for relay, ports_file in started.values():
                 relay.stop()
                 if os.path.exists(ports_file):
                     os.unlink(ports_file)
-            results[(name, streams)] = reps
-            med = lambda key: statistics.median(r[key] for r in reps)
-            spread = lambda key: f"{min(r[key] for r in reps):.0f}-{max(r[key] for r in reps):.0f}"
+        for name in RELAYS:
+            results[(name, streams)] = runs = reps[name]
+            med = lambda key: statistics.median(r[key] for r in runs)
+            spread = lambda key: f"{min(r[key] for r in runs):.0f}-{max(r[key] for r in runs):.0f}"
             print(f"  {name:10s} streams={streams:5d}  sustainable {med('sustainable'):8.0f} pps [{spread('sustainable')}]"
                   f"  overload {med('overload'):8.0f} pps [{spread('overload')}] (offered {med('overload_offered'):.0f})"
-                  f"  flat-out {med('flat'):8.0f}  {med('cpu_ns'):.0f} ns CPU/packet at sustainable rate  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
+                  f"  flat-out {med('flat'):8.0f}  {med('cpu_ns'):.0f} ns CPU/packet at sustainable rate"
+                  f"  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
                   f"  load {loadavg()}", flush=True)
     print(f"machine load after: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
     print()

@@ -1,0 +1,169 @@
+// Call detail records: one logfmt line per call, appended to a file on the data partition
+// (O_APPEND: records from several workers never interleave, and the file outlives a
+// restart). Per-direction RTP statistics (RFC 3550 A.3 loss, A.8 jitter) feed it.
+import Glibc
+
+/// Receive-side statistics of one RTP stream.
+public struct RTPStreamStats: Sendable {
+    public private(set) var packets = 0
+    private var baseSequence: UInt32 = 0
+    private var highestSequence: UInt32 = 0  // extended with the cycle count
+    private var started = false
+    private var lastTransit: Int64?
+    private var jitter: Double = 0  // in timestamp units
+    public let clockRate: Double
+
+    public init(clockRate: Double = 8000) { self.clockRate = clockRate }
+
+    /// `arrivalMs`: local receive time in milliseconds.
+    public mutating func record(_ packet: UnsafeRawBufferPointer, arrivalMs: UInt64) {
+        guard packet.count >= 12, packet[0] >> 6 == 2 else { return }
+        let pt = packet[1] & 0x7F
+        guard pt < 72 || pt > 76 else { return }  // RTCP on the same port is not RTP
+        packets += 1
+        let sequence = UInt32(packet[2]) << 8 | UInt32(packet[3])
+        let timestamp = UInt32(packet[4]) << 24 | UInt32(packet[5]) << 16 | UInt32(packet[6]) << 8 | UInt32(packet[7])
+        if !started {
+            started = true
+            baseSequence = sequence
+            highestSequence = sequence
+        } else {
+            let cycles = highestSequence & 0xFFFF_0000
+            var extended = cycles | sequence
+            // A wrap forward: sequence small while the highest was near the top.
+            if sequence < (highestSequence & 0xFFFF), (highestSequence & 0xFFFF) - sequence > 0x8000 { extended &+= 0x1_0000 }
+            if extended > highestSequence, extended - highestSequence < 0x8000 { highestSequence = extended }
+        }
+        let arrival = Int64(Double(arrivalMs) * clockRate / 1000)
+        let transit = arrival - Int64(timestamp)
+        if let last = lastTransit {
+            let d = Double(abs(transit - last))
+            jitter += (d - jitter) / 16
+        }
+        lastTransit = transit
+    }
+
+    public var expected: Int { started ? Int(highestSequence - baseSequence) + 1 : 0 }
+    public var lost: Int { max(0, expected - packets) }
+    public var jitterMs: Double { jitter * 1000 / clockRate }
+}
+
+public struct CallRecord: Sendable {
+    public enum Direction: String, Sendable { case outgoing = "out", incoming = "in" }
+    public enum Party: String, Sendable { case client, network, appliance }
+    public var id: String
+    public var subscriber: String
+    public var direction: Direction
+    public var caller: String
+    public var callee: String
+    public var startMs: UInt64
+    public var connectMs: UInt64?
+    public var endMs: UInt64 = 0
+    public var cause: UInt8 = 16
+    public var hungUpBy: Party = .appliance
+    public var codec: String = "-"
+    /// client -> network and network -> client, as received by the appliance.
+    public var toNetwork = RTPStreamStats()
+    public var fromNetwork = RTPStreamStats()
+
+    public init(id: String, subscriber: String, direction: Direction, caller: String, callee: String, startMs: UInt64) {
+        self.id = id
+        self.subscriber = subscriber
+        self.direction = direction
+        self.caller = caller
+        self.callee = callee
+        self.startMs = startMs
+    }
+
+    static func quoted(_ s: String) -> String {
+        let safe = s.unicodeScalars.allSatisfy { $0.value > 0x20 && $0.value < 0x7F && $0 != "\"" && $0 != "\\" && $0 != "=" }
+        if safe && !s.isEmpty { return s }
+        var out = "\""
+        for scalar in s.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            default: out += scalar.value >= 0x20 && scalar.value < 0x7F ? String(scalar) : "?"
+            }
+        }
+        return out + "\""
+    }
+
+    public static func timestamp(_ ms: UInt64) -> String {
+        var seconds = time_t(ms / 1000)
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func pad(_ v: Int32, _ n: Int) -> String { let s = String(v); return String(repeating: "0", count: max(0, n - s.count)) + s }
+        return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T" +
+            "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2)).\(pad(Int32(ms % 1000), 3))Z"
+    }
+
+    static func fixed(_ v: Double, _ digits: Int) -> String {
+        let scale = digits == 3 ? 1000.0 : 10.0
+        let n = Int((v * scale).rounded())
+        let whole = n / Int(scale)
+        let frac = String(n % Int(scale))
+        return "\(whole).\(String(repeating: "0", count: digits - frac.count))\(frac)"
+    }
+
+    /// One line, no newline.
+    public var line: String {
+        let duration = connectMs.map { endMs > $0 ? Double(endMs - $0) / 1000 : 0 } ?? 0
+        var fields: [(String, String)] = [
+            ("cdr", "1"), ("id", id), ("subscriber", Self.quoted(subscriber)), ("direction", direction.rawValue),
+            ("caller", Self.quoted(caller)), ("callee", Self.quoted(callee)),
+            ("start", Self.timestamp(startMs)), ("connect", connectMs.map(Self.timestamp) ?? "-"), ("end", Self.timestamp(endMs)),
+            ("duration_s", Self.fixed(duration, 3)), ("cause", String(cause)), ("hangup_by", hungUpBy.rawValue), ("codec", codec),
+        ]
+        fields += [("pkts_to_net", String(toNetwork.packets)), ("lost_to_net", String(toNetwork.lost)),
+                   ("jitter_ms_to_net", Self.fixed(toNetwork.jitterMs, 1)),
+                   ("pkts_from_net", String(fromNetwork.packets)), ("lost_from_net", String(fromNetwork.lost)),
+                   ("jitter_ms_from_net", Self.fixed(fromNetwork.jitterMs, 1))]
+        return fields.map { "\($0.0)=\($0.1)" }.joined(separator: " ")
+    }
+}
+
+/// Appends records to the CDR file. Shared by the workers: each write is one line.
+public final class CDRWriter: Sendable {
+    public let path: String
+    private let fd: Int32
+
+    public init(path: String) throws {
+        self.path = path
+        let fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o640)
+        guard fd >= 0 else { throw CDRError.open(path, errno) }
+        self.fd = fd
+    }
+
+    deinit { close(fd) }
+
+    public func write(_ record: CallRecord) {
+        let bytes = Array((record.line + "\n").utf8)
+        _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+    }
+
+    /// The last `count` records of a CDR file (the CLI's view).
+    public static func tail(path: String, count: Int, limit: Int = 64 << 20) throws -> [String] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CDRError.open(path, errno) }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65536)
+        while bytes.count < limit {
+            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+            bytes += chunk[0..<n]
+        }
+        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
+        return Array(lines.suffix(count))
+    }
+}
+
+public enum CDRError: Error, CustomStringConvertible {
+    case open(String, Int32)
+    public var description: String {
+        switch self {
+        case .open(let path, let code): return "cannot open CDR file \(path): \(String(cString: strerror(code)))"
+        }
+    }
+}

@@ -1,0 +1,556 @@
+// The mirror: for each authenticated tunnel client, the appliance is its H.323 endpoint
+// towards the operator. Each client gets a public face (a RAS port and a call-signalling
+// port from the pools) and registers to the gatekeeper with the client's aliases; calls
+// go both ways between the tunnel and the operator's gateway, with media relayed on the
+// client's worker through the appliance's own RTP ports (a client address never leaves
+// the tunnel). One backend per worker, called on that worker's thread only.
+import Endpoint
+import Glibc
+import EndpointIO
+import H323
+import IO
+import Log
+import Tunnel
+
+extension AudioCodec {
+    init?(_ codec: Tunnel.Codec) { self.init(rawValue: codec.rawValue) }
+    var tunnelCodec: Tunnel.Codec? { Tunnel.Codec(rawValue: rawValue) }
+}
+
+public final class MirrorBackend: TunnelBackend {
+    unowned let worker: TerminatorWorker
+    let config: MirrorConfig
+    let cdr: CDRWriter?
+    let log = Logger(subsystem: "mirror")
+    var rasPool: PortPool
+    var signallingPool: PortPool
+    var rtpPool: PortPool
+    /// Clients whose tunnel ended, kept until their URQ is answered.
+    var retiring: [ObjectIdentifier: MirrorClient] = [:]
+
+    public init(worker: TerminatorWorker, config: MirrorConfig, cdr: CDRWriter?) {
+        self.worker = worker
+        self.config = config
+        self.cdr = cdr
+        let n = worker.shared.config.workers
+        rasPool = PortPool(range: config.rasPorts, worker: worker.index, workers: n)
+        signallingPool = PortPool(range: config.signallingPorts, worker: worker.index, workers: n)
+        rtpPool = PortPool(range: config.rtpPorts, worker: worker.index, workers: n, step: 2)
+    }
+
+    var loop: EventLoop { worker.loop }
+
+    func mirror(_ client: TunnelClient) -> MirrorClient? { client.context as? MirrorClient }
+
+    public func clientStarted(_ client: TunnelClient) {
+        if mirror(client) != nil { return }
+        do {
+            client.context = try MirrorClient(backend: self, client: client)
+        } catch {
+            log.warning("mirror-no-public-face", ["alias": client.alias, "error": "\(error)"])
+        }
+    }
+
+    public func clientSignalling(_ client: TunnelClient, channel: UInt16, message: Message) {
+        guard let m = mirror(client) else {
+            if case .register = message { client.send(.rejected(reason: 503, text: "no free port on the appliance")) }
+            if case .call = message { client.send(.hangup(cause: Q850.resourceUnavailable), channel: channel) }
+            return
+        }
+        m.signalling(channel: channel, message: message)
+    }
+
+    public func clientMedia(_ client: TunnelClient, channel: UInt16, kind: MediaKind, packet: [UInt8]) {
+        mirror(client)?.calls[channel]?.fromClient(kind: kind, packet: packet)
+    }
+
+    public func clientDetached(_ client: TunnelClient) {}
+
+    public func clientResumed(_ client: TunnelClient) {}
+
+    public func clientEnded(_ client: TunnelClient, graceExpired: Bool) {
+        guard let m = mirror(client) else { return }
+        client.context = nil
+        retiring[ObjectIdentifier(m)] = m
+        m.end(cause: graceExpired ? Q850.destinationOutOfOrder : Q850.normalClearing)
+    }
+
+    func retired(_ m: MirrorClient) {
+        retiring[ObjectIdentifier(m)] = nil
+    }
+
+    func write(_ record: CallRecord) {
+        cdr?.write(record)
+        log.info("call-record", ["id": record.id, "cause": "\(record.cause)", "by": record.hungUpBy.rawValue])
+    }
+}
+
+/// One client's public face: its RAS registration and its calls.
+final class MirrorClient {
+    unowned let backend: MirrorBackend
+    weak var client: TunnelClient?
+    let alias: String
+    let rasPort: UInt16
+    let signallingPort: UInt16
+    let ras: UDPPort
+    let listener: TCPListener
+    var rasClient: RASClient?
+    var rasTimer: TimerID?
+    var aliases: [String] = []
+    var calls: [UInt16: MirrorCall] = [:]
+    var callsByKey: [Int: MirrorCall] = [:]
+    var nextKey = 1
+    var nextIncoming: UInt16 = 2
+    var nextCRV: UInt16 = 1
+    var ending = false
+    var log: Logger { backend.log }
+    var config: MirrorConfig { backend.config }
+
+    init(backend: MirrorBackend, client: TunnelClient) throws {
+        self.backend = backend
+        self.client = client
+        alias = client.alias
+        guard let r = backend.rasPool.take() else { throw SystemError("RAS port pool exhausted", 0) }
+        guard let s = backend.signallingPool.take() else {
+            backend.rasPool.give(r)
+            throw SystemError("call-signalling port pool exhausted", 0)
+        }
+        do {
+            ras = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: r))
+            do {
+                listener = try TCPListener(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: s))
+            } catch {
+                ras.close()
+                throw error
+            }
+        } catch {
+            backend.rasPool.give(r)
+            backend.signallingPool.give(s)
+            throw error
+        }
+        rasPort = r
+        signallingPort = s
+        ras.onDatagram = { [unowned self] bytes, from in
+            guard let m = try? RasMessage(decoding: Array(bytes)) else { return }
+            self.rasEvent(.received(m, from: from))
+        }
+        listener.onAccept = { [unowned self] socket, from in self.accept(socket, from: from) }
+    }
+
+    var publicRAS: EndpointAddress { EndpointAddress(ip: config.publicIP, port: rasPort) }
+    var publicSignalling: EndpointAddress { EndpointAddress(ip: config.publicIP, port: signallingPort) }
+
+    func send(_ message: Message, channel: UInt16 = 0) { client?.send(message, channel: channel) }
+
+    static func alias(_ text: String) -> AliasAddress {
+        !text.isEmpty && text.allSatisfy({ $0.isNumber || $0 == "+" || $0 == "*" || $0 == "#" })
+            ? .dialledDigits(text.filter { $0 != "+" }) : .h323ID(text)
+    }
+
+    // MARK: Tunnel signalling
+
+    func signalling(channel: UInt16, message: Message) {
+        switch message {
+        case .register(let list):
+            aliases = list.isEmpty ? [alias] : Array(list.prefix(8))
+            rasClient = RASClient(config: RASConfig(
+                gatekeeper: config.gatekeeper, rasAddress: publicRAS, callSignalAddress: publicSignalling,
+                aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive))
+            rasEvent(.start)
+        case .unregister:
+            rasEvent(.unregister)
+        case .call(let destination, let codecs):
+            placeCall(channel: channel, destination: destination, codecs: codecs.compactMap(AudioCodec.init))
+        case .ringing:
+            calls[channel]?.event(.alert)
+        case .answer(let codecs):
+            calls[channel]?.answered(codecs.compactMap(AudioCodec.init))
+        case .hangup(let cause):
+            calls[channel]?.hangupFromClient(cause: cause)
+        case .dtmf(let digit, let duration):
+            if let c = DTMF.character(digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
+        default:
+            break
+        }
+    }
+
+    func newKey() -> Int {
+        defer { nextKey += 1 }
+        return nextKey
+    }
+
+    func placeCall(channel: UInt16, destination: String, codecs: [AudioCodec]) {
+        guard channel != 0, channel % 2 == 1, calls[channel] == nil else {
+            return send(.hangup(cause: Q850.invalidCallReference), channel: channel)
+        }
+        guard rasClient?.isRegistered == true else {
+            return send(.hangup(cause: Q850.temporaryFailure), channel: channel)
+        }
+        guard !codecs.isEmpty, let call = try? MirrorCall(owner: self, channel: channel, key: newKey(), direction: .outgoing,
+                                                          caller: aliases.first ?? alias, callee: destination) else {
+            return send(.hangup(cause: codecs.isEmpty ? Q850.incompatibleDestination : Q850.resourceUnavailable), channel: channel)
+        }
+        var guid = [UInt8](repeating: 0, count: 16)
+        for i in 0..<16 { guid[i] = UInt8.random(in: 0...255) }
+        let crv = nextCRV
+        nextCRV = nextCRV >= 0x7FFF ? 1 : nextCRV + 1
+        let info = OutgoingCallInfo(callReference: crv, callIdentifier: guid, conferenceID: guid, source: aliases.map(Self.alias),
+                                    destination: [Self.alias(destination)])
+        call.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.publicRTP, options: config.options)
+        register(call)
+        log.info("mirror-call-out", ["alias": alias, "channel": "\(channel)", "to": destination])
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(crv), conferenceID: guid, callIdentifier: guid,
+                                            destination: info.destination, source: info.source, answerCall: false)))
+    }
+
+    func register(_ call: MirrorCall) {
+        calls[call.channel] = call
+        callsByKey[call.key] = call
+        backend.worker.shared.activeCalls.add(1, ordering: .relaxed)
+    }
+
+    func forget(_ call: MirrorCall) {
+        guard callsByKey.removeValue(forKey: call.key) != nil else { return }
+        calls[call.channel] = nil
+        backend.worker.shared.activeCalls.subtract(1, ordering: .relaxed)
+        if rasClient?.isRegistered == true {
+            rasEvent(.disengage(callKey: call.key, cause: call.record.cause))
+        }
+        if ending && calls.isEmpty { finishEnding() }
+    }
+
+    // MARK: Inbound calls
+
+    func accept(_ socket: TCPSocket, from: EndpointAddress) {
+        guard let connection = try? TPKTConnection(loop: backend.loop, socket: socket, remote: from) else { return socket.close() }
+        var first = true
+        connection.onPacket = { [unowned self] conn, packet in
+            guard first else { return }
+            first = false
+            guard let setup = try? Q931Message(decoding: packet), setup.messageType == .setup else { return conn.close() }
+            self.incoming(setup, on: conn)
+        }
+    }
+
+    func incoming(_ setup: Q931Message, on connection: TPKTConnection) {
+        guard !ending, rasClient?.isRegistered == true, let info = try? H323Call.describe(setup: setup) else {
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.temporaryFailure).encoded()) ?? [])
+            return connection.close()
+        }
+        var channel = nextIncoming
+        while calls[channel] != nil { channel = channel >= 0xFFFE ? 2 : channel + 2 }
+        nextIncoming = channel >= 0xFFFE ? 2 : channel + 2
+        let from = info.callingNumber ?? IncomingCallInfo.text(info.source) ?? ""
+        let to = info.calledNumber ?? IncomingCallInfo.text(info.destination) ?? aliases.first ?? alias
+        guard let call = try? MirrorCall(owner: self, channel: channel, key: newKey(), direction: .incoming, caller: from, callee: to) else {
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.resourceUnavailable).encoded()) ?? [])
+            return connection.close()
+        }
+        // Without fast start the client may pick any codec it has; H.245 then offers just that one.
+        let acceptable = info.offeredCodecs.isEmpty ? AudioCodec.allCases : info.offeredCodecs
+        do {
+            call.call = try H323Call(incoming: setup, localRTP: call.publicRTP, acceptable: acceptable, options: config.options)
+        } catch {
+            call.releasePorts()
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.protocolError).encoded()) ?? [])
+            return connection.close()
+        }
+        call.offered = acceptable
+        call.attach(connection)
+        register(call)
+        log.info("mirror-call-in", ["alias": alias, "channel": "\(channel)", "from": from, "to": to])
+        call.event(.proceed)
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.call?.callReference ?? 0),
+                                            conferenceID: info.conferenceID, callIdentifier: info.callIdentifier,
+                                            destination: aliases.map(Self.alias), source: info.source, answerCall: true)))
+    }
+
+    // MARK: RAS
+
+    func rasEvent(_ event: RASEvent) {
+        guard var ras = rasClient else { return }
+        let actions = ras.handle(event, now: millisecondsNow())
+        rasClient = ras
+        for action in actions {
+            switch action {
+            case .send(let m, let to):
+                if let bytes = try? m.encoded() { self.ras.send(bytes, to: to) }
+            case .registered(let id, let ttl):
+                log.info("mirror-registered", ["alias": alias, "endpoint": id, "ras": "\(publicRAS)"])
+                send(.registered(aliases: aliases, ttlSeconds: UInt16(clamping: ttl ?? config.timeToLive)))
+            case .registrationRejected(let reason):
+                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)"])
+                send(.rejected(reason: 403, text: "gatekeeper refused the registration (\(reason))"))
+            case .registrationLost(let why):
+                log.warning("mirror-registration-lost", ["alias": alias, "why": why])
+            case .unregistered:
+                if ending { finishEnding() } else { send(.rejected(reason: 410, text: "unregistered")) }
+            case .admitted(let key, let destination, _):
+                callsByKey[key]?.admitted(destination: destination)
+            case .admissionFailed(let key, let cause):
+                callsByKey[key]?.failed(cause: cause, by: .network)
+            case .disengageRequested(let key):
+                callsByKey[key]?.event(.hangup(cause: Q850.normalClearing))
+            case .disengaged:
+                if ending && calls.isEmpty { finishEnding() }
+            }
+        }
+        scheduleRAS()
+    }
+
+    func scheduleRAS() {
+        if let t = rasTimer { backend.loop.cancel(t) }
+        rasTimer = nil
+        guard let deadline = rasClient?.nextDeadline else { return }
+        let now = millisecondsNow()
+        rasTimer = backend.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
+            self?.rasTimer = nil
+            self?.rasEvent(.tick)
+        }
+    }
+
+    // MARK: End of the tunnel session
+
+    func end(cause: UInt8) {
+        ending = true
+        for call in Array(calls.values) { call.applianceHangup(cause: cause) }
+        if calls.isEmpty { finishEnding() }
+    }
+
+    private var urqSent = false
+
+    func finishEnding() {
+        if !urqSent, rasClient?.isRegistered == true {
+            urqSent = true
+            rasEvent(.unregister)
+            return
+        }
+        guard rasClient?.isRegistered != true || rasClient?.state == .unregistered else { return }
+        close()
+    }
+
+    func close() {
+        if let t = rasTimer { backend.loop.cancel(t) }
+        rasTimer = nil
+        rasClient = nil
+        ras.close()
+        listener.close()
+        backend.rasPool.give(rasPort)
+        backend.signallingPool.give(signallingPort)
+        backend.retired(self)
+        log.info("mirror-closed", ["alias": alias])
+    }
+}
+
+/// One call of a mirror: the H.323 side, the tunnel channel and the media relay.
+final class MirrorCall {
+    unowned let owner: MirrorClient
+    let channel: UInt16
+    let key: Int
+    var call: H323Call?
+    var signalling: TPKTConnection?
+    var h245: TPKTConnection?
+    let rtpPort: UInt16
+    let rtp: UDPPort
+    let rtcp: UDPPort
+    var transmit: MediaChannel?
+    var connected = false
+    var connectedSent = false
+    var offered: [AudioCodec] = []
+    var record: CallRecord
+    var timer: TimerID?
+    var done = false
+    var hangupBy: CallRecord.Party?
+
+    init(owner: MirrorClient, channel: UInt16, key: Int, direction: CallRecord.Direction, caller: String, callee: String) throws {
+        self.owner = owner
+        self.channel = channel
+        self.key = key
+        let backend = owner.backend
+        guard let port = backend.rtpPool.take() else { throw SystemError("RTP port pool exhausted", 0) }
+        do {
+            rtp = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: port))
+            do {
+                rtcp = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: port + 1))
+            } catch {
+                rtp.close()
+                throw error
+            }
+        } catch {
+            backend.rtpPool.give(port)
+            throw error
+        }
+        rtpPort = port
+        let now = wallClockMilliseconds()
+        record = CallRecord(id: "\(owner.alias)-\(now)-\(channel)", subscriber: owner.alias, direction: direction,
+                            caller: direction == .outgoing ? caller : caller, callee: callee, startMs: now)
+        rtp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtp, bytes, from: from) }
+        rtcp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtcp, bytes, from: from) }
+    }
+
+    var publicRTP: EndpointAddress { EndpointAddress(ip: owner.config.publicIP, port: rtpPort) }
+    var log: Logger { owner.log }
+
+    func attach(_ connection: TPKTConnection) {
+        signalling = connection
+        connection.onPacket = { [unowned self] _, packet in
+            guard let m = try? Q931Message(decoding: packet) else { return }
+            self.event(.signalling(m))
+        }
+        connection.onClose = { [unowned self] _ in self.event(.transportClosed) }
+    }
+
+    func admitted(destination: EndpointAddress?) {
+        guard let call else { return }
+        if call.role == .incoming {
+            owner.send(.incoming(from: record.caller, to: record.callee, codecs: offered.compactMap(\.tunnelCodec)), channel: channel)
+            return
+        }
+        guard let destination, let conn = try? TPKTConnection.connect(loop: owner.backend.loop, to: destination) else {
+            return failed(cause: Q850.noRouteToDestination, by: .network)
+        }
+        attach(conn)
+        event(.place)
+    }
+
+    func answered(_ codecs: [AudioCodec]) {
+        event(.answer(codecs: codecs))
+    }
+
+    func hangupFromClient(cause: UInt8) {
+        hangupBy = .client
+        if call?.state == .null || signalling == nil {
+            return failed(cause: cause, by: .client, notifyClient: false)
+        }
+        event(.hangup(cause: cause))
+    }
+
+    func applianceHangup(cause: UInt8) {
+        hangupBy = .appliance
+        if call?.state == .null || signalling == nil { return failed(cause: cause, by: .appliance) }
+        event(.hangup(cause: cause))
+    }
+
+    func event(_ e: CallEvent) {
+        guard !done, var c = call else { return }
+        let actions = c.handle(e, now: millisecondsNow())
+        call = c
+        for action in actions { perform(action) }
+        if done { return }
+        if let t = timer { owner.backend.loop.cancel(t) }
+        timer = nil
+        if let deadline = call?.nextDeadline {
+            let now = millisecondsNow()
+            timer = owner.backend.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
+                self?.timer = nil
+                self?.event(.tick)
+            }
+        }
+    }
+
+    func perform(_ action: CallAction) {
+        switch action {
+        case .sendSignalling(let m):
+            if let bytes = try? m.encoded() { signalling?.send(packet: bytes) }
+        case .sendH245(let m):
+            if let bytes = try? m.encoded() { h245?.send(packet: bytes) }
+        case .connectH245(let address):
+            guard let conn = try? TPKTConnection.connect(loop: owner.backend.loop, to: address) else { return }
+            h245 = conn
+            conn.onPacket = { [unowned self] _, packet in
+                guard let m = try? MultimediaSystemControlMessage(decoding: packet) else { return }
+                self.event(.h245(m))
+            }
+            conn.onConnected = { [unowned self] _ in self.event(.h245Connected) }
+            conn.onClose = { [unowned self] _ in self.h245 = nil }
+        case .proceeding:
+            break
+        case .ringing:
+            if call?.role == .outgoing { owner.send(.ringing, channel: channel) }
+        case .progress:
+            owner.send(.progress, channel: channel)
+        case .connected:
+            connected = true
+            record.connectMs = wallClockMilliseconds()
+            sendConnectedIfReady()
+        case .transmit(let media):
+            transmit = media
+            record.codec = media.codec.description
+            sendConnectedIfReady()
+        case .receive:
+            break
+        case .dtmf(let c, let duration):
+            if let digit = DTMF.event(c) { owner.send(.dtmf(digit: digit, durationMs: UInt16(clamping: duration)), channel: channel) }
+        case .roundTripDelay:
+            break
+        case .released(let cause, let byRemote):
+            let party: CallRecord.Party = byRemote ? .network : (hangupBy ?? .appliance)
+            finish(cause: cause, by: party, notifyClient: party != .client)
+        }
+    }
+
+    /// CONNECTED tells the client the codec: wait for the Q.931 Connect and the media address.
+    func sendConnectedIfReady() {
+        guard connected, !connectedSent, let transmit, let codec = transmit.codec.tunnelCodec else { return }
+        connectedSent = true
+        owner.send(.connected(codec: codec, packetTimeMs: UInt8(AudioCodec.packetTimeMs)), channel: channel)
+    }
+
+    func failed(cause: UInt8, by: CallRecord.Party, notifyClient: Bool = true) {
+        if let c = call, c.state != .null, !c.isReleased, signalling != nil {
+            event(.hangup(cause: cause))
+            return
+        }
+        finish(cause: cause, by: by, notifyClient: notifyClient)
+    }
+
+    func finish(cause: UInt8, by: CallRecord.Party, notifyClient: Bool) {
+        guard !done else { return }
+        done = true
+        if notifyClient { owner.send(.hangup(cause: cause), channel: channel) }
+        record.cause = cause
+        record.hungUpBy = by
+        record.endMs = wallClockMilliseconds()
+        owner.backend.write(record)
+        if let t = timer { owner.backend.loop.cancel(t) }
+        timer = nil
+        h245?.close()
+        signalling?.close()
+        releasePorts()
+        owner.forget(self)
+    }
+
+    func releasePorts() {
+        rtp.close()
+        rtcp.close()
+        owner.backend.rtpPool.give(rtpPort)
+    }
+
+    // MARK: Media relay
+
+    func fromNetwork(_ kind: MediaKind, _ bytes: UnsafeRawBufferPointer, from: EndpointAddress) {
+        // Only the far end the call negotiated may inject media into the tunnel.
+        guard let transmit, let expected = transmit.remoteRTP, from.ip == expected.ip else { return }
+        if kind == .rtp { record.fromNetwork.record(bytes, arrivalMs: millisecondsNow()) }
+        owner.client?.sendMedia(channel: channel, kind: kind, packet: bytes)
+    }
+
+    func fromClient(kind: MediaKind, packet: [UInt8]) {
+        guard let transmit else { return }
+        switch kind {
+        case .rtp:
+            guard let to = transmit.remoteRTP else { return }
+            packet.withUnsafeBytes { record.toNetwork.record($0, arrivalMs: millisecondsNow()) }
+            rtp.send(packet, to: to)
+        case .rtcp:
+            guard let to = transmit.remoteRTCP ?? transmit.remoteRTP.map({ EndpointAddress(ip: $0.ip, port: $0.port &+ 1) }) else { return }
+            rtcp.send(packet, to: to)
+        }
+    }
+}
+
+func wallClockMilliseconds() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return UInt64(ts.tv_sec) * 1000 + UInt64(ts.tv_nsec) / 1_000_000
+}

@@ -1,1 +1,0 @@
-// Tests of the Endpoint module. Each concern has its own file beside this one.

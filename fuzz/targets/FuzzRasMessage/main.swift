@@ -1,0 +1,18 @@
+// RAS datagrams from any peer on UDP 1719: whatever the bytes, decoding gives a value or a PERError, never a trap; a
+// decoded value encodes again and decodes to the same value.
+import FuzzSupport
+import Glibc
+import H323
+import PER
+
+@_cdecl("LLVMFuzzerTestOneInput")
+func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
+    guard let data else { return 0 }
+    let bytes = Array(UnsafeBufferPointer(start: data, count: size))
+    guard let message = try? RasMessage(decoding: bytes) else { return 0 }
+    guard let again = try? message.encoded() else { fatalError("a decoded RasMessage does not encode") }
+    guard let back = try? RasMessage(decoding: again), back == message else { fatalError("RasMessage round trip changed the value") }
+    return 0
+}
+
+exit(bloo_fuzz_main(CommandLine.argc, CommandLine.unsafeArgv))
