@@ -325,11 +325,16 @@ final class MirrorClient {
             rasEvent(.unregister)
             return
         }
-        guard rasClient?.isRegistered != true || rasClient?.state == .unregistered else { return }
+        // Wait for UCF (or the URQ's last timeout): the RAS port must stay open for it.
+        if urqSent, let state = rasClient?.state, state == .unregistering { return }
         close()
     }
 
+    private var closed = false
+
     func close() {
+        guard !closed else { return }  // ports go back to the pools exactly once
+        closed = true
         if let t = rasTimer { backend.loop.cancel(t) }
         rasTimer = nil
         rasClient = nil

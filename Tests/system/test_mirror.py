@@ -238,3 +238,16 @@ def test_grace_expiry_releases_the_call_and_unregisters(lab):
     # Tunnel lost beyond the grace period: destination out of order, then URQ.
     assert at_gateway["cause"] == "27" and at_gateway["by"] == "remote"
     gk.wait_for("unregistered")
+
+
+def test_gatekeeper_routed_mode(lab):
+    gk, gw = lab.operator(gatekeeper_args=["--mode", "routed", "--signalling", f"{OPER}:1721"])
+    lab.appliance()
+    client = lab.client("--call", "0999", "--hangup-after", "3000", "--cause", "16", "--exit-after-calls", "1")
+    # ACF names the gatekeeper, which relays the call signalling to the gateway.
+    gk.wait_for(r"admitted to=10\.77\.3\.2:1721")
+    gk.wait_for(r"routed call from=10\.77\.3\.1:\d+ to=10\.77\.3\.2:1720")
+    at_client = released(client)
+    at_gateway = released(gw)
+    assert at_gateway["cause"] == "16" and at_gateway["by"] == "remote"
+    assert int(at_client["tone_presence_pct"]) >= 80 and float(at_gateway["tone_presence"]) >= 0.8
