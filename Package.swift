@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Config", "System"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
         .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
-        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP"]),
+        .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP", "Proxy", "Tunnel", "IO"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]
 )
@@ -102,6 +102,12 @@ if Context.environment["BLOO_FUZZ"] == "1" {
         (name: "FuzzRTP", dependencies: ["RTP"]),
         (name: "FuzzConfigText", dependencies: ["Config"]),
         (name: "FuzzConsoleInput", dependencies: ["Console", "Config"]),
+        (name: "FuzzRasMessage", dependencies: ["H323", "PER"]),
+        (name: "FuzzH323UserInformation", dependencies: ["H323", "PER"]),
+        (name: "FuzzH245Message", dependencies: ["H323", "PER"]),
+        (name: "FuzzQ931", dependencies: ["H323", "PER"]),
+        (name: "FuzzTPKT", dependencies: ["H323"]),
+        (name: "FuzzPhoneMedia", dependencies: ["Phone"]),
     ]
     package.targets.append(.target(name: "FuzzSupport", path: "fuzz/support"))
     for target in fuzzTargets {

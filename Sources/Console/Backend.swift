@@ -182,7 +182,9 @@ public final class ControlBackend: ManagementBackend {
     }
 
     public func show(_ topic: String) throws(BackendError) -> String {
-        let text = try call { () throws(ControlClientError) in try client.show(topic) }
+        // The daemon calls its recent log "events".
+        let name = topic == "log" ? "events" : topic
+        let text = try call { () throws(ControlClientError) in try client.show(name) }
         return text.hasSuffix("\n") || text.isEmpty ? text : text + "\n"
     }
 

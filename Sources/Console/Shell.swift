@@ -20,6 +20,9 @@ public struct ShellSettings: Sendable {
     public var failureDelaysSeconds: [Int64] = [2, 4, 8]
     /// Failed logins before the session ends (the console then starts a new one).
     public var maximumLoginFailures = 3
+    /// `show` topics answered in this process rather than by the backend (`show update`
+    /// reads the boot state itself): topic -> (text, success).
+    public var localTopics: [String: @Sendable () -> (text: String, success: Bool)] = [:]
 
     public init(requireLogin: Bool, presetUser: String = "", presetClass: Configuration.LoginClass = .operator,
                 showBanner: Bool = true) {
@@ -331,7 +334,13 @@ public final class Shell {
             switch parsed.action {
             case .showVersion, .showSystem, .showInterfaces, .showRoutes, .showTunnels, .showRegistrations,
                  .showCalls, .showRelay, .showCDR, .showLog, .showUpdate:
-                present(try backend.show(parsed.keywords.last ?? ""))
+                let topic = parsed.keywords.last ?? ""
+                if let local = settings.localTopics[topic] {
+                    let (text, success) = local()
+                    present(text)
+                    return success
+                }
+                present(try backend.show(topic))
             case .showConfiguration:
                 present(mode == .configure ? candidate.text : try backend.running().configuration.text)
             case .showConfigurationRunning:

@@ -353,7 +353,7 @@ struct PEREncoder {
     mutating func encodeSequence(_ v: PERSequenceValue, _ t: PERSequenceType) throws(PERError) {
         var additionsPresent = false
         if let additions = t.additions {
-            additionsPresent = !v.unknownAdditions.isEmpty
+            additionsPresent = v.unknownAdditions.contains { $0.encoding != nil }
             if !additionsPresent {
                 for i in 0..<additions.count where v[t.root.count + i] != nil {
                     additionsPresent = true
@@ -387,17 +387,19 @@ struct PEREncoder {
             writer.writeBit(true)
             _ = writeLengthFragmentHeader(count)
         }
-        var unknownByPosition = [Int: [UInt8]]()
-        for unknown in v.unknownAdditions { unknownByPosition[unknown.position] = unknown.encoding }
+        var unknownByPosition = [Int: [UInt8]?]()
+        if !v.unknownAdditions.isEmpty {
+            for unknown in v.unknownAdditions { unknownByPosition[unknown.position] = unknown.encoding }
+        }
         for position in 0..<count {
-            let present = position < additions.count ? v[t.root.count + position] != nil : unknownByPosition[position] != nil
+            let present = position < additions.count ? v[t.root.count + position] != nil : (unknownByPosition[position] ?? nil) != nil
             writer.writeBit(present)
         }
         for position in 0..<count {
             if position < additions.count {
                 guard let value = v[t.root.count + position] else { continue }
                 try writeOpenType(value, additions[position].type)
-            } else if let encoding = unknownByPosition[position] {
+            } else if let entry = unknownByPosition[position], let encoding = entry {
                 writeFragmented(encoding.count, unit: .octets(encoding))
             }
         }
@@ -742,7 +744,15 @@ struct PERDecoder {
             var bits = [Bool]()
             bits.reserveCapacity(bitmap)
             for _ in 0..<bitmap { bits.append(try reader.readBit()) }
-            for (position, isPresent) in bits.enumerated() where isPresent {
+            // Absent unknown positions are remembered so that re-encoding writes a bitmap of the
+            // same length, but only when something is present (otherwise the extension bit
+            // is not written again at all; found by FuzzRasMessage).
+            let anyPresent = bits.contains(true)
+            for (position, isPresent) in bits.enumerated() {
+                guard isPresent else {
+                    if anyPresent, position >= additions.count { unknown.append(PERUnknownAddition(position: position, encoding: nil)) }
+                    continue
+                }
                 let (length, more) = try readLengthFragment()
                 if position < additions.count {
                     let contents = more ? try readFragmentedOctets(length, more) : nil

@@ -78,25 +78,24 @@ extension Array: PERConvertible where Element: PERConvertible {
             for element in elements { out.append(try Element(perValue: element)) }
             self = out
         case .octetString(let bytes), .openType(let bytes):
-            guard Element.self == UInt8.self, let octets = bytes as? [Element] else { throw .typeMismatch("SEQUENCE OF expected") }
-            self = octets
+            // Same type, checked above: a cast that costs nothing (`as?` would cast per element).
+            guard Element.self == UInt8.self else { throw .typeMismatch("SEQUENCE OF expected") }
+            self = unsafeBitCast(bytes, to: [Element].self)
         default:
             throw .typeMismatch("SEQUENCE OF expected")
         }
     }
     public var perValue: PERValue {
-        if Element.self == UInt8.self, let octets = self as? [UInt8] { return .octetString(octets) }
+        if Element.self == UInt8.self { return .octetString(unsafeBitCast(self, to: [UInt8].self)) }
         return .sequenceOf(map(\.perValue))
     }
 }
 
-@inline(__always)
 public func perRequired<T: PERConvertible>(_ s: PERSequenceValue, _ index: Int, _ name: String) throws(PERError) -> T {
     guard let value = s[index] else { throw .typeMismatch("\(name) is missing") }
     return try T(perValue: value)
 }
 
-@inline(__always)
 public func perOptional<T: PERConvertible>(_ s: PERSequenceValue, _ index: Int, _ name: String) throws(PERError) -> T? {
     guard let value = s[index] else { return nil }
     return try T(perValue: value)

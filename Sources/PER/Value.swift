@@ -1,7 +1,7 @@
 // The generic value tree that the codec produces and consumes. Typed H.323 structures
 // convert to and from it; tests compare it with the oracle's JSON.
 
-public indirect enum PERValue: Sendable, Equatable {
+public enum PERValue: Sendable, Equatable {
     case null
     case boolean(Bool)
     case integer(Int)
@@ -15,7 +15,7 @@ public indirect enum PERValue: Sendable, Equatable {
     case sequence(PERSequenceValue)
     /// Alternative index (root first, then additions). An unknown extension alternative keeps
     /// its index and its encoding as `.openType`.
-    case choice(Int, PERValue)
+    indirect case choice(Int, PERValue)
     case sequenceOf([PERValue])
     case openType([UInt8])
 }
@@ -39,11 +39,13 @@ public struct PERSequenceValue: Sendable, Equatable {
     }
 }
 
+/// An extension addition beyond the schema: its open-type contents, or nil when the sender's
+/// presence bitmap listed it as absent (kept so that re-encoding writes the same bitmap).
 public struct PERUnknownAddition: Sendable, Equatable {
     /// Position among the extension additions (0 = first addition).
     public var position: Int
-    public var encoding: [UInt8]
-    public init(position: Int, encoding: [UInt8]) {
+    public var encoding: [UInt8]?
+    public init(position: Int, encoding: [UInt8]?) {
         self.position = position
         self.encoding = encoding
     }

@@ -20,6 +20,10 @@ public struct TerminatorConfig: Sendable {
     public var perSourceBurst = 40.0
     /// Calls the appliance can carry, reported in PONG and probe answers.
     public var capacity: UInt32 = 1_000
+    /// Kernel send buffer of each tunnel socket (SO_SNDBUF; Linux doubles it). Small on
+    /// purpose: audio the kernel holds cannot be dropped when it gets stale, so the
+    /// backlog must wait in the terminator's queue instead, where it can.
+    public var socketSendBuffer: Int32 = 8 * 1024
     /// Answer UDP probes on the listeners' ports.
     public var probe = true
     /// Deadlines, frame size, grace period, media age bound.

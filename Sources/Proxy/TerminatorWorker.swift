@@ -5,6 +5,7 @@
 // relay sockets stay on one thread.
 
 import IO
+import Glibc
 import Log
 import Synchronization
 import Tunnel
@@ -168,6 +169,7 @@ public final class TerminatorWorker {
             return
         }
         try? socket.setNoDelay()
+        try? socket.setOption(SOL_SOCKET, SO_SNDBUF, shared.config.socketSendBuffer, "SO_SNDBUF")
         var tls: TLSEngine?
         if isTLS {
             guard let context = shared.tls.withLock({ $0 }), let engine = try? TLSEngine(context: context) else {
@@ -198,6 +200,11 @@ public final class TerminatorWorker {
         guard connections.removeValue(forKey: ObjectIdentifier(connection)) != nil else { return }
         let counters = connection.session.outbound.counters
         if counters.mediaDroppedStale > 0 { shared.mediaDroppedStale.add(Int(counters.mediaDroppedStale), ordering: .relaxed) }
+        if connection.session.state != .awaitingHello || counters.signallingSent > 0 {
+            log.info("tunnel-closed", ["peer": "\(connection.peer)", "media_sent": "\(counters.mediaSent)",
+                                       "media_dropped_stale": "\(counters.mediaDroppedStale)",
+                                       "media_dropped_full": "\(counters.mediaDroppedFull)"])
+        }
         shared.released()
     }
 

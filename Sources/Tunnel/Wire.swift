@@ -24,9 +24,21 @@ public struct WireWriter: Sendable {
     public mutating func raw<C: Collection>(_ data: C) where C.Element == UInt8 { bytes.append(contentsOf: data) }
 
     /// A UTF-8 string with a one-byte length; longer strings are cut at 255 bytes
-    /// (every string field of the protocol is bounded by 255).
+    /// (every string field of the protocol is bounded by 255), at a character
+    /// boundary so that the result is still valid UTF-8.
     public mutating func string(_ text: String) {
-        let utf8 = Array(text.utf8.prefix(255))
+        var utf8 = Array(text.utf8.prefix(256))
+        if utf8.count > 255 {
+            utf8.removeLast()
+            // Drop a sequence the cut left incomplete: continuation bytes, then their lead byte.
+            var end = utf8.count
+            while end > 0 && utf8[end - 1] & 0xC0 == 0x80 { end -= 1 }
+            if end > 0 && utf8[end - 1] >= 0xC0 {
+                let lead = utf8[end - 1]
+                let length = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2
+                if utf8.count - (end - 1) < length { utf8.removeLast(utf8.count - (end - 1)) }
+            }
+        }
         u8(UInt8(utf8.count))
         raw(utf8)
     }

@@ -2,6 +2,7 @@ import Config
 import Console
 import Control
 import Glibc
+import Update
 
 /// `bloo console DEVICE` (the serial console, started by init) and `bloo cli` (the SSH
 /// login shell, and one-shot commands such as `bloo cli show version`).
@@ -35,6 +36,7 @@ enum ConsoleCommands {
             let capabilities = TerminalCapabilities(term: environment("TERM"), width: size?.columns ?? 80,
                                                     height: size?.rows ?? 24)
             var shellSettings = ShellSettings(requireLogin: true)
+            shellSettings.localTopics = localTopics
             shellSettings.idleTimeoutSeconds = settings.idleTimeoutSeconds
             let shell = Shell(backend: try makeBackend(settings), capabilities: capabilities, settings: shellSettings)
             let ended = TerminalDriver.run(shell, input: fd, output: fd)
@@ -71,6 +73,7 @@ enum ConsoleCommands {
             return ExitStatus.failure
         }
         var shellSettings = ShellSettings(requireLogin: false, presetUser: identity.name, presetClass: identity.loginClass)
+        shellSettings.localTopics = localTopics
         if !arguments.positionals.isEmpty {
             let shell = Shell(backend: backend, capabilities: TerminalCapabilities(ansi: false, height: 0),
                               settings: shellSettings)
@@ -95,6 +98,17 @@ enum ConsoleCommands {
         TerminalDriver.restore(STDIN_FILENO, saved)
         return ExitStatus.success
     }
+
+    /// `show update` in an interactive session: the image's status verb, captured.
+    static let localTopics: [String: @Sendable () -> (text: String, success: Bool)] = [
+        "update": {
+            final class Collected: @unchecked Sendable { var text = "" }
+            let collected = Collected()
+            let status = UpdateVerbs.run(verb: "status", runningVersion: BuildInfo.version,
+                                         say: { collected.text += $0 + "\n" }, warn: { collected.text += $0 + "\n" })
+            return (collected.text, status == 0)
+        },
+    ]
 
     struct BackendSettings {
         let dataDirectory: String

@@ -40,7 +40,12 @@ enum TunnelCommand {
             }
         }
         config.maxConnections = try args.integer("max-connections", command: command, range: 1...1_000_000) ?? config.maxConnections
-        if let rate = try args.integer("rate", command: command, range: 1...1_000_000) { config.perSourceRate = Double(rate) }
+        if let text = args.value("rate") {
+            guard let rate = Double(text), rate > 0, rate <= 1_000_000 else {
+                throw UsageError("\(command): --rate takes connections per second, e.g. 20 or 0.5")
+            }
+            config.perSourceRate = rate
+        }
         if let burst = try args.integer("burst", command: command, range: 1...1_000_000) { config.perSourceBurst = Double(burst) }
         if let capacity = try args.integer("capacity", command: command, range: 0...10_000_000) { config.capacity = UInt32(capacity) }
         if let seconds = try args.integer("auth-timeout", command: command, range: 1...3600) {

@@ -29,6 +29,8 @@ enum CommandTable {
         RelayCommandLine.command,
         Command(name: "h323", summary: "decode H.323 messages (RAS, Q.931, H.225, H.245); print sample encodings",
                 usage: H323Command.usage) { try H323Command.run($0) },
+        Command(name: "phone", summary: "the command-line softphone: scan, register, call, listen",
+                usage: PhoneCommand.usage) { try PhoneCommand.run($0) },
         Command(name: "lab", summary: "lab tools: H.323 gatekeeper and gateway for tests (not for service)",
                 usage: LabCommand.usage) { try LabCommand.run($0) },
         Command(name: "mirror-serve", summary: "run the tunnel terminator with the H.323 mirror backend",

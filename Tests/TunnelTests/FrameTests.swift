@@ -106,4 +106,19 @@ import Testing
         let frame = Frame(type: MessageType.error.rawValue, payload: [0, 100, 2, 0xC3, 0x28])
         #expect(Message.decode(frame) == .malformed(.error))
     }
+
+    @Test func longStringsAreCutAtACharacterBoundary() {
+        for filler in ["a", "é", "€", "😀"] {
+            for prefix in 0..<4 {
+                let text = String(repeating: "x", count: prefix) + String(repeating: filler, count: 300)
+                let frame = Message.error(code: 1, text: text).frame()
+                guard case let .message(.error(_, decoded)) = Message.decode(frame) else {
+                    Issue.record("cut produced invalid UTF-8 for \(filler) prefix \(prefix)")
+                    continue
+                }
+                #expect(decoded.utf8.count <= 255 && decoded.utf8.count > 251)
+                #expect(text.hasPrefix(decoded))
+            }
+        }
+    }
 }

@@ -57,13 +57,13 @@ class Appliance:
         env = dict(os.environ, BLOO_HOSTFWD=f"tcp:127.0.0.1:{self.ssh_port}-:22", BLOO_APPEND=append)
         self.logfile = open(log, "ab")
         self.console = pexpect.spawn(str(BOARD_DIR / "qemu.sh"), [str(image_dir), str(disk)],
-                                     env=env, timeout=120, logfile=self.logfile)
+                                     env=env, timeout=300, logfile=self.logfile)
 
-    def expect(self, pattern, timeout=120):
+    def expect(self, pattern, timeout=300):
         self.console.expect(pattern, timeout=timeout)
         return self.console.match
 
-    def wait_booted(self, timeout=120) -> str:
+    def wait_booted(self, timeout=300) -> str:
         """Waits for rcS's marker line; returns the running-slot line."""
         self.expect(r"bloo: system up: ", timeout)
         self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
@@ -86,7 +86,7 @@ class Appliance:
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
 
-    def wait_ssh(self, timeout=90):
+    def wait_ssh(self, timeout=180):
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.ssh("true", timeout=30).returncode == 0:

@@ -33,8 +33,8 @@ def console(bloo, tmp_path):
 def settle(c, prompt):
     """Waits until everything typed so far has been handled: a pasted block prints one
     prompt per line, so run a marker command and wait for its output."""
-    c.send("show version\r")
-    c.expect(r"\(revision", timeout=60)
+    c.send("show marker-after-paste\r")
+    c.expect("unknown word 'marker-after-paste'", timeout=60)
     c.expect(prompt, timeout=60)
 
 

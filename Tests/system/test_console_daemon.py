@@ -56,3 +56,37 @@ def test_console_commits_through_the_daemon_and_reverts_across_a_restart(bloo, n
         assert "system" in history and "automatic rollback" in history
     finally:
         c.close()
+
+
+def test_power_cut_of_the_daemon_during_a_console_commit(bloo, netns, daemons, accounts):
+    """SIGKILL the daemon while it handles a large commit from the console: after the
+    restart the running configuration is the old one or the new one, never a mix."""
+    ns = netns("cut")
+    daemon = daemons(ns)
+    old = base_config(accounts.service)
+    assert daemon.commit(old).startswith("ok\n")
+    c = Console(bloo, daemon.dir, data_dir_flag=daemon.config_dir, socket=daemon.socket)
+    try:
+        c.login(hostname="testbox")
+        for attempt in range(4):
+            c.run("configure", EDIT)
+            paste = "".join(f"set subscriber cut{attempt}u{i:03d} secret s{i}-{'y' * 48}\r" for i in range(400))
+            c.paste(paste)
+            c.send("show marker-after-paste\r")   # answered by the shell itself, after every pasted line
+            c.expect("unknown word 'marker-after-paste'", timeout=60)
+            c.expect(EDIT, timeout=60)
+            c.send("commit\r")
+            time.sleep(0.01 * attempt)
+            daemon.stop(sig=signal.SIGKILL)
+            c.expect(EDIT, timeout=30)        # the console reports the outcome, whatever it is
+            daemon.start()
+            reply = daemon.request("config get running\n")
+            assert reply.startswith("ok\n"), reply
+            running = reply[3:]
+            new_count = running.count(f"set subscriber cut{attempt}u")
+            assert new_count in (0, 400), f"a mix: {new_count} of 400 new subscribers"
+            assert "set system hostname testbox\n" in running
+            c.run("discard", EDIT)
+            c.run("exit", PROMPT)
+    finally:
+        c.close()

@@ -19,7 +19,7 @@ import pytest
 from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, has_command, put_file,
                        read_partition)
 
-TRIAL_DEADLINE = 25  # seconds; shortened from the board's default on the kernel command line
+TRIAL_DEADLINE = 60  # seconds; the board default (180) shortened on the kernel command line
 
 
 def sha256(data: bytes) -> str:
@@ -128,7 +128,7 @@ def test_console_login_and_show_version(box, firmware):
         pytest.skip("bloo console is not on this branch yet (console issue)")
     appliance = box()
     appliance.wait_booted()
-    appliance.expect(r"login: ", 120)
+    appliance.expect(r"login: ", 300)
     # The default configuration's console user is the console issue's to define.
     pytest.skip("console credentials come from the console issue's default configuration")
 
@@ -172,7 +172,7 @@ def test_install_new_version_reboots_into_slot_b_and_confirms(box, firmware):
     appliance.wait_ssh()
     if has_command(firmware["bloo"], "daemon"):
         # The daemon reports healthy and the watchdog confirms by itself.
-        appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 30)
+        appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 60)
     else:
         result = appliance.ssh("bloo update confirm")
         assert result.returncode == 0 and "slot B (0.2.0) confirmed" in result.stdout.decode(), result.stderr
@@ -195,9 +195,9 @@ def test_unhealthy_bundle_rolls_back_by_itself(box, firmware):
     appliance.ssh("reboot", timeout=30)
     appliance.expect(r"bloo init: booting slot B \(0\.3\.0\) on trial")
     appliance.expect(r"update watchdog: slot B \(0\.3\.0\) failed its trial: the daemon did not report healthy "
-                     rf"within {TRIAL_DEADLINE} s", TRIAL_DEADLINE + 60)
+                     rf"within {TRIAL_DEADLINE} s", TRIAL_DEADLINE + 120)
     # No one touches the box: it reboots and init goes back to A.
-    appliance.expect(r"bloo init: rolled back to slot A \(0\.1\.0\): slot B \(0\.3\.0\) failed its trial", 120)
+    appliance.expect(r"bloo init: rolled back to slot A \(0\.1\.0\): slot B \(0\.3\.0\) failed its trial", 300)
     appliance.expect(r"bloo init: booting slot A \(0\.1\.0\)\r*\n")
     assert appliance.wait_booted() == "bloo: running slot A (0.1.0), confirmed"
     appliance.wait_ssh()

@@ -47,8 +47,12 @@ def tls_context(ca_file, alpn=("bloo/1",)):
 class TunnelClient:
     """One connection. `tls_ca` given: TLS to `server_name`; otherwise plain TCP."""
 
-    def __init__(self, endpoint, tls_ca=None, server_name="localhost", timeout=5.0, context=None):
-        raw = socket.create_connection(endpoint, timeout=timeout)
+    def __init__(self, endpoint, tls_ca=None, server_name="localhost", timeout=5.0, context=None, receive_buffer=None):
+        raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer:
+            raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        raw.settimeout(timeout)
+        raw.connect(endpoint)
         raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if tls_ca or context:
             context = context or tls_context(tls_ca)

@@ -66,9 +66,8 @@ def free_udp_port():
 
 
 def free_port_block(count):
-    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4), below the
-    kernel's ephemeral range so that other programs' connections do not fragment it."""
-    bases = list(range(10000, 32768 - count, 64))
+    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4)."""
+    bases = list(range(10000, 60000 - count, 64))
     random.shuffle(bases)
     for base in bases[:400]:
         if any(base <= port < base + count for port in RESERVED):
@@ -226,12 +225,12 @@ class RTPEngine:
                 return reply
 
     def start(self, streams, sink_port, source_port):
-        base = free_port_block(4 * streams + 100)
+        base = free_port_block(6 * streams + 200)  # rtpengine wants some slack in its range
         self.ng_port = free_udp_port()
         self.proc = subprocess.Popen(
             RT + ["taskset", "-c", str(RELAY_CPU), "rtpengine", "--config-file=none", "--table=-1",
              "--interface=127.0.0.1", f"--listen-ng=127.0.0.1:{self.ng_port}", "--foreground",
-             "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 4 * streams + 99}",
+             "--log-stderr", "--log-level=3", f"--port-min={base}", f"--port-max={base + 6 * streams + 199}",
              "--num-threads=1", "--timeout=3600", "--silent-timeout=3600", "--delete-delay=0"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

@@ -225,15 +225,22 @@ def gen_schema():
     # Runs once at start-up; optimising this one huge function costs minutes of
     # release build time for nothing.
     lines.append('    @_optimize(none)')
+    # One small function per type: a single huge function makes the optimiser superlinear.
     lines.append('    static func build() -> [PERType] {')
-    lines.append('        var t = [PERType]()')
-    lines.append('        t.reserveCapacity(%d)' % len(order))
+    lines.append('        let makers: [() -> PERType] = [')
+    for module, name in order:
+        lines.append('            t%d,' % index_of[(module, name)])
+    lines.append('        ]')
+    lines.append('        return makers.map { $0() }')
+    lines.append('    }')
     for module, name in order:
         node = spec[module]['types'][name]
         params = node.get('parameters', [])
-        lines.append('        t.append(%s) // %d %s' % (type_expr(node, module, params, name), index_of[(module, name)], name))
-    lines.append('        return t')
-    lines.append('    }')
+        lines.append('')
+        lines.append('    /// %s.%s' % (module, name))
+        lines.append('    static func t%d() -> PERType {' % index_of[(module, name)])
+        lines.append('        %s' % type_expr(node, module, params, name))
+        lines.append('    }')
     lines.append('}')
     return '\n'.join(lines) + '\n'
 
@@ -247,6 +254,30 @@ PRIMITIVE_SWIFT = {'NULL': 'PERNull', 'BOOLEAN': 'Bool', 'INTEGER': 'Int', 'BIT 
                    'OpenType': '[UInt8]'}
 
 decls = []  # (indent-free) Swift source blocks
+
+# H.245 types outside what an audio H.323 endpoint uses (video, data, H.223/H.222, modes,
+# conference control, multilink, encryption): no Swift type; fields of these types are the
+# generic PERValue. They are still in the schema, so they encode and decode fully.
+OPAQUE_H245 = re.compile(
+    r'^(VideoCapability|ExtendedVideoCapability|H261Video|H262Video|H263|IS11172|IS13818|VideoMode|'
+    r'EnhancementLayerInfo|BEnhancementParameters|EnhancementOptions|TransparencyParameters|'
+    r'RefPictureSelection|CustomPicture|DataApplicationCapability|DataProtocolCapability|DataMode|'
+    r'T38Fax|T84Profile|V42bis|CompressionType|H222|H223|V76|V75|VCCapability|MultiplexEntry|'
+    r'RequestMultiplexEntry|MultiplexElement|RequestMode|ModeDescription|ModeElement|H235Mode|'
+    r'MultiplexedStream|RedundancyEncodingDTMode|MultiplePayloadStreamMode|MultiplePayloadStreamElementMode|'
+    r'DepFECMode|FECMode|H2250ModeParameters|RedundancyEncodingMode|AudioMode|G7231AnnexCMode|VBDMode|'
+    r'EncryptionMode|MaintenanceLoop|CommunicationMode|ConferenceRequest|ConferenceResponse|'
+    r'ConferenceCommand|ConferenceIndication|CertSelectionCriteria|Criteria|RemoteMC|Multilink|'
+    r'DialingInformation|LogicalChannelRate|NewATMVC|MobileMultilink|EncryptionUpdate|VideoIndicateCompose|'
+    r'TerminalYouAreSeeing|MCLocationIndication|RequestAllTerminalIDsResponse|TerminalInformation|'
+    r'SubstituteConferenceIDCommand|KeyProtectionMethod|PictureReference|Q2931Address|ATMParameters|'
+    r'EncryptionAuthenticationAndIntegrity|EncryptionCapability|MediaEncryptionAlgorithm|'
+    r'AuthenticationCapability|IntegrityCapability|H235SecurityCapability|H235Media|ConferenceCapability|'
+    r'DepFEC|FECCapability|FECData|MultiplePayloadStream|RTPH263|EscrowData)')
+
+
+def is_opaque(module, name):
+    return module == 'MULTIMEDIA-SYSTEM-CONTROL' and OPAQUE_H245.match(name) is not None
 
 
 def swift_for(node, module, params, owner, member_name, nested):
@@ -265,6 +296,8 @@ def swift_for(node, module, params, owner, member_name, nested):
     if t in ('SEQUENCE OF', 'SET OF'):
         return '[%s]' % swift_for(node['element'], module, params, owner, member_name + 'Element', nested)
     target = resolve(module, t)
+    if is_opaque(*target):
+        return 'PERValue'
     return swift_type_name(*target)
 
 
@@ -398,6 +431,8 @@ def gen_types():
              '// prefix for the second definition; Element -> H235Element, Endpoint -> H225Endpoint.',
              'import PER', '']
     for module, name in order:
+        if is_opaque(module, name):
+            continue
         node = spec[module]['types'][name]
         params = node.get('parameters', [])
         sname = swift_type_name(module, name)

@@ -482,482 +482,2852 @@ enum H323SchemaTable {
 
     @_optimize(none)
     static func build() -> [PERType] {
-        var t = [PERType]()
-        t.reserveCapacity(474)
-        t.append(.sequence(PERSequenceType("H323-UserInformation", root: [PERMember("h323-uu-pdu", .reference(1)), PERMember("user-data", .sequence(PERSequenceType("H323-UserInformation.user-data", root: [PERMember("protocol-discriminator", .integer(PERIntegerRange(0, 255))), PERMember("user-information", .octetString(PERSize(1, 131)))], additions: [])), optional: true)], additions: []))) // 0 H323-UserInformation
-        t.append(.sequence(PERSequenceType("H323-UU-PDU", root: [PERMember("h323-message-body", .choice(PERChoiceType("H323-UU-PDU.h323-message-body", root: [PERMember("setup", .reference(9)), PERMember("callProceeding", .reference(4)), PERMember("connect", .reference(5)), PERMember("alerting", .reference(3)), PERMember("information", .reference(6)), PERMember("releaseComplete", .reference(7)), PERMember("facility", .reference(14))], additions: [PERMember("progress", .reference(17)), PERMember("empty", .null), PERMember("status", .reference(19)), PERMember("statusInquiry", .reference(20)), PERMember("setupAcknowledge", .reference(21)), PERMember("notify", .reference(22))]))), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("h4501SupplementaryService", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("h245Tunnelling", .boolean), PERMember("h245Control", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("nonStandardControl", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained)), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("tunnelledSignallingMessage", .sequence(PERSequenceType("H323-UU-PDU.tunnelledSignallingMessage", root: [PERMember("tunnelledProtocolID", .reference(42)), PERMember("messageContent", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained))), PERMember("tunnellingRequired", .null, optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: [])), optional: true), PERMember("provisionalRespToH245Tunnelling", .null, optional: true), PERMember("stimulusControl", .reference(2), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 1 H323-UU-PDU
-        t.append(.sequence(PERSequenceType("StimulusControl", root: [PERMember("nonStandard", .reference(44), optional: true), PERMember("isText", .null, optional: true), PERMember("h248Message", .octetString(.unconstrained), optional: true)], additions: []))) // 2 StimulusControl
-        t.append(.sequence(PERSequenceType("Alerting-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("alertingAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))) // 3 Alerting-UUIE
-        t.append(.sequence(PERSequenceType("CallProceeding-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true), PERMember("featureSet", .reference(123), optional: true)]))) // 4 CallProceeding-UUIE
-        t.append(.sequence(PERSequenceType("Connect-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("h245Address", .reference(18), optional: true), PERMember("destinationInfo", .reference(23)), PERMember("conferenceID", .reference(78))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("connectedAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))) // 5 Connect-UUIE
-        t.append(.sequence(PERSequenceType("Information-UUIE", root: [PERMember("protocolIdentifier", .reference(84))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("circuitInfo", .reference(105), optional: true)]))) // 6 Information-UUIE
-        t.append(.sequence(PERSequenceType("ReleaseComplete-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("reason", .reference(8), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("busyAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))) // 7 ReleaseComplete-UUIE
-        t.append(.choice(PERChoiceType("ReleaseCompleteReason", root: [PERMember("noBandwidth", .null), PERMember("gatekeeperResources", .null), PERMember("unreachableDestination", .null), PERMember("destinationRejection", .null), PERMember("invalidRevision", .null), PERMember("noPermission", .null), PERMember("unreachableGatekeeper", .null), PERMember("gatewayResources", .null), PERMember("badFormatAddress", .null), PERMember("adaptiveBusy", .null), PERMember("inConf", .null), PERMember("undefinedReason", .null)], additions: [PERMember("facilityCallDeflection", .null), PERMember("securityDenied", .null), PERMember("calledPartyNotRegistered", .null), PERMember("callerNotRegistered", .null), PERMember("newConnectionNeeded", .null), PERMember("nonStandardReason", .reference(44)), PERMember("replaceWithConferenceInvite", .reference(78)), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("tunnelledSignallingRejected", .null), PERMember("invalidCID", .null), PERMember("securityError", .reference(72)), PERMember("hopCountExceeded", .null)]))) // 8 ReleaseCompleteReason
-        t.append(.sequence(PERSequenceType("Setup-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("h245Address", .reference(18), optional: true), PERMember("sourceAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("sourceInfo", .reference(23)), PERMember("destinationAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destCallSignalAddress", .reference(18), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCRV", .sequenceOf(PERSequenceOfType(.reference(82), size: .unconstrained)), optional: true), PERMember("activeMC", .boolean), PERMember("conferenceID", .reference(78)), PERMember("conferenceGoal", .choice(PERChoiceType("Setup-UUIE.conferenceGoal", root: [PERMember("create", .null), PERMember("join", .null), PERMember("invite", .null)], additions: [PERMember("capability-negotiation", .null), PERMember("callIndependentSupplementaryService", .null)]))), PERMember("callServices", .reference(75), optional: true), PERMember("callType", .reference(142))], additions: [PERMember("sourceCallSignalAddress", .reference(18), optional: true), PERMember("remoteExtensionAddress", .reference(46), optional: true), PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityCapability", .sequenceOf(PERSequenceOfType(.reference(74), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("mediaWaitForConnect", .boolean), PERMember("canOverlapSend", .boolean), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("connectionParameters", .sequence(PERSequenceType("Setup-UUIE.connectionParameters", root: [PERMember("connectionType", .reference(10)), PERMember("numberOfScnConnections", .integer(PERIntegerRange(0, 65535))), PERMember("connectionAggregation", .reference(11))], additions: [])), optional: true), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("symmetricOperationRequired", .null, optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("neededFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("desiredFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("supportedFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("parallelH245Control", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("additionalSourceAddresses", .sequenceOf(PERSequenceOfType(.reference(64), size: .unconstrained)), optional: true), PERMember("hopCount", .integer(PERIntegerRange(1, 31)), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))) // 9 Setup-UUIE
-        t.append(.choice(PERChoiceType("ScnConnectionType", root: [PERMember("unknown", .null), PERMember("bChannel", .null), PERMember("hybrid2x64", .null), PERMember("hybrid384", .null), PERMember("hybrid1536", .null), PERMember("hybrid1920", .null), PERMember("multirate", .null)], additions: []))) // 10 ScnConnectionType
-        t.append(.choice(PERChoiceType("ScnConnectionAggregation", root: [PERMember("auto", .null), PERMember("none", .null), PERMember("h221", .null), PERMember("bonded-mode1", .null), PERMember("bonded-mode2", .null), PERMember("bonded-mode3", .null)], additions: []))) // 11 ScnConnectionAggregation
-        t.append(.choice(PERChoiceType("PresentationIndicator", root: [PERMember("presentationAllowed", .null), PERMember("presentationRestricted", .null), PERMember("addressNotAvailable", .null)], additions: []))) // 12 PresentationIndicator
-        t.append(.enumerated(PEREnumeratedType(root: ["userProvidedNotScreened", "userProvidedVerifiedAndPassed", "userProvidedVerifiedAndFailed", "networkProvided"], additions: []))) // 13 ScreeningIndicator
-        t.append(.sequence(PERSequenceType("Facility-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("alternativeAddress", .reference(18), optional: true), PERMember("alternativeAliasAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("conferenceID", .reference(78), optional: true), PERMember("reason", .reference(16))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("remoteExtensionAddress", .reference(46), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("conferences", .sequenceOf(PERSequenceOfType(.reference(15), size: .unconstrained)), optional: true), PERMember("h245Address", .reference(18), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("h245SecurityMode", .reference(74), optional: true)]))) // 14 Facility-UUIE
-        t.append(.sequence(PERSequenceType("ConferenceList", root: [PERMember("conferenceID", .reference(78), optional: true), PERMember("conferenceAlias", .reference(46), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: []))) // 15 ConferenceList
-        t.append(.choice(PERChoiceType("FacilityReason", root: [PERMember("routeCallToGatekeeper", .null), PERMember("callForwarded", .null), PERMember("routeCallToMC", .null), PERMember("undefinedReason", .null)], additions: [PERMember("conferenceListChoice", .null), PERMember("startH245", .null), PERMember("noH245", .null), PERMember("newTokens", .null), PERMember("featureSetUpdate", .null), PERMember("forwardedElements", .null), PERMember("transportedInformation", .null)]))) // 16 FacilityReason
-        t.append(.sequence(PERSequenceType("Progress-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true), PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true)], additions: [PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true)]))) // 17 Progress-UUIE
-        t.append(.choice(PERChoiceType("TransportAddress", root: [PERMember("ipAddress", .sequence(PERSequenceType("TransportAddress.ipAddress", root: [PERMember("ip", .octetString(PERSize(4, 4))), PERMember("port", .integer(PERIntegerRange(0, 65535)))], additions: nil))), PERMember("ipSourceRoute", .sequence(PERSequenceType("TransportAddress.ipSourceRoute", root: [PERMember("ip", .octetString(PERSize(4, 4))), PERMember("port", .integer(PERIntegerRange(0, 65535))), PERMember("route", .sequenceOf(PERSequenceOfType(.octetString(PERSize(4, 4)), size: .unconstrained))), PERMember("routing", .choice(PERChoiceType("TransportAddress.ipSourceRoute.routing", root: [PERMember("strict", .null), PERMember("loose", .null)], additions: [])))], additions: []))), PERMember("ipxAddress", .sequence(PERSequenceType("TransportAddress.ipxAddress", root: [PERMember("node", .octetString(PERSize(6, 6))), PERMember("netnum", .octetString(PERSize(4, 4))), PERMember("port", .octetString(PERSize(2, 2)))], additions: nil))), PERMember("ip6Address", .sequence(PERSequenceType("TransportAddress.ip6Address", root: [PERMember("ip", .octetString(PERSize(16, 16))), PERMember("port", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("netBios", .octetString(PERSize(16, 16))), PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(44))], additions: []))) // 18 TransportAddress
-        t.append(.sequence(PERSequenceType("Status-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))) // 19 Status-UUIE
-        t.append(.sequence(PERSequenceType("StatusInquiry-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))) // 20 StatusInquiry-UUIE
-        t.append(.sequence(PERSequenceType("SetupAcknowledge-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))) // 21 SetupAcknowledge-UUIE
-        t.append(.sequence(PERSequenceType("Notify-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: [PERMember("connectedAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))) // 22 Notify-UUIE
-        t.append(.sequence(PERSequenceType("EndpointType", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("vendor", .reference(40), optional: true), PERMember("gatekeeper", .reference(39), optional: true), PERMember("gateway", .reference(24), optional: true), PERMember("mcu", .reference(37), optional: true), PERMember("terminal", .reference(38), optional: true), PERMember("mc", .boolean), PERMember("undefinedNode", .boolean)], additions: [PERMember("set", .bitString(PERSize(32, 32)), optional: true), PERMember("supportedTunnelledProtocols", .sequenceOf(PERSequenceOfType(.reference(42), size: .unconstrained)), optional: true)]))) // 23 EndpointType
-        t.append(.sequence(PERSequenceType("GatewayInfo", root: [PERMember("protocol", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: []))) // 24 GatewayInfo
-        t.append(.choice(PERChoiceType("SupportedProtocols", root: [PERMember("nonStandardData", .reference(44)), PERMember("h310", .reference(26)), PERMember("h320", .reference(27)), PERMember("h321", .reference(28)), PERMember("h322", .reference(29)), PERMember("h323", .reference(30)), PERMember("h324", .reference(31)), PERMember("voice", .reference(32)), PERMember("t120-only", .reference(33))], additions: [PERMember("nonStandardProtocol", .reference(34)), PERMember("t38FaxAnnexbOnly", .reference(35)), PERMember("sip", .reference(36))]))) // 25 SupportedProtocols
-        t.append(.sequence(PERSequenceType("H310Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 26 H310Caps
-        t.append(.sequence(PERSequenceType("H320Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 27 H320Caps
-        t.append(.sequence(PERSequenceType("H321Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 28 H321Caps
-        t.append(.sequence(PERSequenceType("H322Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 29 H322Caps
-        t.append(.sequence(PERSequenceType("H323Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 30 H323Caps
-        t.append(.sequence(PERSequenceType("H324Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 31 H324Caps
-        t.append(.sequence(PERSequenceType("VoiceCaps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 32 VoiceCaps
-        t.append(.sequence(PERSequenceType("T120OnlyCaps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))) // 33 T120OnlyCaps
-        t.append(.sequence(PERSequenceType("NonStandardProtocol", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))], additions: []))) // 34 NonStandardProtocol
-        t.append(.sequence(PERSequenceType("T38FaxAnnexbOnlyCaps", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained))), PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: []))) // 35 T38FaxAnnexbOnlyCaps
-        t.append(.sequence(PERSequenceType("SIPCaps", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true)], additions: []))) // 36 SIPCaps
-        t.append(.sequence(PERSequenceType("McuInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("protocol", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true)]))) // 37 McuInfo
-        t.append(.sequence(PERSequenceType("TerminalInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: []))) // 38 TerminalInfo
-        t.append(.sequence(PERSequenceType("GatekeeperInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: []))) // 39 GatekeeperInfo
-        t.append(.sequence(PERSequenceType("VendorIdentifier", root: [PERMember("vendor", .reference(41)), PERMember("productId", .octetString(PERSize(1, 256)), optional: true), PERMember("versionId", .octetString(PERSize(1, 256)), optional: true)], additions: [PERMember("enterpriseNumber", .objectIdentifier, optional: true)]))) // 40 VendorIdentifier
-        t.append(.sequence(PERSequenceType("H221NonStandard", root: [PERMember("t35CountryCode", .integer(PERIntegerRange(0, 255))), PERMember("t35Extension", .integer(PERIntegerRange(0, 255))), PERMember("manufacturerCode", .integer(PERIntegerRange(0, 65535)))], additions: []))) // 41 H221NonStandard
-        t.append(.sequence(PERSequenceType("TunnelledProtocol", root: [PERMember("id", .choice(PERChoiceType("TunnelledProtocol.id", root: [PERMember("tunnelledProtocolObjectID", .objectIdentifier), PERMember("tunnelledProtocolAlternateID", .reference(43))], additions: []))), PERMember("subIdentifier", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))), optional: true)], additions: []))) // 42 TunnelledProtocol
-        t.append(.sequence(PERSequenceType("TunnelledProtocolAlternateIdentifier", root: [PERMember("protocolType", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64)))), PERMember("protocolVariant", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))), optional: true)], additions: []))) // 43 TunnelledProtocolAlternateIdentifier
-        t.append(.sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .reference(45)), PERMember("data", .octetString(.unconstrained))], additions: nil))) // 44 NonStandardParameter
-        t.append(.choice(PERChoiceType("NonStandardIdentifier", root: [PERMember("object", .objectIdentifier), PERMember("h221NonStandard", .reference(41))], additions: []))) // 45 NonStandardIdentifier
-        t.append(.choice(PERChoiceType("AliasAddress", root: [PERMember("dialledDigits", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))), PERMember("h323-ID", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 256))))], additions: [PERMember("url-ID", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 512)))), PERMember("transportID", .reference(18)), PERMember("email-ID", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 512)))), PERMember("partyNumber", .reference(48)), PERMember("mobileUIM", .reference(55)), PERMember("isupNumber", .reference(59))]))) // 46 AliasAddress
-        t.append(.choice(PERChoiceType("AddressPattern", root: [PERMember("wildcard", .reference(46)), PERMember("range", .sequence(PERSequenceType("AddressPattern.range", root: [PERMember("startOfRange", .reference(48)), PERMember("endOfRange", .reference(48))], additions: nil)))], additions: []))) // 47 AddressPattern
-        t.append(.choice(PERChoiceType("PartyNumber", root: [PERMember("e164Number", .reference(49)), PERMember("dataPartyNumber", .reference(51)), PERMember("telexPartyNumber", .reference(51)), PERMember("privateNumber", .reference(50)), PERMember("nationalStandardPartyNumber", .reference(51))], additions: []))) // 48 PartyNumber
-        t.append(.sequence(PERSequenceType("PublicPartyNumber", root: [PERMember("publicTypeOfNumber", .reference(53)), PERMember("publicNumberDigits", .reference(51))], additions: nil))) // 49 PublicPartyNumber
-        t.append(.sequence(PERSequenceType("PrivatePartyNumber", root: [PERMember("privateTypeOfNumber", .reference(54)), PERMember("privateNumberDigits", .reference(51))], additions: nil))) // 50 PrivatePartyNumber
-        t.append(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))) // 51 NumberDigits
-        t.append(.sequence(PERSequenceType("DisplayName", root: [PERMember("language", .characterString(PERCharacterStringType(.ia5, size: .unconstrained)), optional: true), PERMember("name", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 80))))], additions: nil))) // 52 DisplayName
-        t.append(.choice(PERChoiceType("PublicTypeOfNumber", root: [PERMember("unknown", .null), PERMember("internationalNumber", .null), PERMember("nationalNumber", .null), PERMember("networkSpecificNumber", .null), PERMember("subscriberNumber", .null), PERMember("abbreviatedNumber", .null)], additions: []))) // 53 PublicTypeOfNumber
-        t.append(.choice(PERChoiceType("PrivateTypeOfNumber", root: [PERMember("unknown", .null), PERMember("level2RegionalNumber", .null), PERMember("level1RegionalNumber", .null), PERMember("pISNSpecificNumber", .null), PERMember("localNumber", .null), PERMember("abbreviatedNumber", .null)], additions: []))) // 54 PrivateTypeOfNumber
-        t.append(.choice(PERChoiceType("MobileUIM", root: [PERMember("ansi-41-uim", .reference(57)), PERMember("gsm-uim", .reference(58))], additions: []))) // 55 MobileUIM
-        t.append(.characterString(PERCharacterStringType(.ia5, size: .unconstrained, from: "0123456789#*abc"))) // 56 TBCD-STRING
-        t.append(.sequence(PERSequenceType("ANSI-41-UIM", root: [PERMember("imsi", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("min", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("mdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("msisdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("esn", .characterString(PERCharacterStringType(.ia5, size: PERSize(16, 16), from: "0123456789#*abc")), optional: true), PERMember("mscid", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("system-id", .choice(PERChoiceType("ANSI-41-UIM.system-id", root: [PERMember("sid", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc"))), PERMember("mid", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")))], additions: []))), PERMember("systemMyTypeCode", .octetString(PERSize(1, 1)), optional: true), PERMember("systemAccessType", .octetString(PERSize(1, 1)), optional: true), PERMember("qualificationInformationCode", .octetString(PERSize(1, 1)), optional: true), PERMember("sesn", .characterString(PERCharacterStringType(.ia5, size: PERSize(16, 16), from: "0123456789#*abc")), optional: true), PERMember("soc", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true)], additions: []))) // 57 ANSI-41-UIM
-        t.append(.sequence(PERSequenceType("GSM-UIM", root: [PERMember("imsi", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("tmsi", .octetString(PERSize(1, 4)), optional: true), PERMember("msisdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("imei", .characterString(PERCharacterStringType(.ia5, size: PERSize(15, 16), from: "0123456789#*abc")), optional: true), PERMember("hplmn", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")), optional: true), PERMember("vplmn", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")), optional: true)], additions: []))) // 58 GSM-UIM
-        t.append(.choice(PERChoiceType("IsupNumber", root: [PERMember("e164Number", .reference(60)), PERMember("dataPartyNumber", .reference(63)), PERMember("telexPartyNumber", .reference(63)), PERMember("privateNumber", .reference(61)), PERMember("nationalStandardPartyNumber", .reference(63))], additions: []))) // 59 IsupNumber
-        t.append(.sequence(PERSequenceType("IsupPublicPartyNumber", root: [PERMember("natureOfAddress", .reference(62)), PERMember("address", .reference(63))], additions: []))) // 60 IsupPublicPartyNumber
-        t.append(.sequence(PERSequenceType("IsupPrivatePartyNumber", root: [PERMember("privateTypeOfNumber", .reference(54)), PERMember("address", .reference(63))], additions: []))) // 61 IsupPrivatePartyNumber
-        t.append(.choice(PERChoiceType("NatureOfAddress", root: [PERMember("unknown", .null), PERMember("subscriberNumber", .null), PERMember("nationalNumber", .null), PERMember("internationalNumber", .null), PERMember("networkSpecificNumber", .null), PERMember("routingNumberNationalFormat", .null), PERMember("routingNumberNetworkSpecificFormat", .null), PERMember("routingNumberWithCalledDirectoryNumber", .null)], additions: []))) // 62 NatureOfAddress
-        t.append(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789ABCDE"))) // 63 IsupDigits
-        t.append(.sequence(PERSequenceType("ExtendedAliasAddress", root: [PERMember("address", .reference(46)), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true)], additions: []))) // 64 ExtendedAliasAddress
-        t.append(.sequence(PERSequenceType("Endpoint", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("aliasAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("rasAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("endpointType", .reference(23), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("priority", .integer(PERIntegerRange(0, 127)), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true)], additions: [PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("featureSet", .reference(123), optional: true)]))) // 65 Endpoint
-        t.append(.sequence(PERSequenceType("AlternateTransportAddresses", root: [PERMember("annexE", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true)], additions: [PERMember("sctp", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true)]))) // 66 AlternateTransportAddresses
-        t.append(.choice(PERChoiceType("UseSpecifiedTransport", root: [PERMember("tcp", .null), PERMember("annexE", .null)], additions: [PERMember("sctp", .null)]))) // 67 UseSpecifiedTransport
-        t.append(.sequence(PERSequenceType("AlternateGK", root: [PERMember("rasAddress", .reference(18)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("needToRegister", .boolean), PERMember("priority", .integer(PERIntegerRange(0, 127)))], additions: []))) // 68 AlternateGK
-        t.append(.sequence(PERSequenceType("AltGKInfo", root: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained))), PERMember("altGKisPermanent", .boolean)], additions: []))) // 69 AltGKInfo
-        t.append(.choice(PERChoiceType("SecurityServiceMode", root: [PERMember("nonStandard", .reference(44)), PERMember("none", .null), PERMember("default", .null)], additions: []))) // 70 SecurityServiceMode
-        t.append(.sequence(PERSequenceType("SecurityCapabilities", root: [PERMember("nonStandard", .reference(44), optional: true), PERMember("encryption", .reference(70)), PERMember("authenticaton", .reference(70)), PERMember("integrity", .reference(70))], additions: []))) // 71 SecurityCapabilities
-        t.append(.choice(PERChoiceType("SecurityErrors", root: [PERMember("securityWrongSyncTime", .null), PERMember("securityReplay", .null), PERMember("securityWrongGeneralID", .null), PERMember("securityWrongSendersID", .null), PERMember("securityIntegrityFailed", .null), PERMember("securityWrongOID", .null), PERMember("securityDHmismatch", .null), PERMember("securityCertificateExpired", .null), PERMember("securityCertificateDateInvalid", .null), PERMember("securityCertificateRevoked", .null), PERMember("securityCertificateNotReadable", .null), PERMember("securityCertificateSignatureInvalid", .null), PERMember("securityCertificateMissing", .null), PERMember("securityCertificateIncomplete", .null), PERMember("securityUnsupportedCertificateAlgOID", .null), PERMember("securityUnknownCA", .null)], additions: []))) // 72 SecurityErrors
-        t.append(.choice(PERChoiceType("SecurityErrors2", root: [PERMember("securityWrongSyncTime", .null), PERMember("securityReplay", .null), PERMember("securityWrongGeneralID", .null), PERMember("securityWrongSendersID", .null), PERMember("securityIntegrityFailed", .null), PERMember("securityWrongOID", .null)], additions: []))) // 73 SecurityErrors2
-        t.append(.choice(PERChoiceType("H245Security", root: [PERMember("nonStandard", .reference(44)), PERMember("noSecurity", .null), PERMember("tls", .reference(71)), PERMember("ipsec", .reference(71))], additions: []))) // 74 H245Security
-        t.append(.sequence(PERSequenceType("QseriesOptions", root: [PERMember("q932Full", .boolean), PERMember("q951Full", .boolean), PERMember("q952Full", .boolean), PERMember("q953Full", .boolean), PERMember("q955Full", .boolean), PERMember("q956Full", .boolean), PERMember("q957Full", .boolean), PERMember("q954Info", .reference(76))], additions: []))) // 75 QseriesOptions
-        t.append(.sequence(PERSequenceType("Q954Details", root: [PERMember("conferenceCalling", .boolean), PERMember("threePartyService", .boolean)], additions: []))) // 76 Q954Details
-        t.append(.octetString(PERSize(16, 16))) // 77 GloballyUniqueID
-        t.append(.reference(77)) // 78 ConferenceIdentifier
-        t.append(.integer(PERIntegerRange(1, 65535))) // 79 RequestSeqNum
-        t.append(.characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))) // 80 GatekeeperIdentifier
-        t.append(.integer(PERIntegerRange(0, 4294967295))) // 81 BandWidth
-        t.append(.integer(PERIntegerRange(0, 65535))) // 82 CallReferenceValue
-        t.append(.characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))) // 83 EndpointIdentifier
-        t.append(.objectIdentifier) // 84 ProtocolIdentifier
-        t.append(.integer(PERIntegerRange(1, 4294967295))) // 85 TimeToLive
-        t.append(.octetString(.unconstrained)) // 86 H248PackagesDescriptor
-        t.append(.octetString(.unconstrained)) // 87 H248SignalsDescriptor
-        t.append(.reference(119)) // 88 FeatureDescriptor
-        t.append(.sequence(PERSequenceType("CallIdentifier", root: [PERMember("guid", .reference(77))], additions: []))) // 89 CallIdentifier
-        t.append(.choice(PERChoiceType("EncryptIntAlg", root: [PERMember("nonStandard", .reference(44)), PERMember("isoAlgorithm", .objectIdentifier)], additions: []))) // 90 EncryptIntAlg
-        t.append(.choice(PERChoiceType("NonIsoIntegrityMechanism", root: [PERMember("hMAC-MD5", .null), PERMember("hMAC-iso10118-2-s", .reference(90)), PERMember("hMAC-iso10118-2-l", .reference(90)), PERMember("hMAC-iso10118-3", .objectIdentifier)], additions: []))) // 91 NonIsoIntegrityMechanism
-        t.append(.choice(PERChoiceType("IntegrityMechanism", root: [PERMember("nonStandard", .reference(44)), PERMember("digSig", .null), PERMember("iso9797", .objectIdentifier), PERMember("nonIsoIM", .reference(91))], additions: []))) // 92 IntegrityMechanism
-        t.append(.sequence(PERSequenceType("ICV", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("icv", .bitString(.unconstrained))], additions: nil))) // 93 ICV
-        t.append(.reference(452)) // 94 FastStartToken
-        t.append(.openType) // 95 EncodedFastStartToken
-        t.append(.choice(PERChoiceType("CryptoH323Token", root: [PERMember("cryptoEPPwdHash", .sequence(PERSequenceType("CryptoH323Token.cryptoEPPwdHash", root: [PERMember("alias", .reference(46)), PERMember("timeStamp", .reference(439)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoGKPwdHash", .sequence(PERSequenceType("CryptoH323Token.cryptoGKPwdHash", root: [PERMember("gatekeeperId", .reference(80)), PERMember("timeStamp", .reference(439)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoEPPwdEncr", .reference(456)), PERMember("cryptoGKPwdEncr", .reference(456)), PERMember("cryptoEPCert", .reference(455)), PERMember("cryptoGKCert", .reference(455)), PERMember("cryptoFastStart", .reference(455)), PERMember("nestedcryptoToken", .reference(464))], additions: []))) // 96 CryptoH323Token
-        t.append(.sequence(PERSequenceType("DataRate", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("channelRate", .reference(81)), PERMember("channelMultiplier", .integer(PERIntegerRange(1, 256)), optional: true)], additions: []))) // 97 DataRate
-        t.append(.sequence(PERSequenceType("CallLinkage", root: [PERMember("globalCallId", .reference(77), optional: true), PERMember("threadId", .reference(77), optional: true)], additions: []))) // 98 CallLinkage
-        t.append(.sequence(PERSequenceType("SupportedPrefix", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("prefix", .reference(46))], additions: []))) // 99 SupportedPrefix
-        t.append(.sequence(PERSequenceType("CapacityReportingCapability", root: [PERMember("canReportCallCapacity", .boolean)], additions: []))) // 100 CapacityReportingCapability
-        t.append(.sequence(PERSequenceType("CapacityReportingSpecification", root: [PERMember("when", .sequence(PERSequenceType("CapacityReportingSpecification.when", root: [PERMember("callStart", .null, optional: true), PERMember("callEnd", .null, optional: true)], additions: [])))], additions: []))) // 101 CapacityReportingSpecification
-        t.append(.sequence(PERSequenceType("CallCapacity", root: [PERMember("maximumCallCapacity", .reference(103), optional: true), PERMember("currentCallCapacity", .reference(103), optional: true)], additions: []))) // 102 CallCapacity
-        t.append(.sequence(PERSequenceType("CallCapacityInfo", root: [PERMember("voiceGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h310GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h320GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h321GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h322GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h323GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h324GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("t120OnlyGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("t38FaxAnnexbOnlyGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("terminalCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("mcuCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true)], additions: [PERMember("sipGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true)]))) // 103 CallCapacityInfo
-        t.append(.sequence(PERSequenceType("CallsAvailable", root: [PERMember("calls", .integer(PERIntegerRange(0, 4294967295))), PERMember("group", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))), optional: true)], additions: [PERMember("carrier", .reference(109), optional: true)]))) // 104 CallsAvailable
-        t.append(.sequence(PERSequenceType("CircuitInfo", root: [PERMember("sourceCircuitID", .reference(106), optional: true), PERMember("destinationCircuitID", .reference(106), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))) // 105 CircuitInfo
-        t.append(.sequence(PERSequenceType("CircuitIdentifier", root: [PERMember("cic", .reference(107), optional: true), PERMember("group", .reference(108), optional: true)], additions: [PERMember("carrier", .reference(109), optional: true)]))) // 106 CircuitIdentifier
-        t.append(.sequence(PERSequenceType("CicInfo", root: [PERMember("cic", .sequenceOf(PERSequenceOfType(.octetString(PERSize(2, 4)), size: .unconstrained))), PERMember("pointCode", .octetString(PERSize(2, 5)))], additions: []))) // 107 CicInfo
-        t.append(.sequence(PERSequenceType("GroupID", root: [PERMember("member", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 65535)), size: .unconstrained)), optional: true), PERMember("group", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))))], additions: []))) // 108 GroupID
-        t.append(.sequence(PERSequenceType("CarrierInfo", root: [PERMember("carrierIdentificationCode", .octetString(PERSize(3, 4)), optional: true), PERMember("carrierName", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))), optional: true)], additions: []))) // 109 CarrierInfo
-        t.append(.choice(PERChoiceType("ServiceControlDescriptor", root: [PERMember("url", .characterString(PERCharacterStringType(.ia5, size: PERSize(0, 512)))), PERMember("signal", .reference(87)), PERMember("nonStandard", .reference(44)), PERMember("callCreditServiceControl", .reference(118))], additions: []))) // 110 ServiceControlDescriptor
-        t.append(.sequence(PERSequenceType("ServiceControlSession", root: [PERMember("sessionId", .integer(PERIntegerRange(0, 255))), PERMember("contents", .reference(110), optional: true), PERMember("reason", .choice(PERChoiceType("ServiceControlSession.reason", root: [PERMember("open", .null), PERMember("refresh", .null), PERMember("close", .null)], additions: [])))], additions: []))) // 111 ServiceControlSession
-        t.append(.sequence(PERSequenceType("RasUsageInfoTypes", root: [PERMember("nonStandardUsageTypes", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained))), PERMember("startTime", .null, optional: true), PERMember("endTime", .null, optional: true), PERMember("terminationCause", .null, optional: true)], additions: []))) // 112 RasUsageInfoTypes
-        t.append(.sequence(PERSequenceType("RasUsageSpecification", root: [PERMember("when", .sequence(PERSequenceType("RasUsageSpecification.when", root: [PERMember("start", .null, optional: true), PERMember("end", .null, optional: true), PERMember("inIrr", .null, optional: true)], additions: []))), PERMember("callStartingPoint", .sequence(PERSequenceType("RasUsageSpecification.callStartingPoint", root: [PERMember("alerting", .null, optional: true), PERMember("connect", .null, optional: true)], additions: [])), optional: true), PERMember("required", .reference(112))], additions: []))) // 113 RasUsageSpecification
-        t.append(.sequence(PERSequenceType("RasUsageInformation", root: [PERMember("nonStandardUsageFields", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained))), PERMember("alertingTime", .reference(439), optional: true), PERMember("connectTime", .reference(439), optional: true), PERMember("endTime", .reference(439), optional: true)], additions: []))) // 114 RasUsageInformation
-        t.append(.choice(PERChoiceType("CallTerminationCause", root: [PERMember("releaseCompleteReason", .reference(8)), PERMember("releaseCompleteCauseIE", .octetString(PERSize(2, 32)))], additions: []))) // 115 CallTerminationCause
-        t.append(.sequence(PERSequenceType("BandwidthDetails", root: [PERMember("sender", .boolean), PERMember("multicast", .boolean), PERMember("bandwidth", .reference(81)), PERMember("rtcpAddresses", .reference(124))], additions: []))) // 116 BandwidthDetails
-        t.append(.sequence(PERSequenceType("CallCreditCapability", root: [PERMember("canDisplayAmountString", .boolean, optional: true), PERMember("canEnforceDurationLimit", .boolean, optional: true)], additions: []))) // 117 CallCreditCapability
-        t.append(.sequence(PERSequenceType("CallCreditServiceControl", root: [PERMember("amountString", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 512))), optional: true), PERMember("billingMode", .choice(PERChoiceType("CallCreditServiceControl.billingMode", root: [PERMember("credit", .null), PERMember("debit", .null)], additions: [])), optional: true), PERMember("callDurationLimit", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("enforceCallDurationLimit", .boolean, optional: true), PERMember("callStartingPoint", .choice(PERChoiceType("CallCreditServiceControl.callStartingPoint", root: [PERMember("alerting", .null), PERMember("connect", .null)], additions: [])), optional: true)], additions: []))) // 118 CallCreditServiceControl
-        t.append(.sequence(PERSequenceType("GenericData", root: [PERMember("id", .reference(120)), PERMember("parameters", .sequenceOf(PERSequenceOfType(.reference(121), size: PERSize(1, 512))), optional: true)], additions: []))) // 119 GenericData
-        t.append(.choice(PERChoiceType("GenericIdentifier", root: [PERMember("standard", .integer(PERIntegerRange(0, 16383, extensible: true))), PERMember("oid", .objectIdentifier), PERMember("nonStandard", .reference(77))], additions: []))) // 120 GenericIdentifier
-        t.append(.sequence(PERSequenceType("EnumeratedParameter", root: [PERMember("id", .reference(120)), PERMember("content", .reference(122), optional: true)], additions: []))) // 121 EnumeratedParameter
-        t.append(.choice(PERChoiceType("Content", root: [PERMember("raw", .octetString(.unconstrained)), PERMember("text", .characterString(PERCharacterStringType(.ia5, size: .unconstrained))), PERMember("unicode", .characterString(PERCharacterStringType(.bmp, size: .unconstrained))), PERMember("bool", .boolean), PERMember("number8", .integer(PERIntegerRange(0, 255))), PERMember("number16", .integer(PERIntegerRange(0, 65535))), PERMember("number32", .integer(PERIntegerRange(0, 4294967295))), PERMember("id", .reference(120)), PERMember("alias", .reference(46)), PERMember("transport", .reference(18)), PERMember("compound", .sequenceOf(PERSequenceOfType(.reference(121), size: PERSize(1, 512)))), PERMember("nested", .sequenceOf(PERSequenceOfType(.reference(119), size: PERSize(1, 16))))], additions: []))) // 122 Content
-        t.append(.sequence(PERSequenceType("FeatureSet", root: [PERMember("replacementFeatureSet", .boolean), PERMember("neededFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("desiredFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("supportedFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true)], additions: []))) // 123 FeatureSet
-        t.append(.sequence(PERSequenceType("TransportChannelInfo", root: [PERMember("sendAddress", .reference(18), optional: true), PERMember("recvAddress", .reference(18), optional: true)], additions: []))) // 124 TransportChannelInfo
-        t.append(.sequence(PERSequenceType("RTPSession", root: [PERMember("rtpAddress", .reference(124)), PERMember("rtcpAddress", .reference(124)), PERMember("cname", .characterString(PERCharacterStringType(.printable, size: .unconstrained))), PERMember("ssrc", .integer(PERIntegerRange(1, 4294967295))), PERMember("sessionId", .integer(PERIntegerRange(1, 255))), PERMember("associatedSessionIds", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(1, 255)), size: .unconstrained)))], additions: [PERMember("multicast", .null, optional: true), PERMember("bandwidth", .reference(81), optional: true)]))) // 125 RTPSession
-        t.append(.choice(PERChoiceType("RehomingModel", root: [PERMember("gatekeeperBased", .null), PERMember("endpointBased", .null)], additions: nil))) // 126 RehomingModel
-        t.append(.choice(PERChoiceType("RasMessage", root: [PERMember("gatekeeperRequest", .reference(128)), PERMember("gatekeeperConfirm", .reference(129)), PERMember("gatekeeperReject", .reference(130)), PERMember("registrationRequest", .reference(132)), PERMember("registrationConfirm", .reference(133)), PERMember("registrationReject", .reference(134)), PERMember("unregistrationRequest", .reference(136)), PERMember("unregistrationConfirm", .reference(138)), PERMember("unregistrationReject", .reference(139)), PERMember("admissionRequest", .reference(141)), PERMember("admissionConfirm", .reference(145)), PERMember("admissionReject", .reference(147)), PERMember("bandwidthRequest", .reference(149)), PERMember("bandwidthConfirm", .reference(150)), PERMember("bandwidthReject", .reference(151)), PERMember("disengageRequest", .reference(157)), PERMember("disengageConfirm", .reference(159)), PERMember("disengageReject", .reference(160)), PERMember("locationRequest", .reference(153)), PERMember("locationConfirm", .reference(154)), PERMember("locationReject", .reference(155)), PERMember("infoRequest", .reference(162)), PERMember("infoRequestResponse", .reference(163)), PERMember("nonStandardMessage", .reference(168)), PERMember("unknownMessageResponse", .reference(169))], additions: [PERMember("requestInProgress", .reference(170)), PERMember("resourcesAvailableIndicate", .reference(171)), PERMember("resourcesAvailableConfirm", .reference(172)), PERMember("infoRequestAck", .reference(165)), PERMember("infoRequestNak", .reference(166)), PERMember("serviceControlIndication", .reference(173)), PERMember("serviceControlResponse", .reference(174)), PERMember("admissionConfirmSequence", .sequenceOf(PERSequenceOfType(.reference(145), size: .unconstrained)))]))) // 127 RasMessage
-        t.append(.sequence(PERSequenceType("GatekeeperRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("rasAddress", .reference(18)), PERMember("endpointType", .reference(23)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("callServices", .reference(75), optional: true), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true)], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("authenticationCapability", .sequenceOf(PERSequenceOfType(.reference(451), size: .unconstrained)), optional: true), PERMember("algorithmOIDs", .sequenceOf(PERSequenceOfType(.objectIdentifier, size: .unconstrained)), optional: true), PERMember("integrity", .sequenceOf(PERSequenceOfType(.reference(92), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("supportsAltGK", .null, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("supportsAssignedGK", .boolean), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 128 GatekeeperRequest
-        t.append(.sequence(PERSequenceType("GatekeeperConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("rasAddress", .reference(18))], additions: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("authenticationMode", .reference(451), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true), PERMember("integrity", .sequenceOf(PERSequenceOfType(.reference(92), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("rehomingModel", .reference(126), optional: true)]))) // 129 GatekeeperConfirm
-        t.append(.sequence(PERSequenceType("GatekeeperReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("rejectReason", .reference(131))], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 130 GatekeeperReject
-        t.append(.choice(PERChoiceType("GatekeeperRejectReason", root: [PERMember("resourceUnavailable", .null), PERMember("terminalExcluded", .null), PERMember("invalidRevision", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(72))]))) // 131 GatekeeperRejectReason
-        t.append(.sequence(PERSequenceType("RegistrationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("discoveryComplete", .boolean), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("rasAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("terminalType", .reference(23)), PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("endpointVendor", .reference(40))], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("timeToLive", .reference(85), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("keepAlive", .boolean), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("willSupplyUUIEs", .boolean), PERMember("maintainConnection", .boolean), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("additiveRegistration", .null, optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportsAltGK", .null, optional: true), PERMember("usageReportingCapability", .reference(112), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("supportedH248Packages", .sequenceOf(PERSequenceOfType(.reference(86), size: .unconstrained)), optional: true), PERMember("callCreditCapability", .reference(117), optional: true), PERMember("capacityReportingCapability", .reference(100), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("restart", .null, optional: true), PERMember("supportsACFSequences", .null, optional: true), PERMember("supportsAssignedGK", .boolean), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true)]))) // 132 RegistrationRequest
-        t.append(.sequence(PERSequenceType("RegistrationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("endpointIdentifier", .reference(83))], additions: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("timeToLive", .reference(85), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("willRespondToIRR", .boolean), PERMember("preGrantedARQ", .sequence(PERSequenceType("RegistrationConfirm.preGrantedARQ", root: [PERMember("makeCall", .boolean), PERMember("useGKCallSignalAddressToMakeCall", .boolean), PERMember("answerCall", .boolean), PERMember("useGKCallSignalAddressToAnswer", .boolean)], additions: [PERMember("irrFrequencyInCall", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("totalBandwidthRestriction", .reference(81), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("useSpecifiedTransport", .reference(67), optional: true)])), optional: true), PERMember("maintainConnection", .boolean), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("supportsAdditiveRegistration", .null, optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true), PERMember("usageSpec", .sequenceOf(PERSequenceOfType(.reference(113), size: .unconstrained)), optional: true), PERMember("featureServerAlias", .reference(46), optional: true), PERMember("capacityReportingSpec", .reference(101), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("rehomingModel", .reference(126), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))) // 133 RegistrationConfirm
-        t.append(.sequence(PERSequenceType("RegistrationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("rejectReason", .reference(135)), PERMember("gatekeeperIdentifier", .reference(80), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 134 RegistrationReject
-        t.append(.choice(PERChoiceType("RegistrationRejectReason", root: [PERMember("discoveryRequired", .null), PERMember("invalidRevision", .null), PERMember("invalidCallSignalAddress", .null), PERMember("invalidRASAddress", .null), PERMember("duplicateAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("invalidTerminalType", .null), PERMember("undefinedReason", .null), PERMember("transportNotSupported", .null)], additions: [PERMember("transportQOSNotSupported", .null), PERMember("resourceUnavailable", .null), PERMember("invalidAlias", .null), PERMember("securityDenial", .null), PERMember("fullRegistrationRequired", .null), PERMember("additiveRegistrationNotSupported", .null), PERMember("invalidTerminalAliases", .sequence(PERSequenceType("RegistrationRejectReason.invalidTerminalAliases", root: [PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true)], additions: []))), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(72)), PERMember("registerWithAssignedGK", .null)]))) // 135 RegistrationRejectReason
-        t.append(.sequence(PERSequenceType("UnregistrationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("nonStandardData", .reference(44), optional: true), PERMember("endpointIdentifier", .reference(83), optional: true)], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("reason", .reference(137), optional: true), PERMember("endpointAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true), PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 136 UnregistrationRequest
-        t.append(.choice(PERChoiceType("UnregRequestReason", root: [PERMember("reregistrationRequired", .null), PERMember("ttlExpired", .null), PERMember("securityDenial", .null), PERMember("undefinedReason", .null)], additions: [PERMember("maintenance", .null), PERMember("securityError", .reference(73)), PERMember("registerWithAssignedGK", .null)]))) // 137 UnregRequestReason
-        t.append(.sequence(PERSequenceType("UnregistrationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 138 UnregistrationConfirm
-        t.append(.sequence(PERSequenceType("UnregistrationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(140)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 139 UnregistrationReject
-        t.append(.choice(PERChoiceType("UnregRejectReason", root: [PERMember("notCurrentlyRegistered", .null), PERMember("callInProgress", .null), PERMember("undefinedReason", .null)], additions: [PERMember("permissionDenied", .null), PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))) // 140 UnregRejectReason
-        t.append(.sequence(PERSequenceType("AdmissionRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callType", .reference(142)), PERMember("callModel", .reference(143), optional: true), PERMember("endpointIdentifier", .reference(83)), PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destCallSignalAddress", .reference(18), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("srcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("srcCallSignalAddress", .reference(18), optional: true), PERMember("bandWidth", .reference(81)), PERMember("callReferenceValue", .reference(82)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("callServices", .reference(75), optional: true), PERMember("conferenceID", .reference(78)), PERMember("activeMC", .boolean), PERMember("answerCall", .boolean)], additions: [PERMember("canMapAlias", .boolean), PERMember("callIdentifier", .reference(89)), PERMember("srcAlternatives", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("destAlternatives", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("willSupplyUUIEs", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("gatewayDataRate", .reference(97), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("desiredTunnelledProtocol", .reference(42), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("canMapSrcAlias", .boolean)]))) // 141 AdmissionRequest
-        t.append(.choice(PERChoiceType("CallType", root: [PERMember("pointToPoint", .null), PERMember("oneToN", .null), PERMember("nToOne", .null), PERMember("nToN", .null)], additions: []))) // 142 CallType
-        t.append(.choice(PERChoiceType("CallModel", root: [PERMember("direct", .null), PERMember("gatekeeperRouted", .null)], additions: []))) // 143 CallModel
-        t.append(.choice(PERChoiceType("TransportQOS", root: [PERMember("endpointControlled", .null), PERMember("gatekeeperControlled", .null), PERMember("noControl", .null)], additions: [PERMember("qOSCapabilities", .sequenceOf(PERSequenceOfType(.reference(220), size: PERSize(1, 256))))]))) // 144 TransportQOS
-        t.append(.sequence(PERSequenceType("AdmissionConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("bandWidth", .reference(81)), PERMember("callModel", .reference(143)), PERMember("destCallSignalAddress", .reference(18)), PERMember("irrFrequency", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destinationType", .reference(23), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("willRespondToIRR", .boolean), PERMember("uuiesRequested", .reference(146)), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("useSpecifiedTransport", .reference(67), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageSpec", .sequenceOf(PERSequenceOfType(.reference(113), size: .unconstrained)), optional: true), PERMember("supportedProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("modifiedSrcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 145 AdmissionConfirm
-        t.append(.sequence(PERSequenceType("UUIEsRequested", root: [PERMember("setup", .boolean), PERMember("callProceeding", .boolean), PERMember("connect", .boolean), PERMember("alerting", .boolean), PERMember("information", .boolean), PERMember("releaseComplete", .boolean), PERMember("facility", .boolean), PERMember("progress", .boolean), PERMember("empty", .boolean)], additions: [PERMember("status", .boolean), PERMember("statusInquiry", .boolean), PERMember("setupAcknowledge", .boolean), PERMember("notify", .boolean)]))) // 146 UUIEsRequested
-        t.append(.sequence(PERSequenceType("AdmissionReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(148)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 147 AdmissionReject
-        t.append(.choice(PERChoiceType("AdmissionRejectReason", root: [PERMember("calledPartyNotRegistered", .null), PERMember("invalidPermission", .null), PERMember("requestDenied", .null), PERMember("undefinedReason", .null), PERMember("callerNotRegistered", .null), PERMember("routeCallToGatekeeper", .null), PERMember("invalidEndpointIdentifier", .null), PERMember("resourceUnavailable", .null)], additions: [PERMember("securityDenial", .null), PERMember("qosControlNotSupported", .null), PERMember("incompleteAddress", .null), PERMember("aliasesInconsistent", .null), PERMember("routeCallToSCN", .sequenceOf(PERSequenceOfType(.reference(48), size: .unconstrained))), PERMember("exceedsCallCapacity", .null), PERMember("collectDestination", .null), PERMember("collectPIN", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(73)), PERMember("securityDHmismatch", .null), PERMember("noRouteToDestination", .null), PERMember("unallocatedNumber", .null), PERMember("registerWithAssignedGK", .null)]))) // 148 AdmissionRejectReason
-        t.append(.sequence(PERSequenceType("BandwidthRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83)), PERMember("conferenceID", .reference(78)), PERMember("callReferenceValue", .reference(82)), PERMember("callType", .reference(142), optional: true), PERMember("bandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("answeredCall", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("bandwidthDetails", .sequenceOf(PERSequenceOfType(.reference(116), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))) // 149 BandwidthRequest
-        t.append(.sequence(PERSequenceType("BandwidthConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("bandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))) // 150 BandwidthConfirm
-        t.append(.sequence(PERSequenceType("BandwidthReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(152)), PERMember("allowedBandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 151 BandwidthReject
-        t.append(.choice(PERChoiceType("BandRejectReason", root: [PERMember("notBound", .null), PERMember("invalidConferenceID", .null), PERMember("invalidPermission", .null), PERMember("insufficientResources", .null), PERMember("invalidRevision", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))) // 152 BandRejectReason
-        t.append(.sequence(PERSequenceType("LocationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("nonStandardData", .reference(44), optional: true), PERMember("replyAddress", .reference(18))], additions: [PERMember("sourceInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("canMapAlias", .boolean), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("desiredTunnelledProtocol", .reference(42), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("hopCount", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("callIdentifier", .reference(89), optional: true), PERMember("bandWidth", .reference(81), optional: true), PERMember("sourceEndpointInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("canMapSrcAlias", .boolean), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true)]))) // 153 LocationRequest
-        t.append(.sequence(PERSequenceType("LocationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callSignalAddress", .reference(18)), PERMember("rasAddress", .reference(18)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destinationType", .reference(23), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("supportedProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("modifiedSrcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("bandWidth", .reference(81), optional: true)]))) // 154 LocationConfirm
-        t.append(.sequence(PERSequenceType("LocationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(156)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true)]))) // 155 LocationReject
-        t.append(.choice(PERChoiceType("LocationRejectReason", root: [PERMember("notRegistered", .null), PERMember("invalidPermission", .null), PERMember("requestDenied", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("aliasesInconsistent", .null), PERMember("routeCalltoSCN", .sequenceOf(PERSequenceOfType(.reference(48), size: .unconstrained))), PERMember("resourceUnavailable", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("hopCountExceeded", .null), PERMember("incompleteAddress", .null), PERMember("securityError", .reference(73)), PERMember("securityDHmismatch", .null), PERMember("noRouteToDestination", .null), PERMember("unallocatedNumber", .null)]))) // 156 LocationRejectReason
-        t.append(.sequence(PERSequenceType("DisengageRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83)), PERMember("conferenceID", .reference(78)), PERMember("callReferenceValue", .reference(82)), PERMember("disengageReason", .reference(158)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("answeredCall", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("terminationCause", .reference(115), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 157 DisengageRequest
-        t.append(.choice(PERChoiceType("DisengageReason", root: [PERMember("forcedDrop", .null), PERMember("normalDrop", .null), PERMember("undefinedReason", .null)], additions: []))) // 158 DisengageReason
-        t.append(.sequence(PERSequenceType("DisengageConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 159 DisengageConfirm
-        t.append(.sequence(PERSequenceType("DisengageReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(161)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 160 DisengageReject
-        t.append(.choice(PERChoiceType("DisengageRejectReason", root: [PERMember("notRegistered", .null), PERMember("requestToDropOther", .null)], additions: [PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))) // 161 DisengageRejectReason
-        t.append(.sequence(PERSequenceType("InfoRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callReferenceValue", .reference(82)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("replyAddress", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("uuiesRequested", .reference(146), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("usageInfoRequested", .reference(112), optional: true), PERMember("segmentedResponseSupported", .null, optional: true), PERMember("nextSegmentRequested", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("capacityInfoRequested", .null, optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))) // 162 InfoRequest
-        t.append(.sequence(PERSequenceType("InfoRequestResponse", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("requestSeqNum", .reference(79)), PERMember("endpointType", .reference(23)), PERMember("endpointIdentifier", .reference(83)), PERMember("rasAddress", .reference(18)), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("perCallInfo", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("InfoRequestResponse.perCallInfo[]", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("callReferenceValue", .reference(82)), PERMember("conferenceID", .reference(78)), PERMember("originator", .boolean, optional: true), PERMember("audio", .sequenceOf(PERSequenceOfType(.reference(125), size: .unconstrained)), optional: true), PERMember("video", .sequenceOf(PERSequenceOfType(.reference(125), size: .unconstrained)), optional: true), PERMember("data", .sequenceOf(PERSequenceOfType(.reference(124), size: .unconstrained)), optional: true), PERMember("h245", .reference(124)), PERMember("callSignalling", .reference(124)), PERMember("callType", .reference(142)), PERMember("bandWidth", .reference(81)), PERMember("callModel", .reference(143))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("substituteConfIDs", .sequenceOf(PERSequenceOfType(.reference(78), size: .unconstrained))), PERMember("pdu", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("InfoRequestResponse.perCallInfo[].pdu[]", root: [PERMember("h323pdu", .reference(1)), PERMember("sent", .boolean)], additions: nil)), size: .unconstrained)), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("circuitInfo", .reference(105), optional: true)])), size: .unconstrained)), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("needResponse", .boolean), PERMember("capacity", .reference(102), optional: true), PERMember("irrStatus", .reference(164), optional: true), PERMember("unsolicited", .boolean), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 163 InfoRequestResponse
-        t.append(.choice(PERChoiceType("InfoRequestResponseStatus", root: [PERMember("complete", .null), PERMember("incomplete", .null), PERMember("segment", .integer(PERIntegerRange(0, 65535))), PERMember("invalidCall", .null)], additions: []))) // 164 InfoRequestResponseStatus
-        t.append(.sequence(PERSequenceType("InfoRequestAck", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: []))) // 165 InfoRequestAck
-        t.append(.sequence(PERSequenceType("InfoRequestNak", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("nakReason", .reference(167)), PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: []))) // 166 InfoRequestNak
-        t.append(.choice(PERChoiceType("InfoRequestNakReason", root: [PERMember("notRegistered", .null), PERMember("securityDenial", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityError", .reference(73))]))) // 167 InfoRequestNakReason
-        t.append(.sequence(PERSequenceType("NonStandardMessage", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44))], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 168 NonStandardMessage
-        t.append(.sequence(PERSequenceType("UnknownMessageResponse", root: [PERMember("requestSeqNum", .reference(79))], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("messageNotUnderstood", .octetString(.unconstrained))]))) // 169 UnknownMessageResponse
-        t.append(.sequence(PERSequenceType("RequestInProgress", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("delay", .integer(PERIntegerRange(1, 65535)))], additions: []))) // 170 RequestInProgress
-        t.append(.sequence(PERSequenceType("ResourcesAvailableIndicate", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("endpointIdentifier", .reference(83)), PERMember("protocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained))), PERMember("almostOutOfResources", .boolean), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: [PERMember("capacity", .reference(102), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 171 ResourcesAvailableIndicate
-        t.append(.sequence(PERSequenceType("ResourcesAvailableConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: [PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))) // 172 ResourcesAvailableConfirm
-        t.append(.sequence(PERSequenceType("ServiceControlIndication", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained))), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("callSpecific", .sequence(PERSequenceType("ServiceControlIndication.callSpecific", root: [PERMember("callIdentifier", .reference(89)), PERMember("conferenceID", .reference(78)), PERMember("answeredCall", .boolean)], additions: [])), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))) // 173 ServiceControlIndication
-        t.append(.sequence(PERSequenceType("ServiceControlResponse", root: [PERMember("requestSeqNum", .reference(79)), PERMember("result", .choice(PERChoiceType("ServiceControlResponse.result", root: [PERMember("started", .null), PERMember("failed", .null), PERMember("stopped", .null), PERMember("notAvailable", .null), PERMember("neededFeatureNotSupported", .null)], additions: [])), optional: true), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))) // 174 ServiceControlResponse
-        t.append(.choice(PERChoiceType("MultimediaSystemControlMessage", root: [PERMember("request", .reference(176)), PERMember("response", .reference(177)), PERMember("command", .reference(178)), PERMember("indication", .reference(179))], additions: []))) // 175 MultimediaSystemControlMessage
-        t.append(.choice(PERChoiceType("RequestMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("masterSlaveDetermination", .reference(186)), PERMember("terminalCapabilitySet", .reference(190)), PERMember("openLogicalChannel", .reference(285)), PERMember("closeLogicalChannel", .reference(319)), PERMember("requestChannelClose", .reference(321)), PERMember("multiplexEntrySend", .reference(325)), PERMember("requestMultiplexEntry", .reference(333)), PERMember("requestMode", .reference(338)), PERMember("roundTripDelayRequest", .reference(369)), PERMember("maintenanceLoopRequest", .reference(371))], additions: [PERMember("communicationModeRequest", .reference(376)), PERMember("conferenceRequest", .reference(379)), PERMember("multilinkRequest", .reference(393)), PERMember("logicalChannelRateRequest", .reference(401)), PERMember("genericRequest", .reference(181))]))) // 176 RequestMessage
-        t.append(.choice(PERChoiceType("ResponseMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("masterSlaveDeterminationAck", .reference(187)), PERMember("masterSlaveDeterminationReject", .reference(188)), PERMember("terminalCapabilitySetAck", .reference(196)), PERMember("terminalCapabilitySetReject", .reference(197)), PERMember("openLogicalChannelAck", .reference(315)), PERMember("openLogicalChannelReject", .reference(316)), PERMember("closeLogicalChannelAck", .reference(320)), PERMember("requestChannelCloseAck", .reference(322)), PERMember("requestChannelCloseReject", .reference(323)), PERMember("multiplexEntrySendAck", .reference(329)), PERMember("multiplexEntrySendReject", .reference(330)), PERMember("requestMultiplexEntryAck", .reference(334)), PERMember("requestMultiplexEntryReject", .reference(335)), PERMember("requestModeAck", .reference(339)), PERMember("requestModeReject", .reference(340)), PERMember("roundTripDelayResponse", .reference(370)), PERMember("maintenanceLoopAck", .reference(372)), PERMember("maintenanceLoopReject", .reference(373))], additions: [PERMember("communicationModeResponse", .reference(377)), PERMember("conferenceResponse", .reference(385)), PERMember("multilinkResponse", .reference(394)), PERMember("logicalChannelRateAcknowledge", .reference(402)), PERMember("logicalChannelRateReject", .reference(403)), PERMember("genericResponse", .reference(181))]))) // 177 ResponseMessage
-        t.append(.choice(PERChoiceType("CommandMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("maintenanceLoopOffCommand", .reference(374)), PERMember("sendTerminalCapabilitySet", .reference(406)), PERMember("encryptionCommand", .reference(407)), PERMember("flowControlCommand", .reference(408)), PERMember("endSessionCommand", .reference(409)), PERMember("miscellaneousCommand", .reference(413))], additions: [PERMember("communicationModeCommand", .reference(375)), PERMember("conferenceCommand", .reference(410)), PERMember("h223MultiplexReconfiguration", .reference(417)), PERMember("newATMVCCommand", .reference(418)), PERMember("mobileMultilinkReconfigurationCommand", .reference(419)), PERMember("genericCommand", .reference(181))]))) // 178 CommandMessage
-        t.append(.choice(PERChoiceType("IndicationMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("functionNotUnderstood", .reference(420)), PERMember("masterSlaveDeterminationRelease", .reference(189)), PERMember("terminalCapabilitySetRelease", .reference(198)), PERMember("openLogicalChannelConfirm", .reference(317)), PERMember("requestChannelCloseRelease", .reference(324)), PERMember("multiplexEntrySendRelease", .reference(332)), PERMember("requestMultiplexEntryRelease", .reference(337)), PERMember("requestModeRelease", .reference(341)), PERMember("miscellaneousIndication", .reference(425)), PERMember("jitterIndication", .reference(426)), PERMember("h223SkewIndication", .reference(427)), PERMember("newATMVCIndication", .reference(431)), PERMember("userInput", .reference(435))], additions: [PERMember("h2250MaximumSkewIndication", .reference(428)), PERMember("mcLocationIndication", .reference(429)), PERMember("conferenceIndication", .reference(422)), PERMember("vendorIdentification", .reference(430)), PERMember("functionNotSupported", .reference(421)), PERMember("multilinkIndication", .reference(395)), PERMember("logicalChannelRateRelease", .reference(405)), PERMember("flowControlIndication", .reference(436)), PERMember("mobileMultilinkReconfigurationIndication", .reference(437)), PERMember("genericIndication", .reference(181))]))) // 179 IndicationMessage
-        t.append(.integer(PERIntegerRange(0, 255))) // 180 SequenceNumber
-        t.append(.sequence(PERSequenceType("GenericMessage", root: [PERMember("messageIdentifier", .reference(271)), PERMember("subMessageIdentifier", .integer(PERIntegerRange(0, 127)), optional: true), PERMember("messageContent", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true)], additions: []))) // 181 GenericMessage
-        t.append(.reference(181)) // 182 GenericInformation
-        t.append(.sequence(PERSequenceType("NonStandardMessage", root: [PERMember("nonStandardData", .reference(184))], additions: []))) // 183 NonStandardMessage
-        t.append(.sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .reference(185)), PERMember("data", .octetString(.unconstrained))], additions: nil))) // 184 NonStandardParameter
-        t.append(.choice(PERChoiceType("NonStandardIdentifier", root: [PERMember("object", .objectIdentifier), PERMember("h221NonStandard", .sequence(PERSequenceType("NonStandardIdentifier.h221NonStandard", root: [PERMember("t35CountryCode", .integer(PERIntegerRange(0, 255))), PERMember("t35Extension", .integer(PERIntegerRange(0, 255))), PERMember("manufacturerCode", .integer(PERIntegerRange(0, 65535)))], additions: nil)))], additions: nil))) // 185 NonStandardIdentifier
-        t.append(.sequence(PERSequenceType("MasterSlaveDetermination", root: [PERMember("terminalType", .integer(PERIntegerRange(0, 255))), PERMember("statusDeterminationNumber", .integer(PERIntegerRange(0, 16777215)))], additions: []))) // 186 MasterSlaveDetermination
-        t.append(.sequence(PERSequenceType("MasterSlaveDeterminationAck", root: [PERMember("decision", .choice(PERChoiceType("MasterSlaveDeterminationAck.decision", root: [PERMember("master", .null), PERMember("slave", .null)], additions: nil)))], additions: []))) // 187 MasterSlaveDeterminationAck
-        t.append(.sequence(PERSequenceType("MasterSlaveDeterminationReject", root: [PERMember("cause", .choice(PERChoiceType("MasterSlaveDeterminationReject.cause", root: [PERMember("identicalNumbers", .null)], additions: [])))], additions: []))) // 188 MasterSlaveDeterminationReject
-        t.append(.sequence(PERSequenceType("MasterSlaveDeterminationRelease", root: [], additions: []))) // 189 MasterSlaveDeterminationRelease
-        t.append(.sequence(PERSequenceType("TerminalCapabilitySet", root: [PERMember("sequenceNumber", .reference(180)), PERMember("protocolIdentifier", .objectIdentifier), PERMember("multiplexCapability", .reference(201), optional: true), PERMember("capabilityTable", .sequenceOf(PERSequenceOfType(.reference(191), size: PERSize(1, 256))), optional: true), PERMember("capabilityDescriptors", .sequenceOf(PERSequenceOfType(.reference(192), size: PERSize(1, 256))), optional: true)], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 190 TerminalCapabilitySet
-        t.append(.sequence(PERSequenceType("CapabilityTableEntry", root: [PERMember("capabilityTableEntryNumber", .reference(194)), PERMember("capability", .reference(199), optional: true)], additions: nil))) // 191 CapabilityTableEntry
-        t.append(.sequence(PERSequenceType("CapabilityDescriptor", root: [PERMember("capabilityDescriptorNumber", .reference(195)), PERMember("simultaneousCapabilities", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))), optional: true)], additions: nil))) // 192 CapabilityDescriptor
-        t.append(.sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 256)))) // 193 AlternativeCapabilitySet
-        t.append(.integer(PERIntegerRange(1, 65535))) // 194 CapabilityTableEntryNumber
-        t.append(.integer(PERIntegerRange(0, 255))) // 195 CapabilityDescriptorNumber
-        t.append(.sequence(PERSequenceType("TerminalCapabilitySetAck", root: [PERMember("sequenceNumber", .reference(180))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 196 TerminalCapabilitySetAck
-        t.append(.sequence(PERSequenceType("TerminalCapabilitySetReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("cause", .choice(PERChoiceType("TerminalCapabilitySetReject.cause", root: [PERMember("unspecified", .null), PERMember("undefinedTableEntryUsed", .null), PERMember("descriptorCapacityExceeded", .null), PERMember("tableEntryCapacityExceeded", .choice(PERChoiceType("TerminalCapabilitySetReject.cause.tableEntryCapacityExceeded", root: [PERMember("highestEntryNumberProcessed", .reference(194)), PERMember("noneProcessed", .null)], additions: nil)))], additions: [])))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 197 TerminalCapabilitySetReject
-        t.append(.sequence(PERSequenceType("TerminalCapabilitySetRelease", root: [], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 198 TerminalCapabilitySetRelease
-        t.append(.choice(PERChoiceType("Capability", root: [PERMember("nonStandard", .reference(184)), PERMember("receiveVideoCapability", .reference(230)), PERMember("transmitVideoCapability", .reference(230)), PERMember("receiveAndTransmitVideoCapability", .reference(230)), PERMember("receiveAudioCapability", .reference(247)), PERMember("transmitAudioCapability", .reference(247)), PERMember("receiveAndTransmitAudioCapability", .reference(247)), PERMember("receiveDataApplicationCapability", .reference(254)), PERMember("transmitDataApplicationCapability", .reference(254)), PERMember("receiveAndTransmitDataApplicationCapability", .reference(254)), PERMember("h233EncryptionTransmitCapability", .boolean), PERMember("h233EncryptionReceiveCapability", .sequence(PERSequenceType("Capability.h233EncryptionReceiveCapability", root: [PERMember("h233IVResponseTime", .integer(PERIntegerRange(0, 255)))], additions: [])))], additions: [PERMember("conferenceCapability", .reference(269)), PERMember("h235SecurityCapability", .reference(200)), PERMember("maxPendingReplacementFor", .integer(PERIntegerRange(0, 255))), PERMember("receiveUserInputCapability", .reference(268)), PERMember("transmitUserInputCapability", .reference(268)), PERMember("receiveAndTransmitUserInputCapability", .reference(268)), PERMember("genericControlCapability", .reference(270)), PERMember("receiveMultiplexedStreamCapability", .reference(275)), PERMember("transmitMultiplexedStreamCapability", .reference(275)), PERMember("receiveAndTransmitMultiplexedStreamCapability", .reference(275)), PERMember("receiveRTPAudioTelephonyEventCapability", .reference(277)), PERMember("receiveRTPAudioToneCapability", .reference(278)), PERMember("depFecCapability", .reference(282)), PERMember("multiplePayloadStreamCapability", .reference(281)), PERMember("fecCapability", .reference(283)), PERMember("redundancyEncodingCap", .reference(224)), PERMember("oneOfCapabilities", .reference(193))]))) // 199 Capability
-        t.append(.sequence(PERSequenceType("H235SecurityCapability", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaCapability", .reference(194))], additions: []))) // 200 H235SecurityCapability
-        t.append(.choice(PERChoiceType("MultiplexCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("h222Capability", .reference(202)), PERMember("h223Capability", .reference(204)), PERMember("v76Capability", .reference(206))], additions: [PERMember("h2250Capability", .reference(208)), PERMember("genericMultiplexCapability", .reference(270))]))) // 201 MultiplexCapability
-        t.append(.sequence(PERSequenceType("H222Capability", root: [PERMember("numberOfVCs", .integer(PERIntegerRange(1, 256))), PERMember("vcCapability", .sequenceOf(PERSequenceOfType(.reference(203), size: .unconstrained)))], additions: []))) // 202 H222Capability
-        t.append(.sequence(PERSequenceType("VCCapability", root: [PERMember("aal1", .sequence(PERSequenceType("VCCapability.aal1", root: [PERMember("nullClockRecovery", .boolean), PERMember("srtsClockRecovery", .boolean), PERMember("adaptiveClockRecovery", .boolean), PERMember("nullErrorCorrection", .boolean), PERMember("longInterleaver", .boolean), PERMember("shortInterleaver", .boolean), PERMember("errorCorrectionOnly", .boolean), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: [])), optional: true), PERMember("aal5", .sequence(PERSequenceType("VCCapability.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])), optional: true), PERMember("transportStream", .boolean), PERMember("programStream", .boolean), PERMember("availableBitRates", .sequence(PERSequenceType("VCCapability.availableBitRates", root: [PERMember("type", .choice(PERChoiceType("VCCapability.availableBitRates.type", root: [PERMember("singleBitRate", .integer(PERIntegerRange(1, 65535))), PERMember("rangeOfBitRates", .sequence(PERSequenceType("VCCapability.availableBitRates.type.rangeOfBitRates", root: [PERMember("lowerBitRate", .integer(PERIntegerRange(1, 65535))), PERMember("higherBitRate", .integer(PERIntegerRange(1, 65535)))], additions: nil)))], additions: nil)))], additions: [])))], additions: [PERMember("aal1ViaGateway", .sequence(PERSequenceType("VCCapability.aal1ViaGateway", root: [PERMember("gatewayAddress", .sequenceOf(PERSequenceOfType(.reference(288), size: PERSize(1, 256)))), PERMember("nullClockRecovery", .boolean), PERMember("srtsClockRecovery", .boolean), PERMember("adaptiveClockRecovery", .boolean), PERMember("nullErrorCorrection", .boolean), PERMember("longInterleaver", .boolean), PERMember("shortInterleaver", .boolean), PERMember("errorCorrectionOnly", .boolean), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: [])), optional: true)]))) // 203 VCCapability
-        t.append(.sequence(PERSequenceType("H223Capability", root: [PERMember("transportWithI-frames", .boolean), PERMember("videoWithAL1", .boolean), PERMember("videoWithAL2", .boolean), PERMember("videoWithAL3", .boolean), PERMember("audioWithAL1", .boolean), PERMember("audioWithAL2", .boolean), PERMember("audioWithAL3", .boolean), PERMember("dataWithAL1", .boolean), PERMember("dataWithAL2", .boolean), PERMember("dataWithAL3", .boolean), PERMember("maximumAl2SDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAl3SDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumDelayJitter", .integer(PERIntegerRange(0, 1023))), PERMember("h223MultiplexTableCapability", .choice(PERChoiceType("H223Capability.h223MultiplexTableCapability", root: [PERMember("basic", .null), PERMember("enhanced", .sequence(PERSequenceType("H223Capability.h223MultiplexTableCapability.enhanced", root: [PERMember("maximumNestingDepth", .integer(PERIntegerRange(1, 15))), PERMember("maximumElementListSize", .integer(PERIntegerRange(2, 255))), PERMember("maximumSubElementListSize", .integer(PERIntegerRange(2, 255)))], additions: [])))], additions: nil)))], additions: [PERMember("maxMUXPDUSizeCapability", .boolean), PERMember("nsrpSupport", .boolean), PERMember("mobileOperationTransmitCapability", .sequence(PERSequenceType("H223Capability.mobileOperationTransmitCapability", root: [PERMember("modeChangeCapability", .boolean), PERMember("h223AnnexA", .boolean), PERMember("h223AnnexADoubleFlag", .boolean), PERMember("h223AnnexB", .boolean), PERMember("h223AnnexBwithHeader", .boolean)], additions: [])), optional: true), PERMember("h223AnnexCCapability", .reference(205), optional: true), PERMember("bitRate", .integer(PERIntegerRange(1, 19200)), optional: true), PERMember("mobileMultilinkFrameCapability", .sequence(PERSequenceType("H223Capability.mobileMultilinkFrameCapability", root: [PERMember("maximumSampleSize", .integer(PERIntegerRange(1, 255))), PERMember("maximumPayloadLength", .integer(PERIntegerRange(1, 65025)))], additions: [])), optional: true)]))) // 204 H223Capability
-        t.append(.sequence(PERSequenceType("H223AnnexCCapability", root: [PERMember("videoWithAL1M", .boolean), PERMember("videoWithAL2M", .boolean), PERMember("videoWithAL3M", .boolean), PERMember("audioWithAL1M", .boolean), PERMember("audioWithAL2M", .boolean), PERMember("audioWithAL3M", .boolean), PERMember("dataWithAL1M", .boolean), PERMember("dataWithAL2M", .boolean), PERMember("dataWithAL3M", .boolean), PERMember("alpduInterleaving", .boolean), PERMember("maximumAL1MPDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAL2MSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAL3MSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [PERMember("rsCodeCapability", .boolean, optional: true)]))) // 205 H223AnnexCCapability
-        t.append(.sequence(PERSequenceType("V76Capability", root: [PERMember("suspendResumeCapabilitywAddress", .boolean), PERMember("suspendResumeCapabilitywoAddress", .boolean), PERMember("rejCapability", .boolean), PERMember("sREJCapability", .boolean), PERMember("mREJCapability", .boolean), PERMember("crc8bitCapability", .boolean), PERMember("crc16bitCapability", .boolean), PERMember("crc32bitCapability", .boolean), PERMember("uihCapability", .boolean), PERMember("numOfDLCS", .integer(PERIntegerRange(2, 8191))), PERMember("twoOctetAddressFieldCapability", .boolean), PERMember("loopBackTestCapability", .boolean), PERMember("n401Capability", .integer(PERIntegerRange(1, 4095))), PERMember("maxWindowSizeCapability", .integer(PERIntegerRange(1, 127))), PERMember("v75Capability", .reference(207))], additions: []))) // 206 V76Capability
-        t.append(.sequence(PERSequenceType("V75Capability", root: [PERMember("audioHeader", .boolean)], additions: []))) // 207 V75Capability
-        t.append(.sequence(PERSequenceType("H2250Capability", root: [PERMember("maximumAudioDelayJitter", .integer(PERIntegerRange(0, 1023))), PERMember("receiveMultipointCapability", .reference(228)), PERMember("transmitMultipointCapability", .reference(228)), PERMember("receiveAndTransmitMultipointCapability", .reference(228)), PERMember("mcCapability", .sequence(PERSequenceType("H2250Capability.mcCapability", root: [PERMember("centralizedConferenceMC", .boolean), PERMember("decentralizedConferenceMC", .boolean)], additions: []))), PERMember("rtcpVideoControlCapability", .boolean), PERMember("mediaPacketizationCapability", .reference(209))], additions: [PERMember("transportCapability", .reference(223), optional: true), PERMember("redundancyEncodingCapability", .sequenceOf(PERSequenceOfType(.reference(224), size: PERSize(1, 256))), optional: true), PERMember("logicalChannelSwitchingCapability", .boolean), PERMember("t120DynamicPortCapability", .boolean)]))) // 208 H2250Capability
-        t.append(.sequence(PERSequenceType("MediaPacketizationCapability", root: [PERMember("h261aVideoPacketization", .boolean)], additions: [PERMember("rtpPayloadType", .sequenceOf(PERSequenceOfType(.reference(303), size: PERSize(1, 256))), optional: true)]))) // 209 MediaPacketizationCapability
-        t.append(.sequence(PERSequenceType("RSVPParameters", root: [PERMember("qosMode", .reference(211), optional: true), PERMember("tokenRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("bucketSize", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("peakRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("minPoliced", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("maxPktSize", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))) // 210 RSVPParameters
-        t.append(.choice(PERChoiceType("QOSMode", root: [PERMember("guaranteedQOS", .null), PERMember("controlledLoad", .null)], additions: []))) // 211 QOSMode
-        t.append(.sequence(PERSequenceType("ATMParameters", root: [PERMember("maxNTUSize", .integer(PERIntegerRange(0, 65535))), PERMember("atmUBR", .boolean), PERMember("atmrtVBR", .boolean), PERMember("atmnrtVBR", .boolean), PERMember("atmABR", .boolean), PERMember("atmCBR", .boolean)], additions: []))) // 212 ATMParameters
-        t.append(.sequence(PERSequenceType("ServicePriorityValue", root: [PERMember("nonStandardParameter", .reference(184), optional: true)], additions: [PERMember("value", .integer(PERIntegerRange(0, 255)))]))) // 213 ServicePriorityValue
-        t.append(.sequence(PERSequenceType("ServicePriority", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("servicePrioritySignalled", .boolean), PERMember("servicePriorityValue", .reference(213), optional: true)], additions: [PERMember("serviceClass", .integer(PERIntegerRange(0, 4095)), optional: true), PERMember("serviceSubclass", .integer(PERIntegerRange(0, 255)), optional: true)]))) // 214 ServicePriority
-        t.append(.sequence(PERSequenceType("AuthorizationParameters", root: [PERMember("nonStandardData", .reference(184), optional: true)], additions: []))) // 215 AuthorizationParameters
-        t.append(.choice(PERChoiceType("QOSType", root: [PERMember("desired", .null), PERMember("required", .null)], additions: []))) // 216 QOSType
-        t.append(.choice(PERChoiceType("QOSClass", root: [PERMember("class0", .null), PERMember("class1", .null), PERMember("class2", .null), PERMember("class3", .null), PERMember("class4", .null), PERMember("class5", .null)], additions: []))) // 217 QOSClass
-        t.append(.sequence(PERSequenceType("QOSDescriptor", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("qosType", .reference(216)), PERMember("qosClass", .reference(217))], additions: []))) // 218 QOSDescriptor
-        t.append(.sequence(PERSequenceType("GenericTransportParameters", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("averageRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("burst", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("peakRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("maxPktSize", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))) // 219 GenericTransportParameters
-        t.append(.sequence(PERSequenceType("QOSCapability", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("rsvpParameters", .reference(210), optional: true), PERMember("atmParameters", .reference(212), optional: true)], additions: [PERMember("localQoS", .boolean, optional: true), PERMember("genericTransportParameters", .reference(219), optional: true), PERMember("servicePriority", .reference(214), optional: true), PERMember("authorizationParameter", .reference(215), optional: true), PERMember("qosDescriptor", .reference(218), optional: true), PERMember("dscpValue", .integer(PERIntegerRange(0, 63)), optional: true)]))) // 220 QOSCapability
-        t.append(.choice(PERChoiceType("MediaTransportType", root: [PERMember("ip-UDP", .null), PERMember("ip-TCP", .null), PERMember("atm-AAL5-UNIDIR", .null), PERMember("atm-AAL5-BIDIR", .null)], additions: [PERMember("atm-AAL5-compressed", .sequence(PERSequenceType("MediaTransportType.atm-AAL5-compressed", root: [PERMember("variable-delta", .boolean)], additions: [])))]))) // 221 MediaTransportType
-        t.append(.sequence(PERSequenceType("MediaChannelCapability", root: [PERMember("mediaTransport", .reference(221), optional: true)], additions: []))) // 222 MediaChannelCapability
-        t.append(.sequence(PERSequenceType("TransportCapability", root: [PERMember("nonStandard", .reference(184), optional: true), PERMember("qOSCapabilities", .sequenceOf(PERSequenceOfType(.reference(220), size: PERSize(1, 256))), optional: true), PERMember("mediaChannelCapabilities", .sequenceOf(PERSequenceOfType(.reference(222), size: PERSize(1, 256))), optional: true)], additions: []))) // 223 TransportCapability
-        t.append(.sequence(PERSequenceType("RedundancyEncodingCapability", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("primaryEncoding", .reference(194)), PERMember("secondaryEncoding", .sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 256))), optional: true)], additions: []))) // 224 RedundancyEncodingCapability
-        t.append(.choice(PERChoiceType("RedundancyEncodingMethod", root: [PERMember("nonStandard", .reference(184)), PERMember("rtpAudioRedundancyEncoding", .null)], additions: [PERMember("rtpH263VideoRedundancyEncoding", .reference(226))]))) // 225 RedundancyEncodingMethod
-        t.append(.sequence(PERSequenceType("RTPH263VideoRedundancyEncoding", root: [PERMember("numberOfThreads", .integer(PERIntegerRange(1, 16))), PERMember("framesBetweenSyncPoints", .integer(PERIntegerRange(1, 256))), PERMember("frameToThreadMapping", .choice(PERChoiceType("RTPH263VideoRedundancyEncoding.frameToThreadMapping", root: [PERMember("roundrobin", .null), PERMember("custom", .sequenceOf(PERSequenceOfType(.reference(227), size: PERSize(1, 256))))], additions: []))), PERMember("containedThreads", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 15)), size: PERSize(1, 256))), optional: true)], additions: []))) // 226 RTPH263VideoRedundancyEncoding
-        t.append(.sequence(PERSequenceType("RTPH263VideoRedundancyFrameMapping", root: [PERMember("threadNumber", .integer(PERIntegerRange(0, 15))), PERMember("frameSequence", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 255)), size: PERSize(1, 256))))], additions: []))) // 227 RTPH263VideoRedundancyFrameMapping
-        t.append(.sequence(PERSequenceType("MultipointCapability", root: [PERMember("multicastCapability", .boolean), PERMember("multiUniCastConference", .boolean), PERMember("mediaDistributionCapability", .sequenceOf(PERSequenceOfType(.reference(229), size: .unconstrained)))], additions: []))) // 228 MultipointCapability
-        t.append(.sequence(PERSequenceType("MediaDistributionCapability", root: [PERMember("centralizedControl", .boolean), PERMember("distributedControl", .boolean), PERMember("centralizedAudio", .boolean), PERMember("distributedAudio", .boolean), PERMember("centralizedVideo", .boolean), PERMember("distributedVideo", .boolean), PERMember("centralizedData", .sequenceOf(PERSequenceOfType(.reference(254), size: .unconstrained)), optional: true), PERMember("distributedData", .sequenceOf(PERSequenceOfType(.reference(254), size: .unconstrained)), optional: true)], additions: []))) // 229 MediaDistributionCapability
-        t.append(.choice(PERChoiceType("VideoCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("h261VideoCapability", .reference(232)), PERMember("h262VideoCapability", .reference(233)), PERMember("h263VideoCapability", .reference(234)), PERMember("is11172VideoCapability", .reference(246))], additions: [PERMember("genericVideoCapability", .reference(270)), PERMember("extendedVideoCapability", .reference(231))]))) // 230 VideoCapability
-        t.append(.sequence(PERSequenceType("ExtendedVideoCapability", root: [PERMember("videoCapability", .sequenceOf(PERSequenceOfType(.reference(230), size: .unconstrained))), PERMember("videoCapabilityExtension", .sequenceOf(PERSequenceOfType(.reference(270), size: .unconstrained)), optional: true)], additions: []))) // 231 ExtendedVideoCapability
-        t.append(.sequence(PERSequenceType("H261VideoCapability", root: [PERMember("qcifMPI", .integer(PERIntegerRange(1, 4)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 4)), optional: true), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("maxBitRate", .integer(PERIntegerRange(1, 19200))), PERMember("stillImageTransmission", .boolean)], additions: [PERMember("videoBadMBsCap", .boolean)]))) // 232 H261VideoCapability
-        t.append(.sequence(PERSequenceType("H262VideoCapability", root: [PERMember("profileAndLevel-SPatML", .boolean), PERMember("profileAndLevel-MPatLL", .boolean), PERMember("profileAndLevel-MPatML", .boolean), PERMember("profileAndLevel-MPatH-14", .boolean), PERMember("profileAndLevel-MPatHL", .boolean), PERMember("profileAndLevel-SNRatLL", .boolean), PERMember("profileAndLevel-SNRatML", .boolean), PERMember("profileAndLevel-SpatialatH-14", .boolean), PERMember("profileAndLevel-HPatML", .boolean), PERMember("profileAndLevel-HPatH-14", .boolean), PERMember("profileAndLevel-HPatHL", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("framesPerSecond", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean)]))) // 233 H262VideoCapability
-        t.append(.sequence(PERSequenceType("H263VideoCapability", root: [PERMember("sqcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("maxBitRate", .integer(PERIntegerRange(1, 192400))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("hrd-B", .integer(PERIntegerRange(0, 524287)), optional: true), PERMember("bppMaxKb", .integer(PERIntegerRange(0, 65535)), optional: true)], additions: [PERMember("slowSqcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowQcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif4MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif16MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("errorCompensation", .boolean), PERMember("enhancementLayerInfo", .reference(235), optional: true), PERMember("h263Options", .reference(238), optional: true)]))) // 234 H263VideoCapability
-        t.append(.sequence(PERSequenceType("EnhancementLayerInfo", root: [PERMember("baseBitRateConstrained", .boolean), PERMember("snrEnhancement", .sequenceOf(PERSequenceOfType(.reference(237), size: PERSize(1, 14))), optional: true), PERMember("spatialEnhancement", .sequenceOf(PERSequenceOfType(.reference(237), size: PERSize(1, 14))), optional: true), PERMember("bPictureEnhancement", .sequenceOf(PERSequenceOfType(.reference(236), size: PERSize(1, 14))), optional: true)], additions: []))) // 235 EnhancementLayerInfo
-        t.append(.sequence(PERSequenceType("BEnhancementParameters", root: [PERMember("enhancementOptions", .reference(237)), PERMember("numberOfBPictures", .integer(PERIntegerRange(1, 64)))], additions: []))) // 236 BEnhancementParameters
-        t.append(.sequence(PERSequenceType("EnhancementOptions", root: [PERMember("sqcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("maxBitRate", .integer(PERIntegerRange(1, 192400))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("slowSqcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowQcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif4MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif16MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("errorCompensation", .boolean), PERMember("h263Options", .reference(238), optional: true)], additions: []))) // 237 EnhancementOptions
-        t.append(.sequence(PERSequenceType("H263Options", root: [PERMember("advancedIntraCodingMode", .boolean), PERMember("deblockingFilterMode", .boolean), PERMember("improvedPBFramesMode", .boolean), PERMember("unlimitedMotionVectors", .boolean), PERMember("fullPictureFreeze", .boolean), PERMember("partialPictureFreezeAndRelease", .boolean), PERMember("resizingPartPicFreezeAndRelease", .boolean), PERMember("fullPictureSnapshot", .boolean), PERMember("partialPictureSnapshot", .boolean), PERMember("videoSegmentTagging", .boolean), PERMember("progressiveRefinement", .boolean), PERMember("dynamicPictureResizingByFour", .boolean), PERMember("dynamicPictureResizingSixteenthPel", .boolean), PERMember("dynamicWarpingHalfPel", .boolean), PERMember("dynamicWarpingSixteenthPel", .boolean), PERMember("independentSegmentDecoding", .boolean), PERMember("slicesInOrder-NonRect", .boolean), PERMember("slicesInOrder-Rect", .boolean), PERMember("slicesNoOrder-NonRect", .boolean), PERMember("slicesNoOrder-Rect", .boolean), PERMember("alternateInterVLCMode", .boolean), PERMember("modifiedQuantizationMode", .boolean), PERMember("reducedResolutionUpdate", .boolean), PERMember("transparencyParameters", .reference(239), optional: true), PERMember("separateVideoBackChannel", .boolean), PERMember("refPictureSelection", .reference(240), optional: true), PERMember("customPictureClockFrequency", .sequenceOf(PERSequenceOfType(.reference(241), size: PERSize(1, 16))), optional: true), PERMember("customPictureFormat", .sequenceOf(PERSequenceOfType(.reference(242), size: PERSize(1, 16))), optional: true), PERMember("modeCombos", .sequenceOf(PERSequenceOfType(.reference(243), size: PERSize(1, 16))), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean), PERMember("h263Version3Options", .reference(245))]))) // 238 H263Options
-        t.append(.sequence(PERSequenceType("TransparencyParameters", root: [PERMember("presentationOrder", .integer(PERIntegerRange(1, 256))), PERMember("offset-x", .integer(PERIntegerRange(-262144, 262143))), PERMember("offset-y", .integer(PERIntegerRange(-262144, 262143))), PERMember("scale-x", .integer(PERIntegerRange(1, 255))), PERMember("scale-y", .integer(PERIntegerRange(1, 255)))], additions: []))) // 239 TransparencyParameters
-        t.append(.sequence(PERSequenceType("RefPictureSelection", root: [PERMember("additionalPictureMemory", .sequence(PERSequenceType("RefPictureSelection.additionalPictureMemory", root: [PERMember("sqcifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("qcifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cif4AdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cif16AdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("bigCpfAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true)], additions: [])), optional: true), PERMember("videoMux", .boolean), PERMember("videoBackChannelSend", .choice(PERChoiceType("RefPictureSelection.videoBackChannelSend", root: [PERMember("none", .null), PERMember("ackMessageOnly", .null), PERMember("nackMessageOnly", .null), PERMember("ackOrNackMessageOnly", .null), PERMember("ackAndNackMessage", .null)], additions: [])))], additions: [PERMember("enhancedReferencePicSelect", .sequence(PERSequenceType("RefPictureSelection.enhancedReferencePicSelect", root: [PERMember("subPictureRemovalParameters", .sequence(PERSequenceType("RefPictureSelection.enhancedReferencePicSelect.subPictureRemovalParameters", root: [PERMember("mpuHorizMBs", .integer(PERIntegerRange(1, 128))), PERMember("mpuVertMBs", .integer(PERIntegerRange(1, 72))), PERMember("mpuTotalNumber", .integer(PERIntegerRange(1, 65536)))], additions: [])), optional: true)], additions: [])))]))) // 240 RefPictureSelection
-        t.append(.sequence(PERSequenceType("CustomPictureClockFrequency", root: [PERMember("clockConversionCode", .integer(PERIntegerRange(1000, 1001))), PERMember("clockDivisor", .integer(PERIntegerRange(1, 127))), PERMember("sqcifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 2048)), optional: true)], additions: []))) // 241 CustomPictureClockFrequency
-        t.append(.sequence(PERSequenceType("CustomPictureFormat", root: [PERMember("maxCustomPictureWidth", .integer(PERIntegerRange(1, 2048))), PERMember("maxCustomPictureHeight", .integer(PERIntegerRange(1, 2048))), PERMember("minCustomPictureWidth", .integer(PERIntegerRange(1, 2048))), PERMember("minCustomPictureHeight", .integer(PERIntegerRange(1, 2048))), PERMember("mPI", .sequence(PERSequenceType("CustomPictureFormat.mPI", root: [PERMember("standardMPI", .integer(PERIntegerRange(1, 31)), optional: true), PERMember("customPCF", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("CustomPictureFormat.mPI.customPCF[]", root: [PERMember("clockConversionCode", .integer(PERIntegerRange(1000, 1001))), PERMember("clockDivisor", .integer(PERIntegerRange(1, 127))), PERMember("customMPI", .integer(PERIntegerRange(1, 2048)))], additions: [])), size: PERSize(1, 16))), optional: true)], additions: []))), PERMember("pixelAspectInformation", .choice(PERChoiceType("CustomPictureFormat.pixelAspectInformation", root: [PERMember("anyPixelAspectRatio", .boolean), PERMember("pixelAspectCode", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(1, 14)), size: PERSize(1, 14)))), PERMember("extendedPAR", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("CustomPictureFormat.pixelAspectInformation.extendedPAR[]", root: [PERMember("width", .integer(PERIntegerRange(1, 255))), PERMember("height", .integer(PERIntegerRange(1, 255)))], additions: [])), size: PERSize(1, 256))))], additions: [])))], additions: []))) // 242 CustomPictureFormat
-        t.append(.sequence(PERSequenceType("H263VideoModeCombos", root: [PERMember("h263VideoUncoupledModes", .reference(244)), PERMember("h263VideoCoupledModes", .sequenceOf(PERSequenceOfType(.reference(244), size: PERSize(1, 16))))], additions: []))) // 243 H263VideoModeCombos
-        t.append(.sequence(PERSequenceType("H263ModeComboFlags", root: [PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean), PERMember("advancedIntraCodingMode", .boolean), PERMember("deblockingFilterMode", .boolean), PERMember("unlimitedMotionVectors", .boolean), PERMember("slicesInOrder-NonRect", .boolean), PERMember("slicesInOrder-Rect", .boolean), PERMember("slicesNoOrder-NonRect", .boolean), PERMember("slicesNoOrder-Rect", .boolean), PERMember("improvedPBFramesMode", .boolean), PERMember("referencePicSelect", .boolean), PERMember("dynamicPictureResizingByFour", .boolean), PERMember("dynamicPictureResizingSixteenthPel", .boolean), PERMember("dynamicWarpingHalfPel", .boolean), PERMember("dynamicWarpingSixteenthPel", .boolean), PERMember("reducedResolutionUpdate", .boolean), PERMember("independentSegmentDecoding", .boolean), PERMember("alternateInterVLCMode", .boolean), PERMember("modifiedQuantizationMode", .boolean)], additions: [PERMember("enhancedReferencePicSelect", .boolean), PERMember("h263Version3Options", .reference(245))]))) // 244 H263ModeComboFlags
-        t.append(.sequence(PERSequenceType("H263Version3Options", root: [PERMember("dataPartitionedSlices", .boolean), PERMember("fixedPointIDCT0", .boolean), PERMember("interlacedFields", .boolean), PERMember("currentPictureHeaderRepetition", .boolean), PERMember("previousPictureHeaderRepetition", .boolean), PERMember("nextPictureHeaderRepetition", .boolean), PERMember("pictureNumber", .boolean), PERMember("spareReferencePictures", .boolean)], additions: []))) // 245 H263Version3Options
-        t.append(.sequence(PERSequenceType("IS11172VideoCapability", root: [PERMember("constrainedBitstream", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("pictureRate", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean)]))) // 246 IS11172VideoCapability
-        t.append(.choice(PERChoiceType("AudioCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("g711Alaw64k", .integer(PERIntegerRange(1, 256))), PERMember("g711Alaw56k", .integer(PERIntegerRange(1, 256))), PERMember("g711Ulaw64k", .integer(PERIntegerRange(1, 256))), PERMember("g711Ulaw56k", .integer(PERIntegerRange(1, 256))), PERMember("g722-64k", .integer(PERIntegerRange(1, 256))), PERMember("g722-56k", .integer(PERIntegerRange(1, 256))), PERMember("g722-48k", .integer(PERIntegerRange(1, 256))), PERMember("g7231", .sequence(PERSequenceType("AudioCapability.g7231", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean)], additions: nil))), PERMember("g728", .integer(PERIntegerRange(1, 256))), PERMember("g729", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexA", .integer(PERIntegerRange(1, 256))), PERMember("is11172AudioCapability", .reference(250)), PERMember("is13818AudioCapability", .reference(251))], additions: [PERMember("g729wAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexAwAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g7231AnnexCCapability", .reference(249)), PERMember("gsmFullRate", .reference(252)), PERMember("gsmHalfRate", .reference(252)), PERMember("gsmEnhancedFullRate", .reference(252)), PERMember("genericAudioCapability", .reference(270)), PERMember("g729Extensions", .reference(248)), PERMember("vbd", .reference(253)), PERMember("audioTelephonyEvent", .reference(279)), PERMember("audioTone", .reference(280))]))) // 247 AudioCapability
-        t.append(.sequence(PERSequenceType("G729Extensions", root: [PERMember("audioUnit", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("annexA", .boolean), PERMember("annexB", .boolean), PERMember("annexD", .boolean), PERMember("annexE", .boolean), PERMember("annexF", .boolean), PERMember("annexG", .boolean), PERMember("annexH", .boolean)], additions: []))) // 248 G729Extensions
-        t.append(.sequence(PERSequenceType("G7231AnnexCCapability", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean), PERMember("g723AnnexCAudioMode", .sequence(PERSequenceType("G7231AnnexCCapability.g723AnnexCAudioMode", root: [PERMember("highRateMode0", .integer(PERIntegerRange(27, 78))), PERMember("highRateMode1", .integer(PERIntegerRange(27, 78))), PERMember("lowRateMode0", .integer(PERIntegerRange(23, 66))), PERMember("lowRateMode1", .integer(PERIntegerRange(23, 66))), PERMember("sidMode0", .integer(PERIntegerRange(6, 17))), PERMember("sidMode1", .integer(PERIntegerRange(6, 17)))], additions: [])), optional: true)], additions: []))) // 249 G7231AnnexCCapability
-        t.append(.sequence(PERSequenceType("IS11172AudioCapability", root: [PERMember("audioLayer1", .boolean), PERMember("audioLayer2", .boolean), PERMember("audioLayer3", .boolean), PERMember("audioSampling32k", .boolean), PERMember("audioSampling44k1", .boolean), PERMember("audioSampling48k", .boolean), PERMember("singleChannel", .boolean), PERMember("twoChannels", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 448)))], additions: []))) // 250 IS11172AudioCapability
-        t.append(.sequence(PERSequenceType("IS13818AudioCapability", root: [PERMember("audioLayer1", .boolean), PERMember("audioLayer2", .boolean), PERMember("audioLayer3", .boolean), PERMember("audioSampling16k", .boolean), PERMember("audioSampling22k05", .boolean), PERMember("audioSampling24k", .boolean), PERMember("audioSampling32k", .boolean), PERMember("audioSampling44k1", .boolean), PERMember("audioSampling48k", .boolean), PERMember("singleChannel", .boolean), PERMember("twoChannels", .boolean), PERMember("threeChannels2-1", .boolean), PERMember("threeChannels3-0", .boolean), PERMember("fourChannels2-0-2-0", .boolean), PERMember("fourChannels2-2", .boolean), PERMember("fourChannels3-1", .boolean), PERMember("fiveChannels3-0-2-0", .boolean), PERMember("fiveChannels3-2", .boolean), PERMember("lowFrequencyEnhancement", .boolean), PERMember("multilingual", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 1130)))], additions: []))) // 251 IS13818AudioCapability
-        t.append(.sequence(PERSequenceType("GSMAudioCapability", root: [PERMember("audioUnitSize", .integer(PERIntegerRange(1, 256))), PERMember("comfortNoise", .boolean), PERMember("scrambled", .boolean)], additions: []))) // 252 GSMAudioCapability
-        t.append(.sequence(PERSequenceType("VBDCapability", root: [PERMember("type", .reference(247))], additions: []))) // 253 VBDCapability
-        t.append(.sequence(PERSequenceType("DataApplicationCapability", root: [PERMember("application", .choice(PERChoiceType("DataApplicationCapability.application", root: [PERMember("nonStandard", .reference(184)), PERMember("t120", .reference(255)), PERMember("dsm-cc", .reference(255)), PERMember("userData", .reference(255)), PERMember("t84", .sequence(PERSequenceType("DataApplicationCapability.application.t84", root: [PERMember("t84Protocol", .reference(255)), PERMember("t84Profile", .reference(258))], additions: nil))), PERMember("t434", .reference(255)), PERMember("h224", .reference(255)), PERMember("nlpid", .sequence(PERSequenceType("DataApplicationCapability.application.nlpid", root: [PERMember("nlpidProtocol", .reference(255)), PERMember("nlpidData", .octetString(.unconstrained))], additions: nil))), PERMember("dsvdControl", .null), PERMember("h222DataPartitioning", .reference(255))], additions: [PERMember("t30fax", .reference(255)), PERMember("t140", .reference(255)), PERMember("t38fax", .sequence(PERSequenceType("DataApplicationCapability.application.t38fax", root: [PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: nil))), PERMember("genericDataCapability", .reference(270))]))), PERMember("maxBitRate", .integer(PERIntegerRange(0, 4294967295)))], additions: []))) // 254 DataApplicationCapability
-        t.append(.choice(PERChoiceType("DataProtocolCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("v14buffered", .null), PERMember("v42lapm", .null), PERMember("hdlcFrameTunnelling", .null), PERMember("h310SeparateVCStack", .null), PERMember("h310SingleVCStack", .null), PERMember("transparent", .null)], additions: [PERMember("segmentationAndReassembly", .null), PERMember("hdlcFrameTunnelingwSAR", .null), PERMember("v120", .null), PERMember("separateLANStack", .null), PERMember("v76wCompression", .choice(PERChoiceType("DataProtocolCapability.v76wCompression", root: [PERMember("transmitCompression", .reference(256)), PERMember("receiveCompression", .reference(256)), PERMember("transmitAndReceiveCompression", .reference(256))], additions: []))), PERMember("tcp", .null), PERMember("udp", .null)]))) // 255 DataProtocolCapability
-        t.append(.choice(PERChoiceType("CompressionType", root: [PERMember("v42bis", .reference(257))], additions: []))) // 256 CompressionType
-        t.append(.sequence(PERSequenceType("V42bis", root: [PERMember("numberOfCodewords", .integer(PERIntegerRange(1, 65536))), PERMember("maximumStringLength", .integer(PERIntegerRange(1, 256)))], additions: []))) // 257 V42bis
-        t.append(.choice(PERChoiceType("T84Profile", root: [PERMember("t84Unrestricted", .null), PERMember("t84Restricted", .sequence(PERSequenceType("T84Profile.t84Restricted", root: [PERMember("qcif", .boolean), PERMember("cif", .boolean), PERMember("ccir601Seq", .boolean), PERMember("ccir601Prog", .boolean), PERMember("hdtvSeq", .boolean), PERMember("hdtvProg", .boolean), PERMember("g3FacsMH200x100", .boolean), PERMember("g3FacsMH200x200", .boolean), PERMember("g4FacsMMR200x100", .boolean), PERMember("g4FacsMMR200x200", .boolean), PERMember("jbig200x200Seq", .boolean), PERMember("jbig200x200Prog", .boolean), PERMember("jbig300x300Seq", .boolean), PERMember("jbig300x300Prog", .boolean), PERMember("digPhotoLow", .boolean), PERMember("digPhotoMedSeq", .boolean), PERMember("digPhotoMedProg", .boolean), PERMember("digPhotoHighSeq", .boolean), PERMember("digPhotoHighProg", .boolean)], additions: [])))], additions: nil))) // 258 T84Profile
-        t.append(.sequence(PERSequenceType("T38FaxProfile", root: [PERMember("fillBitRemoval", .boolean), PERMember("transcodingJBIG", .boolean), PERMember("transcodingMMR", .boolean)], additions: [PERMember("version", .integer(PERIntegerRange(0, 255))), PERMember("t38FaxRateManagement", .reference(260)), PERMember("t38FaxUdpOptions", .reference(261), optional: true), PERMember("t38FaxTcpOptions", .reference(262), optional: true)]))) // 259 T38FaxProfile
-        t.append(.choice(PERChoiceType("T38FaxRateManagement", root: [PERMember("localTCF", .null), PERMember("transferredTCF", .null)], additions: []))) // 260 T38FaxRateManagement
-        t.append(.sequence(PERSequenceType("T38FaxUdpOptions", root: [PERMember("t38FaxMaxBuffer", .integer(.unconstrained), optional: true), PERMember("t38FaxMaxDatagram", .integer(.unconstrained), optional: true), PERMember("t38FaxUdpEC", .choice(PERChoiceType("T38FaxUdpOptions.t38FaxUdpEC", root: [PERMember("t38UDPFEC", .null), PERMember("t38UDPRedundancy", .null)], additions: [])))], additions: nil))) // 261 T38FaxUdpOptions
-        t.append(.sequence(PERSequenceType("T38FaxTcpOptions", root: [PERMember("t38TCPBidirectionalMode", .boolean)], additions: []))) // 262 T38FaxTcpOptions
-        t.append(.sequence(PERSequenceType("EncryptionAuthenticationAndIntegrity", root: [PERMember("encryptionCapability", .reference(264), optional: true), PERMember("authenticationCapability", .reference(266), optional: true), PERMember("integrityCapability", .reference(267), optional: true)], additions: [PERMember("genericH235SecurityCapability", .reference(270), optional: true)]))) // 263 EncryptionAuthenticationAndIntegrity
-        t.append(.sequenceOf(PERSequenceOfType(.reference(265), size: PERSize(1, 256)))) // 264 EncryptionCapability
-        t.append(.choice(PERChoiceType("MediaEncryptionAlgorithm", root: [PERMember("nonStandard", .reference(184)), PERMember("algorithm", .objectIdentifier)], additions: []))) // 265 MediaEncryptionAlgorithm
-        t.append(.sequence(PERSequenceType("AuthenticationCapability", root: [PERMember("nonStandard", .reference(184), optional: true)], additions: [PERMember("antiSpamAlgorithm", .objectIdentifier, optional: true)]))) // 266 AuthenticationCapability
-        t.append(.sequence(PERSequenceType("IntegrityCapability", root: [PERMember("nonStandard", .reference(184), optional: true)], additions: []))) // 267 IntegrityCapability
-        t.append(.choice(PERChoiceType("UserInputCapability", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: PERSize(1, 16)))), PERMember("basicString", .null), PERMember("iA5String", .null), PERMember("generalString", .null), PERMember("dtmf", .null), PERMember("hookflash", .null)], additions: [PERMember("extendedAlphanumeric", .null), PERMember("encryptedBasicString", .null), PERMember("encryptedIA5String", .null), PERMember("encryptedGeneralString", .null), PERMember("secureDTMF", .null), PERMember("genericUserInputCapability", .reference(270))]))) // 268 UserInputCapability
-        t.append(.sequence(PERSequenceType("ConferenceCapability", root: [PERMember("nonStandardData", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("chairControlCapability", .boolean)], additions: [PERMember("videoIndicateMixingCapability", .boolean), PERMember("multipointVisualizationCapability", .boolean, optional: true)]))) // 269 ConferenceCapability
-        t.append(.sequence(PERSequenceType("GenericCapability", root: [PERMember("capabilityIdentifier", .reference(271)), PERMember("maxBitRate", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("collapsing", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true), PERMember("nonCollapsing", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true), PERMember("nonCollapsingRaw", .octetString(.unconstrained), optional: true), PERMember("transport", .reference(255), optional: true)], additions: []))) // 270 GenericCapability
-        t.append(.choice(PERChoiceType("CapabilityIdentifier", root: [PERMember("standard", .objectIdentifier), PERMember("h221NonStandard", .reference(184)), PERMember("uuid", .octetString(PERSize(16, 16))), PERMember("domainBased", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))))], additions: []))) // 271 CapabilityIdentifier
-        t.append(.sequence(PERSequenceType("GenericParameter", root: [PERMember("parameterIdentifier", .reference(273)), PERMember("parameterValue", .reference(274)), PERMember("supersedes", .sequenceOf(PERSequenceOfType(.reference(273), size: .unconstrained)), optional: true)], additions: []))) // 272 GenericParameter
-        t.append(.choice(PERChoiceType("ParameterIdentifier", root: [PERMember("standard", .integer(PERIntegerRange(0, 127))), PERMember("h221NonStandard", .reference(184)), PERMember("uuid", .octetString(PERSize(16, 16))), PERMember("domainBased", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))))], additions: []))) // 273 ParameterIdentifier
-        t.append(.choice(PERChoiceType("ParameterValue", root: [PERMember("logical", .null), PERMember("booleanArray", .integer(PERIntegerRange(0, 255))), PERMember("unsignedMin", .integer(PERIntegerRange(0, 65535))), PERMember("unsignedMax", .integer(PERIntegerRange(0, 65535))), PERMember("unsigned32Min", .integer(PERIntegerRange(0, 4294967295))), PERMember("unsigned32Max", .integer(PERIntegerRange(0, 4294967295))), PERMember("octetString", .octetString(.unconstrained)), PERMember("genericParameter", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)))], additions: []))) // 274 ParameterValue
-        t.append(.sequence(PERSequenceType("MultiplexedStreamCapability", root: [PERMember("multiplexFormat", .reference(276)), PERMember("controlOnMuxStream", .boolean), PERMember("capabilityOnMuxStream", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))), optional: true)], additions: []))) // 275 MultiplexedStreamCapability
-        t.append(.choice(PERChoiceType("MultiplexFormat", root: [PERMember("nonStandard", .reference(184)), PERMember("h222Capability", .reference(202)), PERMember("h223Capability", .reference(204))], additions: []))) // 276 MultiplexFormat
-        t.append(.sequence(PERSequenceType("AudioTelephonyEventCapability", root: [PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127))), PERMember("audioTelephoneEvent", .generalString)], additions: []))) // 277 AudioTelephonyEventCapability
-        t.append(.sequence(PERSequenceType("AudioToneCapability", root: [PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)))], additions: []))) // 278 AudioToneCapability
-        t.append(.sequence(PERSequenceType("NoPTAudioTelephonyEventCapability", root: [PERMember("audioTelephoneEvent", .generalString)], additions: []))) // 279 NoPTAudioTelephonyEventCapability
-        t.append(.sequence(PERSequenceType("NoPTAudioToneCapability", root: [], additions: []))) // 280 NoPTAudioToneCapability
-        t.append(.sequence(PERSequenceType("MultiplePayloadStreamCapability", root: [PERMember("capabilities", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))))], additions: []))) // 281 MultiplePayloadStreamCapability
-        t.append(.choice(PERChoiceType("DepFECCapability", root: [PERMember("rfc2733", .sequence(PERSequenceType("DepFECCapability.rfc2733", root: [PERMember("redundancyEncoding", .boolean), PERMember("separateStream", .sequence(PERSequenceType("DepFECCapability.rfc2733.separateStream", root: [PERMember("separatePort", .boolean), PERMember("samePort", .boolean)], additions: [])))], additions: [])))], additions: []))) // 282 DepFECCapability
-        t.append(.sequence(PERSequenceType("FECCapability", root: [PERMember("protectedCapability", .reference(194)), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("rfc2733Format", .choice(PERChoiceType("FECCapability.rfc2733Format", root: [PERMember("rfc2733rfc2198", .reference(284)), PERMember("rfc2733sameport", .reference(284)), PERMember("rfc2733diffport", .reference(284))], additions: nil)), optional: true)], additions: []))) // 283 FECCapability
-        t.append(.integer(PERIntegerRange(1, nil))) // 284 MaxRedundancy
-        t.append(.sequence(PERSequenceType("OpenLogicalChannel", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("forwardLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannel.forwardLogicalChannelParameters", root: [PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("dataType", .reference(290)), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannel.forwardLogicalChannelParameters.multiplexParameters", root: [PERMember("h222LogicalChannelParameters", .reference(293)), PERMember("h223LogicalChannelParameters", .reference(294)), PERMember("v76LogicalChannelParameters", .reference(299))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302)), PERMember("none", .null)])))], additions: [PERMember("forwardLogicalChannelDependency", .reference(286), optional: true), PERMember("replacementFor", .reference(286), optional: true)]))), PERMember("reverseLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannel.reverseLogicalChannelParameters", root: [PERMember("dataType", .reference(290)), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannel.reverseLogicalChannelParameters.multiplexParameters", root: [PERMember("h223LogicalChannelParameters", .reference(294)), PERMember("v76LogicalChannelParameters", .reference(299))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302))])), optional: true)], additions: [PERMember("reverseLogicalChannelDependency", .reference(286), optional: true), PERMember("replacementFor", .reference(286), optional: true)])), optional: true)], additions: [PERMember("separateStack", .reference(287), optional: true), PERMember("encryptionSync", .reference(313), optional: true), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 285 OpenLogicalChannel
-        t.append(.integer(PERIntegerRange(1, 65535))) // 286 LogicalChannelNumber
-        t.append(.sequence(PERSequenceType("NetworkAccessParameters", root: [PERMember("distribution", .choice(PERChoiceType("NetworkAccessParameters.distribution", root: [PERMember("unicast", .null), PERMember("multicast", .null)], additions: [])), optional: true), PERMember("networkAddress", .choice(PERChoiceType("NetworkAccessParameters.networkAddress", root: [PERMember("q2931Address", .reference(288)), PERMember("e164Address", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))), PERMember("localAreaAddress", .reference(310))], additions: []))), PERMember("associateConference", .boolean), PERMember("externalReference", .octetString(PERSize(1, 255)), optional: true)], additions: [PERMember("t120SetupProcedure", .choice(PERChoiceType("NetworkAccessParameters.t120SetupProcedure", root: [PERMember("originateCall", .null), PERMember("waitForCall", .null), PERMember("issueQuery", .null)], additions: [])), optional: true)]))) // 287 NetworkAccessParameters
-        t.append(.sequence(PERSequenceType("Q2931Address", root: [PERMember("address", .choice(PERChoiceType("Q2931Address.address", root: [PERMember("internationalNumber", .characterString(PERCharacterStringType(.numeric, size: PERSize(1, 16)))), PERMember("nsapAddress", .octetString(PERSize(1, 20)))], additions: []))), PERMember("subaddress", .octetString(PERSize(1, 20)), optional: true)], additions: []))) // 288 Q2931Address
-        t.append(.sequence(PERSequenceType("V75Parameters", root: [PERMember("audioHeaderPresent", .boolean)], additions: []))) // 289 V75Parameters
-        t.append(.choice(PERChoiceType("DataType", root: [PERMember("nonStandard", .reference(184)), PERMember("nullData", .null), PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254)), PERMember("encryptionData", .reference(368))], additions: [PERMember("h235Control", .reference(184)), PERMember("h235Media", .reference(291)), PERMember("multiplexedStream", .reference(292)), PERMember("redundancyEncoding", .reference(304)), PERMember("multiplePayloadStream", .reference(306)), PERMember("depFec", .reference(308)), PERMember("fec", .reference(309))]))) // 290 DataType
-        t.append(.sequence(PERSequenceType("H235Media", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaType", .choice(PERChoiceType("H235Media.mediaType", root: [PERMember("nonStandard", .reference(184)), PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254))], additions: [PERMember("redundancyEncoding", .reference(304)), PERMember("multiplePayloadStream", .reference(306)), PERMember("depFec", .reference(308)), PERMember("fec", .reference(309))])))], additions: []))) // 291 H235Media
-        t.append(.sequence(PERSequenceType("MultiplexedStreamParameter", root: [PERMember("multiplexFormat", .reference(276)), PERMember("controlOnMuxStream", .boolean)], additions: []))) // 292 MultiplexedStreamParameter
-        t.append(.sequence(PERSequenceType("H222LogicalChannelParameters", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("subChannelID", .integer(PERIntegerRange(0, 8191))), PERMember("pcr-pid", .integer(PERIntegerRange(0, 8191)), optional: true), PERMember("programDescriptors", .octetString(.unconstrained), optional: true), PERMember("streamDescriptors", .octetString(.unconstrained), optional: true)], additions: []))) // 293 H222LogicalChannelParameters
-        t.append(.sequence(PERSequenceType("H223LogicalChannelParameters", root: [PERMember("adaptationLayerType", .choice(PERChoiceType("H223LogicalChannelParameters.adaptationLayerType", root: [PERMember("nonStandard", .reference(184)), PERMember("al1Framed", .null), PERMember("al1NotFramed", .null), PERMember("al2WithoutSequenceNumbers", .null), PERMember("al2WithSequenceNumbers", .null), PERMember("al3", .sequence(PERSequenceType("H223LogicalChannelParameters.adaptationLayerType.al3", root: [PERMember("controlFieldOctets", .integer(PERIntegerRange(0, 2))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: nil)))], additions: [PERMember("al1M", .reference(295)), PERMember("al2M", .reference(296)), PERMember("al3M", .reference(297))]))), PERMember("segmentableFlag", .boolean)], additions: []))) // 294 H223LogicalChannelParameters
-        t.append(.sequence(PERSequenceType("H223AL1MParameters", root: [PERMember("transferMode", .choice(PERChoiceType("H223AL1MParameters.transferMode", root: [PERMember("framed", .null), PERMember("unframed", .null)], additions: []))), PERMember("headerFEC", .choice(PERChoiceType("H223AL1MParameters.headerFEC", root: [PERMember("sebch16-7", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("crcLength", .choice(PERChoiceType("H223AL1MParameters.crcLength", root: [PERMember("crc4bit", .null), PERMember("crc12bit", .null), PERMember("crc20bit", .null), PERMember("crc28bit", .null)], additions: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null), PERMember("crcNotUsed", .null)]))), PERMember("rcpcCodeRate", .integer(PERIntegerRange(8, 32))), PERMember("arqType", .choice(PERChoiceType("H223AL1MParameters.arqType", root: [PERMember("noArq", .null), PERMember("typeIArq", .reference(298)), PERMember("typeIIArq", .reference(298))], additions: []))), PERMember("alpduInterleaving", .boolean), PERMember("alsduSplitting", .boolean)], additions: [PERMember("rsCodeCorrection", .integer(PERIntegerRange(0, 127)), optional: true)]))) // 295 H223AL1MParameters
-        t.append(.sequence(PERSequenceType("H223AL2MParameters", root: [PERMember("headerFEC", .choice(PERChoiceType("H223AL2MParameters.headerFEC", root: [PERMember("sebch16-5", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("alpduInterleaving", .boolean)], additions: []))) // 296 H223AL2MParameters
-        t.append(.sequence(PERSequenceType("H223AL3MParameters", root: [PERMember("headerFormat", .choice(PERChoiceType("H223AL3MParameters.headerFormat", root: [PERMember("sebch16-7", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("crcLength", .choice(PERChoiceType("H223AL3MParameters.crcLength", root: [PERMember("crc4bit", .null), PERMember("crc12bit", .null), PERMember("crc20bit", .null), PERMember("crc28bit", .null)], additions: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null), PERMember("crcNotUsed", .null)]))), PERMember("rcpcCodeRate", .integer(PERIntegerRange(8, 32))), PERMember("arqType", .choice(PERChoiceType("H223AL3MParameters.arqType", root: [PERMember("noArq", .null), PERMember("typeIArq", .reference(298)), PERMember("typeIIArq", .reference(298))], additions: []))), PERMember("alpduInterleaving", .boolean)], additions: [PERMember("rsCodeCorrection", .integer(PERIntegerRange(0, 127)), optional: true)]))) // 297 H223AL3MParameters
-        t.append(.sequence(PERSequenceType("H223AnnexCArqParameters", root: [PERMember("numberOfRetransmissions", .choice(PERChoiceType("H223AnnexCArqParameters.numberOfRetransmissions", root: [PERMember("finite", .integer(PERIntegerRange(0, 16))), PERMember("infinite", .null)], additions: []))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: []))) // 298 H223AnnexCArqParameters
-        t.append(.sequence(PERSequenceType("V76LogicalChannelParameters", root: [PERMember("hdlcParameters", .reference(300)), PERMember("suspendResume", .choice(PERChoiceType("V76LogicalChannelParameters.suspendResume", root: [PERMember("noSuspendResume", .null), PERMember("suspendResumewAddress", .null), PERMember("suspendResumewoAddress", .null)], additions: []))), PERMember("uIH", .boolean), PERMember("mode", .choice(PERChoiceType("V76LogicalChannelParameters.mode", root: [PERMember("eRM", .sequence(PERSequenceType("V76LogicalChannelParameters.mode.eRM", root: [PERMember("windowSize", .integer(PERIntegerRange(1, 127))), PERMember("recovery", .choice(PERChoiceType("V76LogicalChannelParameters.mode.eRM.recovery", root: [PERMember("rej", .null), PERMember("sREJ", .null), PERMember("mSREJ", .null)], additions: [])))], additions: []))), PERMember("uNERM", .null)], additions: []))), PERMember("v75Parameters", .reference(289))], additions: []))) // 299 V76LogicalChannelParameters
-        t.append(.sequence(PERSequenceType("V76HDLCParameters", root: [PERMember("crcLength", .reference(301)), PERMember("n401", .integer(PERIntegerRange(1, 4095))), PERMember("loopbackTestProcedure", .boolean)], additions: []))) // 300 V76HDLCParameters
-        t.append(.choice(PERChoiceType("CRCLength", root: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null)], additions: []))) // 301 CRCLength
-        t.append(.sequence(PERSequenceType("H2250LogicalChannelParameters", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(0, 255))), PERMember("associatedSessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaGuaranteedDelivery", .boolean, optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("mediaControlGuaranteedDelivery", .boolean, optional: true), PERMember("silenceSuppression", .boolean, optional: true), PERMember("destination", .reference(382), optional: true), PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)), optional: true), PERMember("mediaPacketization", .choice(PERChoiceType("H2250LogicalChannelParameters.mediaPacketization", root: [PERMember("h261aVideoPacketization", .null)], additions: [PERMember("rtpPayloadType", .reference(303))])), optional: true)], additions: [PERMember("transportCapability", .reference(223), optional: true), PERMember("redundancyEncoding", .reference(304), optional: true), PERMember("source", .reference(382), optional: true)]))) // 302 H2250LogicalChannelParameters
-        t.append(.sequence(PERSequenceType("RTPPayloadType", root: [PERMember("payloadDescriptor", .choice(PERChoiceType("RTPPayloadType.payloadDescriptor", root: [PERMember("nonStandardIdentifier", .reference(184)), PERMember("rfc-number", .integer(PERIntegerRange(1, 32768, extensible: true))), PERMember("oid", .objectIdentifier)], additions: []))), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))) // 303 RTPPayloadType
-        t.append(.sequence(PERSequenceType("RedundancyEncoding", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("secondaryEncoding", .reference(290), optional: true)], additions: [PERMember("rtpRedundancyEncoding", .sequence(PERSequenceType("RedundancyEncoding.rtpRedundancyEncoding", root: [PERMember("primary", .reference(305), optional: true), PERMember("secondary", .sequenceOf(PERSequenceOfType(.reference(305), size: .unconstrained)), optional: true)], additions: [])), optional: true)]))) // 304 RedundancyEncoding
-        t.append(.sequence(PERSequenceType("RedundancyEncodingElement", root: [PERMember("dataType", .reference(290)), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))) // 305 RedundancyEncodingElement
-        t.append(.sequence(PERSequenceType("MultiplePayloadStream", root: [PERMember("elements", .sequenceOf(PERSequenceOfType(.reference(307), size: .unconstrained)))], additions: []))) // 306 MultiplePayloadStream
-        t.append(.sequence(PERSequenceType("MultiplePayloadStreamElement", root: [PERMember("dataType", .reference(290)), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))) // 307 MultiplePayloadStreamElement
-        t.append(.choice(PERChoiceType("DepFECData", root: [PERMember("rfc2733", .sequence(PERSequenceType("DepFECData.rfc2733", root: [PERMember("mode", .choice(PERChoiceType("DepFECData.rfc2733.mode", root: [PERMember("redundancyEncoding", .null), PERMember("separateStream", .choice(PERChoiceType("DepFECData.rfc2733.mode.separateStream", root: [PERMember("differentPort", .sequence(PERSequenceType("DepFECData.rfc2733.mode.separateStream.differentPort", root: [PERMember("protectedSessionID", .integer(PERIntegerRange(1, 255))), PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))), PERMember("samePort", .sequence(PERSequenceType("DepFECData.rfc2733.mode.separateStream.samePort", root: [PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)))], additions: [])))], additions: [])))], additions: [])))], additions: [])))], additions: nil))) // 308 DepFECData
-        t.append(.choice(PERChoiceType("FECData", root: [PERMember("rfc2733", .sequence(PERSequenceType("FECData.rfc2733", root: [PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127))), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("pktMode", .choice(PERChoiceType("FECData.rfc2733.pktMode", root: [PERMember("rfc2198coding", .null), PERMember("rfc2733sameport", .sequence(PERSequenceType("FECData.rfc2733.pktMode.rfc2733sameport", root: [], additions: []))), PERMember("rfc2733diffport", .sequence(PERSequenceType("FECData.rfc2733.pktMode.rfc2733diffport", root: [PERMember("protectedChannel", .reference(286))], additions: [])))], additions: [])))], additions: [])))], additions: []))) // 309 FECData
-        t.append(.choice(PERChoiceType("TransportAddress", root: [PERMember("unicastAddress", .reference(311)), PERMember("multicastAddress", .reference(312))], additions: []))) // 310 TransportAddress
-        t.append(.choice(PERChoiceType("UnicastAddress", root: [PERMember("iPAddress", .sequence(PERSequenceType("UnicastAddress.iPAddress", root: [PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("iPXAddress", .sequence(PERSequenceType("UnicastAddress.iPXAddress", root: [PERMember("node", .octetString(PERSize(6, 6))), PERMember("netnum", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .octetString(PERSize(2, 2)))], additions: []))), PERMember("iP6Address", .sequence(PERSequenceType("UnicastAddress.iP6Address", root: [PERMember("network", .octetString(PERSize(16, 16))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("netBios", .octetString(PERSize(16, 16))), PERMember("iPSourceRouteAddress", .sequence(PERSequenceType("UnicastAddress.iPSourceRouteAddress", root: [PERMember("routing", .choice(PERChoiceType("UnicastAddress.iPSourceRouteAddress.routing", root: [PERMember("strict", .null), PERMember("loose", .null)], additions: nil))), PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535))), PERMember("route", .sequenceOf(PERSequenceOfType(.octetString(PERSize(4, 4)), size: .unconstrained)))], additions: [])))], additions: [PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(184))]))) // 311 UnicastAddress
-        t.append(.choice(PERChoiceType("MulticastAddress", root: [PERMember("iPAddress", .sequence(PERSequenceType("MulticastAddress.iPAddress", root: [PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("iP6Address", .sequence(PERSequenceType("MulticastAddress.iP6Address", root: [PERMember("network", .octetString(PERSize(16, 16))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: [PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(184))]))) // 312 MulticastAddress
-        t.append(.sequence(PERSequenceType("EncryptionSync", root: [PERMember("nonStandard", .reference(184), optional: true), PERMember("synchFlag", .integer(PERIntegerRange(0, 255))), PERMember("h235Key", .octetString(PERSize(1, 65535))), PERMember("escrowentry", .sequenceOf(PERSequenceOfType(.reference(314), size: PERSize(1, 256))), optional: true)], additions: [PERMember("genericParameter", .reference(272), optional: true)]))) // 313 EncryptionSync
-        t.append(.sequence(PERSequenceType("EscrowData", root: [PERMember("escrowID", .objectIdentifier), PERMember("escrowValue", .bitString(PERSize(1, 65535)))], additions: []))) // 314 EscrowData
-        t.append(.sequence(PERSequenceType("OpenLogicalChannelAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("reverseLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannelAck.reverseLogicalChannelParameters", root: [PERMember("reverseLogicalChannelNumber", .reference(286)), PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannelAck.reverseLogicalChannelParameters.multiplexParameters", root: [PERMember("h222LogicalChannelParameters", .reference(293))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302))])), optional: true)], additions: [PERMember("replacementFor", .reference(286), optional: true)])), optional: true)], additions: [PERMember("separateStack", .reference(287), optional: true), PERMember("forwardMultiplexAckParameters", .choice(PERChoiceType("OpenLogicalChannelAck.forwardMultiplexAckParameters", root: [PERMember("h2250LogicalChannelAckParameters", .reference(318))], additions: [])), optional: true), PERMember("encryptionSync", .reference(313), optional: true), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 315 OpenLogicalChannelAck
-        t.append(.sequence(PERSequenceType("OpenLogicalChannelReject", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("cause", .choice(PERChoiceType("OpenLogicalChannelReject.cause", root: [PERMember("unspecified", .null), PERMember("unsuitableReverseParameters", .null), PERMember("dataTypeNotSupported", .null), PERMember("dataTypeNotAvailable", .null), PERMember("unknownDataType", .null), PERMember("dataTypeALCombinationNotSupported", .null)], additions: [PERMember("multicastChannelNotAllowed", .null), PERMember("insufficientBandwidth", .null), PERMember("separateStackEstablishmentFailed", .null), PERMember("invalidSessionID", .null), PERMember("masterSlaveConflict", .null), PERMember("waitForCommunicationMode", .null), PERMember("invalidDependentChannel", .null), PERMember("replacementForRejected", .null), PERMember("securityDenied", .null), PERMember("qoSControlNotSupported", .null)])))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 316 OpenLogicalChannelReject
-        t.append(.sequence(PERSequenceType("OpenLogicalChannelConfirm", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))) // 317 OpenLogicalChannelConfirm
-        t.append(.sequence(PERSequenceType("H2250LogicalChannelAckParameters", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)), optional: true)], additions: [PERMember("flowControlToZero", .boolean), PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true)]))) // 318 H2250LogicalChannelAckParameters
-        t.append(.sequence(PERSequenceType("CloseLogicalChannel", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("source", .choice(PERChoiceType("CloseLogicalChannel.source", root: [PERMember("user", .null), PERMember("lcse", .null)], additions: nil)))], additions: [PERMember("reason", .choice(PERChoiceType("CloseLogicalChannel.reason", root: [PERMember("unknown", .null), PERMember("reopen", .null), PERMember("reservationFailure", .null)], additions: [PERMember("networkErrorCode", .integer(PERIntegerRange(0, 255)))])))]))) // 319 CloseLogicalChannel
-        t.append(.sequence(PERSequenceType("CloseLogicalChannelAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))) // 320 CloseLogicalChannelAck
-        t.append(.sequence(PERSequenceType("RequestChannelClose", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: [PERMember("qosCapability", .reference(220), optional: true), PERMember("reason", .choice(PERChoiceType("RequestChannelClose.reason", root: [PERMember("unknown", .null), PERMember("normal", .null), PERMember("reopen", .null), PERMember("reservationFailure", .null)], additions: [PERMember("networkErrorCode", .integer(PERIntegerRange(0, 255)))])))]))) // 321 RequestChannelClose
-        t.append(.sequence(PERSequenceType("RequestChannelCloseAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))) // 322 RequestChannelCloseAck
-        t.append(.sequence(PERSequenceType("RequestChannelCloseReject", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("cause", .choice(PERChoiceType("RequestChannelCloseReject.cause", root: [PERMember("unspecified", .null)], additions: [])))], additions: []))) // 323 RequestChannelCloseReject
-        t.append(.sequence(PERSequenceType("RequestChannelCloseRelease", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))) // 324 RequestChannelCloseRelease
-        t.append(.sequence(PERSequenceType("MultiplexEntrySend", root: [PERMember("sequenceNumber", .reference(180)), PERMember("multiplexEntryDescriptors", .sequenceOf(PERSequenceOfType(.reference(326), size: PERSize(1, 15))))], additions: []))) // 325 MultiplexEntrySend
-        t.append(.sequence(PERSequenceType("MultiplexEntryDescriptor", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("elementList", .sequenceOf(PERSequenceOfType(.reference(327), size: PERSize(1, 256))), optional: true)], additions: nil))) // 326 MultiplexEntryDescriptor
-        t.append(.sequence(PERSequenceType("MultiplexElement", root: [PERMember("type", .choice(PERChoiceType("MultiplexElement.type", root: [PERMember("logicalChannelNumber", .integer(PERIntegerRange(0, 65535))), PERMember("subElementList", .sequenceOf(PERSequenceOfType(.reference(327), size: PERSize(2, 255))))], additions: nil))), PERMember("repeatCount", .choice(PERChoiceType("MultiplexElement.repeatCount", root: [PERMember("finite", .integer(PERIntegerRange(1, 65535))), PERMember("untilClosingFlag", .null)], additions: nil)))], additions: nil))) // 327 MultiplexElement
-        t.append(.integer(PERIntegerRange(1, 15))) // 328 MultiplexTableEntryNumber
-        t.append(.sequence(PERSequenceType("MultiplexEntrySendAck", root: [PERMember("sequenceNumber", .reference(180)), PERMember("multiplexTableEntryNumber", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))) // 329 MultiplexEntrySendAck
-        t.append(.sequence(PERSequenceType("MultiplexEntrySendReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("rejectionDescriptions", .sequenceOf(PERSequenceOfType(.reference(331), size: PERSize(1, 15))))], additions: []))) // 330 MultiplexEntrySendReject
-        t.append(.sequence(PERSequenceType("MultiplexEntryRejectionDescriptions", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("cause", .choice(PERChoiceType("MultiplexEntryRejectionDescriptions.cause", root: [PERMember("unspecifiedCause", .null), PERMember("descriptorTooComplex", .null)], additions: [])))], additions: []))) // 331 MultiplexEntryRejectionDescriptions
-        t.append(.sequence(PERSequenceType("MultiplexEntrySendRelease", root: [PERMember("multiplexTableEntryNumber", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))) // 332 MultiplexEntrySendRelease
-        t.append(.sequence(PERSequenceType("RequestMultiplexEntry", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))) // 333 RequestMultiplexEntry
-        t.append(.sequence(PERSequenceType("RequestMultiplexEntryAck", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))) // 334 RequestMultiplexEntryAck
-        t.append(.sequence(PERSequenceType("RequestMultiplexEntryReject", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15)))), PERMember("rejectionDescriptions", .sequenceOf(PERSequenceOfType(.reference(336), size: PERSize(1, 15))))], additions: []))) // 335 RequestMultiplexEntryReject
-        t.append(.sequence(PERSequenceType("RequestMultiplexEntryRejectionDescriptions", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("cause", .choice(PERChoiceType("RequestMultiplexEntryRejectionDescriptions.cause", root: [PERMember("unspecifiedCause", .null)], additions: [])))], additions: []))) // 336 RequestMultiplexEntryRejectionDescriptions
-        t.append(.sequence(PERSequenceType("RequestMultiplexEntryRelease", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))) // 337 RequestMultiplexEntryRelease
-        t.append(.sequence(PERSequenceType("RequestMode", root: [PERMember("sequenceNumber", .reference(180)), PERMember("requestedModes", .sequenceOf(PERSequenceOfType(.reference(342), size: PERSize(1, 256))))], additions: []))) // 338 RequestMode
-        t.append(.sequence(PERSequenceType("RequestModeAck", root: [PERMember("sequenceNumber", .reference(180)), PERMember("response", .choice(PERChoiceType("RequestModeAck.response", root: [PERMember("willTransmitMostPreferredMode", .null), PERMember("willTransmitLessPreferredMode", .null)], additions: [])))], additions: []))) // 339 RequestModeAck
-        t.append(.sequence(PERSequenceType("RequestModeReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("cause", .choice(PERChoiceType("RequestModeReject.cause", root: [PERMember("modeUnavailable", .null), PERMember("multipointConstraint", .null), PERMember("requestDenied", .null)], additions: [])))], additions: []))) // 340 RequestModeReject
-        t.append(.sequence(PERSequenceType("RequestModeRelease", root: [], additions: []))) // 341 RequestModeRelease
-        t.append(.sequenceOf(PERSequenceOfType(.reference(344), size: PERSize(1, 256)))) // 342 ModeDescription
-        t.append(.choice(PERChoiceType("ModeElementType", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367)), PERMember("encryptionMode", .reference(368))], additions: [PERMember("h235Mode", .reference(345)), PERMember("multiplexedStreamMode", .reference(292)), PERMember("redundancyEncodingDTMode", .reference(347)), PERMember("multiplePayloadStreamMode", .reference(349)), PERMember("depFecMode", .reference(351)), PERMember("fecMode", .reference(352))]))) // 343 ModeElementType
-        t.append(.sequence(PERSequenceType("ModeElement", root: [PERMember("type", .reference(343)), PERMember("h223ModeParameters", .reference(353), optional: true)], additions: [PERMember("v76ModeParameters", .reference(354), optional: true), PERMember("h2250ModeParameters", .reference(355), optional: true), PERMember("genericModeParameters", .reference(270), optional: true), PERMember("multiplexedStreamModeParameters", .reference(346), optional: true), PERMember("logicalChannelNumber", .reference(286), optional: true)]))) // 344 ModeElement
-        t.append(.sequence(PERSequenceType("H235Mode", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaMode", .choice(PERChoiceType("H235Mode.mediaMode", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367))], additions: [])))], additions: []))) // 345 H235Mode
-        t.append(.sequence(PERSequenceType("MultiplexedStreamModeParameters", root: [PERMember("logicalChannelNumber", .reference(286))], additions: []))) // 346 MultiplexedStreamModeParameters
-        t.append(.sequence(PERSequenceType("RedundancyEncodingDTMode", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("primary", .reference(348)), PERMember("secondary", .sequenceOf(PERSequenceOfType(.reference(348), size: .unconstrained)))], additions: []))) // 347 RedundancyEncodingDTMode
-        t.append(.sequence(PERSequenceType("RedundancyEncodingDTModeElement", root: [PERMember("type", .choice(PERChoiceType("RedundancyEncodingDTModeElement.type", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367)), PERMember("encryptionMode", .reference(368)), PERMember("h235Mode", .reference(345))], additions: [PERMember("fecMode", .reference(352))])))], additions: []))) // 348 RedundancyEncodingDTModeElement
-        t.append(.sequence(PERSequenceType("MultiplePayloadStreamMode", root: [PERMember("elements", .sequenceOf(PERSequenceOfType(.reference(350), size: .unconstrained)))], additions: []))) // 349 MultiplePayloadStreamMode
-        t.append(.sequence(PERSequenceType("MultiplePayloadStreamElementMode", root: [PERMember("type", .reference(343))], additions: []))) // 350 MultiplePayloadStreamElementMode
-        t.append(.choice(PERChoiceType("DepFECMode", root: [PERMember("rfc2733Mode", .sequence(PERSequenceType("DepFECMode.rfc2733Mode", root: [PERMember("mode", .choice(PERChoiceType("DepFECMode.rfc2733Mode.mode", root: [PERMember("redundancyEncoding", .null), PERMember("separateStream", .choice(PERChoiceType("DepFECMode.rfc2733Mode.mode.separateStream", root: [PERMember("differentPort", .sequence(PERSequenceType("DepFECMode.rfc2733Mode.mode.separateStream.differentPort", root: [PERMember("protectedSessionID", .integer(PERIntegerRange(1, 255))), PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))), PERMember("samePort", .sequence(PERSequenceType("DepFECMode.rfc2733Mode.mode.separateStream.samePort", root: [PERMember("protectedType", .reference(343))], additions: [])))], additions: [])))], additions: [])))], additions: [])))], additions: []))) // 351 DepFECMode
-        t.append(.sequence(PERSequenceType("FECMode", root: [PERMember("protectedElement", .reference(343)), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("rfc2733Format", .choice(PERChoiceType("FECMode.rfc2733Format", root: [PERMember("rfc2733rfc2198", .reference(284)), PERMember("rfc2733sameport", .reference(284)), PERMember("rfc2733diffport", .reference(284))], additions: nil)), optional: true)], additions: []))) // 352 FECMode
-        t.append(.sequence(PERSequenceType("H223ModeParameters", root: [PERMember("adaptationLayerType", .choice(PERChoiceType("H223ModeParameters.adaptationLayerType", root: [PERMember("nonStandard", .reference(184)), PERMember("al1Framed", .null), PERMember("al1NotFramed", .null), PERMember("al2WithoutSequenceNumbers", .null), PERMember("al2WithSequenceNumbers", .null), PERMember("al3", .sequence(PERSequenceType("H223ModeParameters.adaptationLayerType.al3", root: [PERMember("controlFieldOctets", .integer(PERIntegerRange(0, 2))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: nil)))], additions: [PERMember("al1M", .reference(295)), PERMember("al2M", .reference(296)), PERMember("al3M", .reference(297))]))), PERMember("segmentableFlag", .boolean)], additions: []))) // 353 H223ModeParameters
-        t.append(.choice(PERChoiceType("V76ModeParameters", root: [PERMember("suspendResumewAddress", .null), PERMember("suspendResumewoAddress", .null)], additions: []))) // 354 V76ModeParameters
-        t.append(.sequence(PERSequenceType("H2250ModeParameters", root: [PERMember("redundancyEncodingMode", .reference(356), optional: true)], additions: []))) // 355 H2250ModeParameters
-        t.append(.sequence(PERSequenceType("RedundancyEncodingMode", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("secondaryEncoding", .choice(PERChoiceType("RedundancyEncodingMode.secondaryEncoding", root: [PERMember("nonStandard", .reference(184)), PERMember("audioData", .reference(362))], additions: [])), optional: true)], additions: []))) // 356 RedundancyEncodingMode
-        t.append(.choice(PERChoiceType("VideoMode", root: [PERMember("nonStandard", .reference(184)), PERMember("h261VideoMode", .reference(358)), PERMember("h262VideoMode", .reference(359)), PERMember("h263VideoMode", .reference(360)), PERMember("is11172VideoMode", .reference(361))], additions: [PERMember("genericVideoMode", .reference(270))]))) // 357 VideoMode
-        t.append(.sequence(PERSequenceType("H261VideoMode", root: [PERMember("resolution", .choice(PERChoiceType("H261VideoMode.resolution", root: [PERMember("qcif", .null), PERMember("cif", .null)], additions: nil))), PERMember("bitRate", .integer(PERIntegerRange(1, 19200))), PERMember("stillImageTransmission", .boolean)], additions: []))) // 358 H261VideoMode
-        t.append(.sequence(PERSequenceType("H262VideoMode", root: [PERMember("profileAndLevel", .choice(PERChoiceType("H262VideoMode.profileAndLevel", root: [PERMember("profileAndLevel-SPatML", .null), PERMember("profileAndLevel-MPatLL", .null), PERMember("profileAndLevel-MPatML", .null), PERMember("profileAndLevel-MPatH-14", .null), PERMember("profileAndLevel-MPatHL", .null), PERMember("profileAndLevel-SNRatLL", .null), PERMember("profileAndLevel-SNRatML", .null), PERMember("profileAndLevel-SpatialatH-14", .null), PERMember("profileAndLevel-HPatML", .null), PERMember("profileAndLevel-HPatH-14", .null), PERMember("profileAndLevel-HPatHL", .null)], additions: []))), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("framesPerSecond", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: []))) // 359 H262VideoMode
-        t.append(.sequence(PERSequenceType("H263VideoMode", root: [PERMember("resolution", .choice(PERChoiceType("H263VideoMode.resolution", root: [PERMember("sqcif", .null), PERMember("qcif", .null), PERMember("cif", .null), PERMember("cif4", .null), PERMember("cif16", .null)], additions: [PERMember("custom", .null)]))), PERMember("bitRate", .integer(PERIntegerRange(1, 19200))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean)], additions: [PERMember("errorCompensation", .boolean), PERMember("enhancementLayerInfo", .reference(235), optional: true), PERMember("h263Options", .reference(238), optional: true)]))) // 360 H263VideoMode
-        t.append(.sequence(PERSequenceType("IS11172VideoMode", root: [PERMember("constrainedBitstream", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("pictureRate", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: []))) // 361 IS11172VideoMode
-        t.append(.choice(PERChoiceType("AudioMode", root: [PERMember("nonStandard", .reference(184)), PERMember("g711Alaw64k", .null), PERMember("g711Alaw56k", .null), PERMember("g711Ulaw64k", .null), PERMember("g711Ulaw56k", .null), PERMember("g722-64k", .null), PERMember("g722-56k", .null), PERMember("g722-48k", .null), PERMember("g728", .null), PERMember("g729", .null), PERMember("g729AnnexA", .null), PERMember("g7231", .choice(PERChoiceType("AudioMode.g7231", root: [PERMember("noSilenceSuppressionLowRate", .null), PERMember("noSilenceSuppressionHighRate", .null), PERMember("silenceSuppressionLowRate", .null), PERMember("silenceSuppressionHighRate", .null)], additions: nil))), PERMember("is11172AudioMode", .reference(363)), PERMember("is13818AudioMode", .reference(364))], additions: [PERMember("g729wAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexAwAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g7231AnnexCMode", .reference(365)), PERMember("gsmFullRate", .reference(252)), PERMember("gsmHalfRate", .reference(252)), PERMember("gsmEnhancedFullRate", .reference(252)), PERMember("genericAudioMode", .reference(270)), PERMember("g729Extensions", .reference(248)), PERMember("vbd", .reference(366))]))) // 362 AudioMode
-        t.append(.sequence(PERSequenceType("IS11172AudioMode", root: [PERMember("audioLayer", .choice(PERChoiceType("IS11172AudioMode.audioLayer", root: [PERMember("audioLayer1", .null), PERMember("audioLayer2", .null), PERMember("audioLayer3", .null)], additions: nil))), PERMember("audioSampling", .choice(PERChoiceType("IS11172AudioMode.audioSampling", root: [PERMember("audioSampling32k", .null), PERMember("audioSampling44k1", .null), PERMember("audioSampling48k", .null)], additions: nil))), PERMember("multichannelType", .choice(PERChoiceType("IS11172AudioMode.multichannelType", root: [PERMember("singleChannel", .null), PERMember("twoChannelStereo", .null), PERMember("twoChannelDual", .null)], additions: nil))), PERMember("bitRate", .integer(PERIntegerRange(1, 448)))], additions: []))) // 363 IS11172AudioMode
-        t.append(.sequence(PERSequenceType("IS13818AudioMode", root: [PERMember("audioLayer", .choice(PERChoiceType("IS13818AudioMode.audioLayer", root: [PERMember("audioLayer1", .null), PERMember("audioLayer2", .null), PERMember("audioLayer3", .null)], additions: nil))), PERMember("audioSampling", .choice(PERChoiceType("IS13818AudioMode.audioSampling", root: [PERMember("audioSampling16k", .null), PERMember("audioSampling22k05", .null), PERMember("audioSampling24k", .null), PERMember("audioSampling32k", .null), PERMember("audioSampling44k1", .null), PERMember("audioSampling48k", .null)], additions: nil))), PERMember("multichannelType", .choice(PERChoiceType("IS13818AudioMode.multichannelType", root: [PERMember("singleChannel", .null), PERMember("twoChannelStereo", .null), PERMember("twoChannelDual", .null), PERMember("threeChannels2-1", .null), PERMember("threeChannels3-0", .null), PERMember("fourChannels2-0-2-0", .null), PERMember("fourChannels2-2", .null), PERMember("fourChannels3-1", .null), PERMember("fiveChannels3-0-2-0", .null), PERMember("fiveChannels3-2", .null)], additions: nil))), PERMember("lowFrequencyEnhancement", .boolean), PERMember("multilingual", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 1130)))], additions: []))) // 364 IS13818AudioMode
-        t.append(.sequence(PERSequenceType("G7231AnnexCMode", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean), PERMember("g723AnnexCAudioMode", .sequence(PERSequenceType("G7231AnnexCMode.g723AnnexCAudioMode", root: [PERMember("highRateMode0", .integer(PERIntegerRange(27, 78))), PERMember("highRateMode1", .integer(PERIntegerRange(27, 78))), PERMember("lowRateMode0", .integer(PERIntegerRange(23, 66))), PERMember("lowRateMode1", .integer(PERIntegerRange(23, 66))), PERMember("sidMode0", .integer(PERIntegerRange(6, 17))), PERMember("sidMode1", .integer(PERIntegerRange(6, 17)))], additions: [])))], additions: []))) // 365 G7231AnnexCMode
-        t.append(.sequence(PERSequenceType("VBDMode", root: [PERMember("type", .reference(362))], additions: []))) // 366 VBDMode
-        t.append(.sequence(PERSequenceType("DataMode", root: [PERMember("application", .choice(PERChoiceType("DataMode.application", root: [PERMember("nonStandard", .reference(184)), PERMember("t120", .reference(255)), PERMember("dsm-cc", .reference(255)), PERMember("userData", .reference(255)), PERMember("t84", .reference(255)), PERMember("t434", .reference(255)), PERMember("h224", .reference(255)), PERMember("nlpid", .sequence(PERSequenceType("DataMode.application.nlpid", root: [PERMember("nlpidProtocol", .reference(255)), PERMember("nlpidData", .octetString(.unconstrained))], additions: nil))), PERMember("dsvdControl", .null), PERMember("h222DataPartitioning", .reference(255))], additions: [PERMember("t30fax", .reference(255)), PERMember("t140", .reference(255)), PERMember("t38fax", .sequence(PERSequenceType("DataMode.application.t38fax", root: [PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: nil))), PERMember("genericDataMode", .reference(270))]))), PERMember("bitRate", .integer(PERIntegerRange(0, 4294967295)))], additions: []))) // 367 DataMode
-        t.append(.choice(PERChoiceType("EncryptionMode", root: [PERMember("nonStandard", .reference(184)), PERMember("h233Encryption", .null)], additions: []))) // 368 EncryptionMode
-        t.append(.sequence(PERSequenceType("RoundTripDelayRequest", root: [PERMember("sequenceNumber", .reference(180))], additions: []))) // 369 RoundTripDelayRequest
-        t.append(.sequence(PERSequenceType("RoundTripDelayResponse", root: [PERMember("sequenceNumber", .reference(180))], additions: []))) // 370 RoundTripDelayResponse
-        t.append(.sequence(PERSequenceType("MaintenanceLoopRequest", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopRequest.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: [])))], additions: []))) // 371 MaintenanceLoopRequest
-        t.append(.sequence(PERSequenceType("MaintenanceLoopAck", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopAck.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: [])))], additions: []))) // 372 MaintenanceLoopAck
-        t.append(.sequence(PERSequenceType("MaintenanceLoopReject", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopReject.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: []))), PERMember("cause", .choice(PERChoiceType("MaintenanceLoopReject.cause", root: [PERMember("canNotPerformLoop", .null)], additions: [])))], additions: []))) // 373 MaintenanceLoopReject
-        t.append(.sequence(PERSequenceType("MaintenanceLoopOffCommand", root: [], additions: []))) // 374 MaintenanceLoopOffCommand
-        t.append(.sequence(PERSequenceType("CommunicationModeCommand", root: [PERMember("communicationModeTable", .sequenceOf(PERSequenceOfType(.reference(378), size: PERSize(1, 256))))], additions: []))) // 375 CommunicationModeCommand
-        t.append(.sequence(PERSequenceType("CommunicationModeRequest", root: [], additions: []))) // 376 CommunicationModeRequest
-        t.append(.choice(PERChoiceType("CommunicationModeResponse", root: [PERMember("communicationModeTable", .sequenceOf(PERSequenceOfType(.reference(378), size: PERSize(1, 256))))], additions: []))) // 377 CommunicationModeResponse
-        t.append(.sequence(PERSequenceType("CommunicationModeTableEntry", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(1, 255))), PERMember("associatedSessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("terminalLabel", .reference(382), optional: true), PERMember("sessionDescription", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))), PERMember("dataType", .choice(PERChoiceType("CommunicationModeTableEntry.dataType", root: [PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254))], additions: []))), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaGuaranteedDelivery", .boolean, optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("mediaControlGuaranteedDelivery", .boolean, optional: true)], additions: [PERMember("redundancyEncoding", .reference(304), optional: true), PERMember("sessionDependency", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("destination", .reference(382), optional: true)]))) // 378 CommunicationModeTableEntry
-        t.append(.choice(PERChoiceType("ConferenceRequest", root: [PERMember("terminalListRequest", .null), PERMember("makeMeChair", .null), PERMember("cancelMakeMeChair", .null), PERMember("dropTerminal", .reference(382)), PERMember("requestTerminalID", .reference(382)), PERMember("enterH243Password", .null), PERMember("enterH243TerminalID", .null), PERMember("enterH243ConferenceID", .null)], additions: [PERMember("enterExtensionAddress", .null), PERMember("requestChairTokenOwner", .null), PERMember("requestTerminalCertificate", .sequence(PERSequenceType("ConferenceRequest.requestTerminalCertificate", root: [PERMember("terminalLabel", .reference(382), optional: true), PERMember("certSelectionCriteria", .reference(380), optional: true), PERMember("sRandom", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))), PERMember("broadcastMyLogicalChannel", .reference(286)), PERMember("makeTerminalBroadcaster", .reference(382)), PERMember("sendThisSource", .reference(382)), PERMember("requestAllTerminalIDs", .null), PERMember("remoteMCRequest", .reference(391))]))) // 379 ConferenceRequest
-        t.append(.sequenceOf(PERSequenceOfType(.reference(381), size: PERSize(1, 16)))) // 380 CertSelectionCriteria
-        t.append(.sequence(PERSequenceType("Criteria", root: [PERMember("field", .objectIdentifier), PERMember("value", .octetString(PERSize(1, 65535)))], additions: []))) // 381 Criteria
-        t.append(.sequence(PERSequenceType("TerminalLabel", root: [PERMember("mcuNumber", .reference(383)), PERMember("terminalNumber", .reference(384))], additions: []))) // 382 TerminalLabel
-        t.append(.integer(PERIntegerRange(0, 192))) // 383 McuNumber
-        t.append(.integer(PERIntegerRange(0, 192))) // 384 TerminalNumber
-        t.append(.choice(PERChoiceType("ConferenceResponse", root: [PERMember("mCTerminalIDResponse", .sequence(PERSequenceType("ConferenceResponse.mCTerminalIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("terminalIDResponse", .sequence(PERSequenceType("ConferenceResponse.terminalIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("conferenceIDResponse", .sequence(PERSequenceType("ConferenceResponse.conferenceIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("conferenceID", .reference(387))], additions: []))), PERMember("passwordResponse", .sequence(PERSequenceType("ConferenceResponse.passwordResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("password", .reference(388))], additions: []))), PERMember("terminalListResponse", .sequenceOf(PERSequenceOfType(.reference(382), size: PERSize(1, 256)))), PERMember("videoCommandReject", .null), PERMember("terminalDropReject", .null), PERMember("makeMeChairResponse", .choice(PERChoiceType("ConferenceResponse.makeMeChairResponse", root: [PERMember("grantedChairToken", .null), PERMember("deniedChairToken", .null)], additions: [])))], additions: [PERMember("extensionAddressResponse", .sequence(PERSequenceType("ConferenceResponse.extensionAddressResponse", root: [PERMember("extensionAddress", .reference(386))], additions: []))), PERMember("chairTokenOwnerResponse", .sequence(PERSequenceType("ConferenceResponse.chairTokenOwnerResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("terminalCertificateResponse", .sequence(PERSequenceType("ConferenceResponse.terminalCertificateResponse", root: [PERMember("terminalLabel", .reference(382), optional: true), PERMember("certificateResponse", .octetString(PERSize(1, 65535)), optional: true)], additions: []))), PERMember("broadcastMyLogicalChannelResponse", .choice(PERChoiceType("ConferenceResponse.broadcastMyLogicalChannelResponse", root: [PERMember("grantedBroadcastMyLogicalChannel", .null), PERMember("deniedBroadcastMyLogicalChannel", .null)], additions: []))), PERMember("makeTerminalBroadcasterResponse", .choice(PERChoiceType("ConferenceResponse.makeTerminalBroadcasterResponse", root: [PERMember("grantedMakeTerminalBroadcaster", .null), PERMember("deniedMakeTerminalBroadcaster", .null)], additions: []))), PERMember("sendThisSourceResponse", .choice(PERChoiceType("ConferenceResponse.sendThisSourceResponse", root: [PERMember("grantedSendThisSource", .null), PERMember("deniedSendThisSource", .null)], additions: []))), PERMember("requestAllTerminalIDsResponse", .reference(389)), PERMember("remoteMCResponse", .reference(392))]))) // 385 ConferenceResponse
-        t.append(.octetString(PERSize(1, 128))) // 386 TerminalID
-        t.append(.octetString(PERSize(1, 32))) // 387 ConferenceID
-        t.append(.octetString(PERSize(1, 32))) // 388 Password
-        t.append(.sequence(PERSequenceType("RequestAllTerminalIDsResponse", root: [PERMember("terminalInformation", .sequenceOf(PERSequenceOfType(.reference(390), size: .unconstrained)))], additions: []))) // 389 RequestAllTerminalIDsResponse
-        t.append(.sequence(PERSequenceType("TerminalInformation", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))) // 390 TerminalInformation
-        t.append(.choice(PERChoiceType("RemoteMCRequest", root: [PERMember("masterActivate", .null), PERMember("slaveActivate", .null), PERMember("deActivate", .null)], additions: []))) // 391 RemoteMCRequest
-        t.append(.choice(PERChoiceType("RemoteMCResponse", root: [PERMember("accept", .null), PERMember("reject", .choice(PERChoiceType("RemoteMCResponse.reject", root: [PERMember("unspecified", .null), PERMember("functionNotSupported", .null)], additions: [])))], additions: []))) // 392 RemoteMCResponse
-        t.append(.choice(PERChoiceType("MultilinkRequest", root: [PERMember("nonStandard", .reference(183)), PERMember("callInformation", .sequence(PERSequenceType("MultilinkRequest.callInformation", root: [PERMember("maxNumberOfAdditionalConnections", .integer(PERIntegerRange(1, 65535)))], additions: []))), PERMember("addConnection", .sequence(PERSequenceType("MultilinkRequest.addConnection", root: [PERMember("sequenceNumber", .reference(180)), PERMember("dialingInformation", .reference(396))], additions: []))), PERMember("removeConnection", .sequence(PERSequenceType("MultilinkRequest.removeConnection", root: [PERMember("connectionIdentifier", .reference(399))], additions: []))), PERMember("maximumHeaderInterval", .sequence(PERSequenceType("MultilinkRequest.maximumHeaderInterval", root: [PERMember("requestType", .choice(PERChoiceType("MultilinkRequest.maximumHeaderInterval.requestType", root: [PERMember("currentIntervalInformation", .null), PERMember("requestedInterval", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: [])))], additions: []))) // 393 MultilinkRequest
-        t.append(.choice(PERChoiceType("MultilinkResponse", root: [PERMember("nonStandard", .reference(183)), PERMember("callInformation", .sequence(PERSequenceType("MultilinkResponse.callInformation", root: [PERMember("dialingInformation", .reference(396)), PERMember("callAssociationNumber", .integer(PERIntegerRange(0, 4294967295)))], additions: []))), PERMember("addConnection", .sequence(PERSequenceType("MultilinkResponse.addConnection", root: [PERMember("sequenceNumber", .reference(180)), PERMember("responseCode", .choice(PERChoiceType("MultilinkResponse.addConnection.responseCode", root: [PERMember("accepted", .null), PERMember("rejected", .choice(PERChoiceType("MultilinkResponse.addConnection.responseCode.rejected", root: [PERMember("connectionsNotAvailable", .null), PERMember("userRejected", .null)], additions: [])))], additions: [])))], additions: []))), PERMember("removeConnection", .sequence(PERSequenceType("MultilinkResponse.removeConnection", root: [PERMember("connectionIdentifier", .reference(399))], additions: []))), PERMember("maximumHeaderInterval", .sequence(PERSequenceType("MultilinkResponse.maximumHeaderInterval", root: [PERMember("currentInterval", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))) // 394 MultilinkResponse
-        t.append(.choice(PERChoiceType("MultilinkIndication", root: [PERMember("nonStandard", .reference(183)), PERMember("crcDesired", .sequence(PERSequenceType("MultilinkIndication.crcDesired", root: [], additions: []))), PERMember("excessiveError", .sequence(PERSequenceType("MultilinkIndication.excessiveError", root: [PERMember("connectionIdentifier", .reference(399))], additions: [])))], additions: []))) // 395 MultilinkIndication
-        t.append(.choice(PERChoiceType("DialingInformation", root: [PERMember("nonStandard", .reference(183)), PERMember("differential", .sequenceOf(PERSequenceOfType(.reference(397), size: PERSize(1, 65535)))), PERMember("infoNotAvailable", .integer(PERIntegerRange(1, 65535)))], additions: []))) // 396 DialingInformation
-        t.append(.sequence(PERSequenceType("DialingInformationNumber", root: [PERMember("networkAddress", .characterString(PERCharacterStringType(.numeric, size: PERSize(0, 40)))), PERMember("subAddress", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 40))), optional: true), PERMember("networkType", .sequenceOf(PERSequenceOfType(.reference(398), size: PERSize(1, 255))))], additions: []))) // 397 DialingInformationNumber
-        t.append(.choice(PERChoiceType("DialingInformationNetworkType", root: [PERMember("nonStandard", .reference(183)), PERMember("n-isdn", .null), PERMember("gstn", .null)], additions: [PERMember("mobile", .null)]))) // 398 DialingInformationNetworkType
-        t.append(.sequence(PERSequenceType("ConnectionIdentifier", root: [PERMember("channelTag", .integer(PERIntegerRange(0, 4294967295))), PERMember("sequenceNumber", .integer(PERIntegerRange(0, 4294967295)))], additions: []))) // 399 ConnectionIdentifier
-        t.append(.integer(PERIntegerRange(0, 4294967295))) // 400 MaximumBitRate
-        t.append(.sequence(PERSequenceType("LogicalChannelRateRequest", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("maximumBitRate", .reference(400))], additions: []))) // 401 LogicalChannelRateRequest
-        t.append(.sequence(PERSequenceType("LogicalChannelRateAcknowledge", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("maximumBitRate", .reference(400))], additions: []))) // 402 LogicalChannelRateAcknowledge
-        t.append(.sequence(PERSequenceType("LogicalChannelRateReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("rejectReason", .reference(404)), PERMember("currentMaximumBitRate", .reference(400), optional: true)], additions: []))) // 403 LogicalChannelRateReject
-        t.append(.choice(PERChoiceType("LogicalChannelRateRejectReason", root: [PERMember("undefinedReason", .null), PERMember("insufficientResources", .null)], additions: []))) // 404 LogicalChannelRateRejectReason
-        t.append(.sequence(PERSequenceType("LogicalChannelRateRelease", root: [], additions: []))) // 405 LogicalChannelRateRelease
-        t.append(.choice(PERChoiceType("SendTerminalCapabilitySet", root: [PERMember("specificRequest", .sequence(PERSequenceType("SendTerminalCapabilitySet.specificRequest", root: [PERMember("multiplexCapability", .boolean), PERMember("capabilityTableEntryNumbers", .sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 65535))), optional: true), PERMember("capabilityDescriptorNumbers", .sequenceOf(PERSequenceOfType(.reference(195), size: PERSize(1, 256))), optional: true)], additions: []))), PERMember("genericRequest", .null)], additions: []))) // 406 SendTerminalCapabilitySet
-        t.append(.choice(PERChoiceType("EncryptionCommand", root: [PERMember("encryptionSE", .octetString(.unconstrained)), PERMember("encryptionIVRequest", .null), PERMember("encryptionAlgorithmID", .sequence(PERSequenceType("EncryptionCommand.encryptionAlgorithmID", root: [PERMember("h233AlgorithmIdentifier", .reference(180)), PERMember("associatedAlgorithm", .reference(184))], additions: nil)))], additions: []))) // 407 EncryptionCommand
-        t.append(.sequence(PERSequenceType("FlowControlCommand", root: [PERMember("scope", .choice(PERChoiceType("FlowControlCommand.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("restriction", .choice(PERChoiceType("FlowControlCommand.restriction", root: [PERMember("maximumBitRate", .integer(PERIntegerRange(0, 16777215))), PERMember("noRestriction", .null)], additions: nil)))], additions: []))) // 408 FlowControlCommand
-        t.append(.choice(PERChoiceType("EndSessionCommand", root: [PERMember("nonStandard", .reference(184)), PERMember("disconnect", .null), PERMember("gstnOptions", .choice(PERChoiceType("EndSessionCommand.gstnOptions", root: [PERMember("telephonyMode", .null), PERMember("v8bis", .null), PERMember("v34DSVD", .null), PERMember("v34DuplexFAX", .null), PERMember("v34H324", .null)], additions: [])))], additions: [PERMember("isdnOptions", .choice(PERChoiceType("EndSessionCommand.isdnOptions", root: [PERMember("telephonyMode", .null), PERMember("v140", .null), PERMember("terminalOnHold", .null)], additions: []))), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)))]))) // 409 EndSessionCommand
-        t.append(.choice(PERChoiceType("ConferenceCommand", root: [PERMember("broadcastMyLogicalChannel", .reference(286)), PERMember("cancelBroadcastMyLogicalChannel", .reference(286)), PERMember("makeTerminalBroadcaster", .reference(382)), PERMember("cancelMakeTerminalBroadcaster", .null), PERMember("sendThisSource", .reference(382)), PERMember("cancelSendThisSource", .null), PERMember("dropConference", .null)], additions: [PERMember("substituteConferenceIDCommand", .reference(411))]))) // 410 ConferenceCommand
-        t.append(.sequence(PERSequenceType("SubstituteConferenceIDCommand", root: [PERMember("conferenceIdentifier", .octetString(PERSize(16, 16)))], additions: []))) // 411 SubstituteConferenceIDCommand
-        t.append(.choice(PERChoiceType("EncryptionUpdateDirection", root: [PERMember("masterToSlave", .null), PERMember("slaveToMaster", .null)], additions: []))) // 412 EncryptionUpdateDirection
-        t.append(.sequence(PERSequenceType("MiscellaneousCommand", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("type", .choice(PERChoiceType("MiscellaneousCommand.type", root: [PERMember("equaliseDelay", .null), PERMember("zeroDelay", .null), PERMember("multipointModeCommand", .null), PERMember("cancelMultipointModeCommand", .null), PERMember("videoFreezePicture", .null), PERMember("videoFastUpdatePicture", .null), PERMember("videoFastUpdateGOB", .sequence(PERSequenceType("MiscellaneousCommand.type.videoFastUpdateGOB", root: [PERMember("firstGOB", .integer(PERIntegerRange(0, 17))), PERMember("numberOfGOBs", .integer(PERIntegerRange(1, 18)))], additions: nil))), PERMember("videoTemporalSpatialTradeOff", .integer(PERIntegerRange(0, 31))), PERMember("videoSendSyncEveryGOB", .null), PERMember("videoSendSyncEveryGOBCancel", .null)], additions: [PERMember("videoFastUpdateMB", .sequence(PERSequenceType("MiscellaneousCommand.type.videoFastUpdateMB", root: [PERMember("firstGOB", .integer(PERIntegerRange(0, 255)), optional: true), PERMember("firstMB", .integer(PERIntegerRange(1, 8192)), optional: true), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 8192)))], additions: []))), PERMember("maxH223MUXPDUsize", .integer(PERIntegerRange(1, 65535))), PERMember("encryptionUpdate", .reference(313)), PERMember("encryptionUpdateRequest", .reference(415)), PERMember("switchReceiveMediaOff", .null), PERMember("switchReceiveMediaOn", .null), PERMember("progressiveRefinementStart", .sequence(PERSequenceType("MiscellaneousCommand.type.progressiveRefinementStart", root: [PERMember("repeatCount", .choice(PERChoiceType("MiscellaneousCommand.type.progressiveRefinementStart.repeatCount", root: [PERMember("doOneProgression", .null), PERMember("doContinuousProgressions", .null), PERMember("doOneIndependentProgression", .null), PERMember("doContinuousIndependentProgressions", .null)], additions: [])))], additions: []))), PERMember("progressiveRefinementAbortOne", .null), PERMember("progressiveRefinementAbortContinuous", .null), PERMember("videoBadMBs", .sequence(PERSequenceType("MiscellaneousCommand.type.videoBadMBs", root: [PERMember("firstMB", .integer(PERIntegerRange(1, 9216))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 9216))), PERMember("temporalReference", .integer(PERIntegerRange(0, 1023)))], additions: []))), PERMember("lostPicture", .sequenceOf(PERSequenceOfType(.reference(416), size: .unconstrained))), PERMember("lostPartialPicture", .sequence(PERSequenceType("MiscellaneousCommand.type.lostPartialPicture", root: [PERMember("pictureReference", .reference(416)), PERMember("firstMB", .integer(PERIntegerRange(1, 9216))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 9216)))], additions: []))), PERMember("recoveryReferencePicture", .sequenceOf(PERSequenceOfType(.reference(416), size: .unconstrained))), PERMember("encryptionUpdateCommand", .sequence(PERSequenceType("MiscellaneousCommand.type.encryptionUpdateCommand", root: [PERMember("encryptionSync", .reference(313)), PERMember("multiplePayloadStream", .reference(306), optional: true)], additions: []))), PERMember("encryptionUpdateAck", .sequence(PERSequenceType("MiscellaneousCommand.type.encryptionUpdateAck", root: [PERMember("synchFlag", .integer(PERIntegerRange(0, 255)))], additions: [])))])))], additions: [PERMember("direction", .reference(412), optional: true)]))) // 413 MiscellaneousCommand
-        t.append(.sequence(PERSequenceType("KeyProtectionMethod", root: [PERMember("secureChannel", .boolean), PERMember("sharedSecret", .boolean), PERMember("certProtectedKey", .boolean)], additions: []))) // 414 KeyProtectionMethod
-        t.append(.sequence(PERSequenceType("EncryptionUpdateRequest", root: [PERMember("keyProtectionMethod", .reference(414), optional: true)], additions: [PERMember("synchFlag", .integer(PERIntegerRange(0, 255)), optional: true)]))) // 415 EncryptionUpdateRequest
-        t.append(.choice(PERChoiceType("PictureReference", root: [PERMember("pictureNumber", .integer(PERIntegerRange(0, 1023))), PERMember("longTermPictureIndex", .integer(PERIntegerRange(0, 255)))], additions: []))) // 416 PictureReference
-        t.append(.choice(PERChoiceType("H223MultiplexReconfiguration", root: [PERMember("h223ModeChange", .choice(PERChoiceType("H223MultiplexReconfiguration.h223ModeChange", root: [PERMember("toLevel0", .null), PERMember("toLevel1", .null), PERMember("toLevel2", .null), PERMember("toLevel2withOptionalHeader", .null)], additions: []))), PERMember("h223AnnexADoubleFlag", .choice(PERChoiceType("H223MultiplexReconfiguration.h223AnnexADoubleFlag", root: [PERMember("start", .null), PERMember("stop", .null)], additions: [])))], additions: []))) // 417 H223MultiplexReconfiguration
-        t.append(.sequence(PERSequenceType("NewATMVCCommand", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("aal", .choice(PERChoiceType("NewATMVCCommand.aal", root: [PERMember("aal1", .sequence(PERSequenceType("NewATMVCCommand.aal.aal1", root: [PERMember("clockRecovery", .choice(PERChoiceType("NewATMVCCommand.aal.aal1.clockRecovery", root: [PERMember("nullClockRecovery", .null), PERMember("srtsClockRecovery", .null), PERMember("adaptiveClockRecovery", .null)], additions: []))), PERMember("errorCorrection", .choice(PERChoiceType("NewATMVCCommand.aal.aal1.errorCorrection", root: [PERMember("nullErrorCorrection", .null), PERMember("longInterleaver", .null), PERMember("shortInterleaver", .null), PERMember("errorCorrectionOnly", .null)], additions: []))), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: []))), PERMember("aal5", .sequence(PERSequenceType("NewATMVCCommand.aal.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))), PERMember("multiplex", .choice(PERChoiceType("NewATMVCCommand.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: []))), PERMember("reverseParameters", .sequence(PERSequenceType("NewATMVCCommand.reverseParameters", root: [PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("multiplex", .choice(PERChoiceType("NewATMVCCommand.reverseParameters.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [])))], additions: []))) // 418 NewATMVCCommand
-        t.append(.sequence(PERSequenceType("MobileMultilinkReconfigurationCommand", root: [PERMember("sampleSize", .integer(PERIntegerRange(1, 255))), PERMember("samplesPerFrame", .integer(PERIntegerRange(1, 255))), PERMember("status", .choice(PERChoiceType("MobileMultilinkReconfigurationCommand.status", root: [PERMember("synchronized", .null), PERMember("reconfiguration", .null)], additions: [])))], additions: []))) // 419 MobileMultilinkReconfigurationCommand
-        t.append(.choice(PERChoiceType("FunctionNotUnderstood", root: [PERMember("request", .reference(176)), PERMember("response", .reference(177)), PERMember("command", .reference(178))], additions: nil))) // 420 FunctionNotUnderstood
-        t.append(.sequence(PERSequenceType("FunctionNotSupported", root: [PERMember("cause", .choice(PERChoiceType("FunctionNotSupported.cause", root: [PERMember("syntaxError", .null), PERMember("semanticError", .null), PERMember("unknownFunction", .null)], additions: []))), PERMember("returnedFunction", .octetString(.unconstrained), optional: true)], additions: []))) // 421 FunctionNotSupported
-        t.append(.choice(PERChoiceType("ConferenceIndication", root: [PERMember("sbeNumber", .integer(PERIntegerRange(0, 9))), PERMember("terminalNumberAssign", .reference(382)), PERMember("terminalJoinedConference", .reference(382)), PERMember("terminalLeftConference", .reference(382)), PERMember("seenByAtLeastOneOther", .null), PERMember("cancelSeenByAtLeastOneOther", .null), PERMember("seenByAll", .null), PERMember("cancelSeenByAll", .null), PERMember("terminalYouAreSeeing", .reference(382)), PERMember("requestForFloor", .null)], additions: [PERMember("withdrawChairToken", .null), PERMember("floorRequested", .reference(382)), PERMember("terminalYouAreSeeingInSubPictureNumber", .reference(423)), PERMember("videoIndicateCompose", .reference(424)), PERMember("masterMCU", .null), PERMember("cancelMasterMCU", .null)]))) // 422 ConferenceIndication
-        t.append(.sequence(PERSequenceType("TerminalYouAreSeeingInSubPictureNumber", root: [PERMember("terminalNumber", .reference(384)), PERMember("subPictureNumber", .integer(PERIntegerRange(0, 255)))], additions: [PERMember("mcuNumber", .reference(383))]))) // 423 TerminalYouAreSeeingInSubPictureNumber
-        t.append(.sequence(PERSequenceType("VideoIndicateCompose", root: [PERMember("compositionNumber", .integer(PERIntegerRange(0, 255)))], additions: []))) // 424 VideoIndicateCompose
-        t.append(.sequence(PERSequenceType("MiscellaneousIndication", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("type", .choice(PERChoiceType("MiscellaneousIndication.type", root: [PERMember("logicalChannelActive", .null), PERMember("logicalChannelInactive", .null), PERMember("multipointConference", .null), PERMember("cancelMultipointConference", .null), PERMember("multipointZeroComm", .null), PERMember("cancelMultipointZeroComm", .null), PERMember("multipointSecondaryStatus", .null), PERMember("cancelMultipointSecondaryStatus", .null), PERMember("videoIndicateReadyToActivate", .null), PERMember("videoTemporalSpatialTradeOff", .integer(PERIntegerRange(0, 31)))], additions: [PERMember("videoNotDecodedMBs", .sequence(PERSequenceType("MiscellaneousIndication.type.videoNotDecodedMBs", root: [PERMember("firstMB", .integer(PERIntegerRange(1, 8192))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 8192))), PERMember("temporalReference", .integer(PERIntegerRange(0, 255)))], additions: []))), PERMember("transportCapability", .reference(223))])))], additions: []))) // 425 MiscellaneousIndication
-        t.append(.sequence(PERSequenceType("JitterIndication", root: [PERMember("scope", .choice(PERChoiceType("JitterIndication.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("estimatedReceivedJitterMantissa", .integer(PERIntegerRange(0, 3))), PERMember("estimatedReceivedJitterExponent", .integer(PERIntegerRange(0, 7))), PERMember("skippedFrameCount", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("additionalDecoderBuffer", .integer(PERIntegerRange(0, 262143)), optional: true)], additions: []))) // 426 JitterIndication
-        t.append(.sequence(PERSequenceType("H223SkewIndication", root: [PERMember("logicalChannelNumber1", .reference(286)), PERMember("logicalChannelNumber2", .reference(286)), PERMember("skew", .integer(PERIntegerRange(0, 4095)))], additions: []))) // 427 H223SkewIndication
-        t.append(.sequence(PERSequenceType("H2250MaximumSkewIndication", root: [PERMember("logicalChannelNumber1", .reference(286)), PERMember("logicalChannelNumber2", .reference(286)), PERMember("maximumSkew", .integer(PERIntegerRange(0, 4095)))], additions: []))) // 428 H2250MaximumSkewIndication
-        t.append(.sequence(PERSequenceType("MCLocationIndication", root: [PERMember("signalAddress", .reference(310))], additions: []))) // 429 MCLocationIndication
-        t.append(.sequence(PERSequenceType("VendorIdentification", root: [PERMember("vendor", .reference(185)), PERMember("productNumber", .octetString(PERSize(1, 256)), optional: true), PERMember("versionNumber", .octetString(PERSize(1, 256)), optional: true)], additions: []))) // 430 VendorIdentification
-        t.append(.sequence(PERSequenceType("NewATMVCIndication", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("aal", .choice(PERChoiceType("NewATMVCIndication.aal", root: [PERMember("aal1", .sequence(PERSequenceType("NewATMVCIndication.aal.aal1", root: [PERMember("clockRecovery", .choice(PERChoiceType("NewATMVCIndication.aal.aal1.clockRecovery", root: [PERMember("nullClockRecovery", .null), PERMember("srtsClockRecovery", .null), PERMember("adaptiveClockRecovery", .null)], additions: []))), PERMember("errorCorrection", .choice(PERChoiceType("NewATMVCIndication.aal.aal1.errorCorrection", root: [PERMember("nullErrorCorrection", .null), PERMember("longInterleaver", .null), PERMember("shortInterleaver", .null), PERMember("errorCorrectionOnly", .null)], additions: []))), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: []))), PERMember("aal5", .sequence(PERSequenceType("NewATMVCIndication.aal.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))), PERMember("multiplex", .choice(PERChoiceType("NewATMVCIndication.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [PERMember("reverseParameters", .sequence(PERSequenceType("NewATMVCIndication.reverseParameters", root: [PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("multiplex", .choice(PERChoiceType("NewATMVCIndication.reverseParameters.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [])))]))) // 431 NewATMVCIndication
-        t.append(.octetString(PERSize(8, 8))) // 432 IV8
-        t.append(.octetString(PERSize(16, 16))) // 433 IV16
-        t.append(.sequence(PERSequenceType("Params", root: [PERMember("iv8", .reference(432), optional: true), PERMember("iv16", .reference(433), optional: true), PERMember("iv", .octetString(.unconstrained), optional: true)], additions: []))) // 434 Params
-        t.append(.choice(PERChoiceType("UserInputIndication", root: [PERMember("nonStandard", .reference(184)), PERMember("alphanumeric", .generalString)], additions: [PERMember("userInputSupportIndication", .choice(PERChoiceType("UserInputIndication.userInputSupportIndication", root: [PERMember("nonStandard", .reference(184)), PERMember("basicString", .null), PERMember("iA5String", .null), PERMember("generalString", .null)], additions: [PERMember("encryptedBasicString", .null), PERMember("encryptedIA5String", .null), PERMember("encryptedGeneralString", .null)]))), PERMember("signal", .sequence(PERSequenceType("UserInputIndication.signal", root: [PERMember("signalType", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 1), from: "0123456789#*ABCD!"))), PERMember("duration", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("rtp", .sequence(PERSequenceType("UserInputIndication.signal.rtp", root: [PERMember("timestamp", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("expirationTime", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("logicalChannelNumber", .reference(286))], additions: [])), optional: true)], additions: [PERMember("rtpPayloadIndication", .null, optional: true), PERMember("paramS", .reference(434), optional: true), PERMember("encryptedSignalType", .octetString(PERSize(1, 1)), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true)]))), PERMember("signalUpdate", .sequence(PERSequenceType("UserInputIndication.signalUpdate", root: [PERMember("duration", .integer(PERIntegerRange(1, 65535))), PERMember("rtp", .sequence(PERSequenceType("UserInputIndication.signalUpdate.rtp", root: [PERMember("logicalChannelNumber", .reference(286))], additions: [])), optional: true)], additions: []))), PERMember("extendedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.extendedAlphanumeric", root: [PERMember("alphanumeric", .generalString), PERMember("rtpPayloadIndication", .null, optional: true)], additions: [PERMember("encryptedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.extendedAlphanumeric.encryptedAlphanumeric", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(434), optional: true), PERMember("encrypted", .octetString(.unconstrained))], additions: [])), optional: true)]))), PERMember("encryptedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.encryptedAlphanumeric", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(434), optional: true), PERMember("encrypted", .octetString(.unconstrained))], additions: []))), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)))]))) // 435 UserInputIndication
-        t.append(.sequence(PERSequenceType("FlowControlIndication", root: [PERMember("scope", .choice(PERChoiceType("FlowControlIndication.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("restriction", .choice(PERChoiceType("FlowControlIndication.restriction", root: [PERMember("maximumBitRate", .integer(PERIntegerRange(0, 16777215))), PERMember("noRestriction", .null)], additions: nil)))], additions: []))) // 436 FlowControlIndication
-        t.append(.sequence(PERSequenceType("MobileMultilinkReconfigurationIndication", root: [PERMember("sampleSize", .integer(PERIntegerRange(1, 255))), PERMember("samplesPerFrame", .integer(PERIntegerRange(1, 255)))], additions: []))) // 437 MobileMultilinkReconfigurationIndication
-        t.append(.octetString(PERSize(8, 128))) // 438 ChallengeString
-        t.append(.integer(PERIntegerRange(1, 4294967295))) // 439 TimeStamp
-        t.append(.integer(.unconstrained)) // 440 RandomVal
-        t.append(.characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))) // 441 Password
-        t.append(.characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))) // 442 Identifier
-        t.append(.bitString(PERSize(1, 2048))) // 443 KeyMaterial
-        t.append(.sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .objectIdentifier), PERMember("data", .octetString(.unconstrained))], additions: nil))) // 444 NonStandardParameter
-        t.append(.sequence(PERSequenceType("DHset", root: [PERMember("halfkey", .bitString(PERSize(0, 2048))), PERMember("modSize", .bitString(PERSize(0, 2048))), PERMember("generator", .bitString(PERSize(0, 2048)))], additions: []))) // 445 DHset
-        t.append(.sequence(PERSequenceType("ECpoint", root: [PERMember("x", .bitString(PERSize(0, 511)), optional: true), PERMember("y", .bitString(PERSize(0, 511)), optional: true)], additions: []))) // 446 ECpoint
-        t.append(.choice(PERChoiceType("ECKASDH", root: [PERMember("eckasdhp", .sequence(PERSequenceType("ECKASDH.eckasdhp", root: [PERMember("public-key", .reference(446)), PERMember("modulus", .bitString(PERSize(0, 511))), PERMember("base", .reference(446)), PERMember("weierstrassA", .bitString(PERSize(0, 511))), PERMember("weierstrassB", .bitString(PERSize(0, 511)))], additions: nil))), PERMember("eckasdh2", .sequence(PERSequenceType("ECKASDH.eckasdh2", root: [PERMember("public-key", .reference(446)), PERMember("fieldSize", .bitString(PERSize(0, 511))), PERMember("base", .reference(446)), PERMember("weierstrassA", .bitString(PERSize(0, 511))), PERMember("weierstrassB", .bitString(PERSize(0, 511)))], additions: nil)))], additions: []))) // 447 ECKASDH
-        t.append(.sequence(PERSequenceType("ECGDSASignature", root: [PERMember("r", .bitString(PERSize(0, 511))), PERMember("s", .bitString(PERSize(0, 511)))], additions: nil))) // 448 ECGDSASignature
-        t.append(.sequence(PERSequenceType("TypedCertificate", root: [PERMember("type", .objectIdentifier), PERMember("certificate", .octetString(.unconstrained))], additions: []))) // 449 TypedCertificate
-        t.append(.choice(PERChoiceType("AuthenticationBES", root: [PERMember("default", .null), PERMember("radius", .null)], additions: []))) // 450 AuthenticationBES
-        t.append(.choice(PERChoiceType("AuthenticationMechanism", root: [PERMember("dhExch", .null), PERMember("pwdSymEnc", .null), PERMember("pwdHash", .null), PERMember("certSign", .null), PERMember("ipsec", .null), PERMember("tls", .null), PERMember("nonStandard", .reference(444))], additions: [PERMember("authenticationBES", .reference(450)), PERMember("keyExch", .objectIdentifier)]))) // 451 AuthenticationMechanism
-        t.append(.sequence(PERSequenceType("ClearToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("timeStamp", .reference(439), optional: true), PERMember("password", .reference(441), optional: true), PERMember("dhkey", .reference(445), optional: true), PERMember("challenge", .reference(438), optional: true), PERMember("random", .reference(440), optional: true), PERMember("certificate", .reference(449), optional: true), PERMember("generalID", .reference(442), optional: true), PERMember("nonStandard", .reference(444), optional: true)], additions: [PERMember("eckasdhkey", .reference(447), optional: true), PERMember("sendersID", .reference(442), optional: true), PERMember("h235Key", .reference(465), optional: true), PERMember("profileInfo", .sequenceOf(PERSequenceOfType(.reference(453), size: .unconstrained)), optional: true)]))) // 452 ClearToken
-        t.append(.sequence(PERSequenceType("ProfileElement", root: [PERMember("elementID", .integer(PERIntegerRange(0, 255))), PERMember("paramS", .reference(460), optional: true), PERMember("element", .reference(454), optional: true)], additions: []))) // 453 ProfileElement
-        t.append(.choice(PERChoiceType("Element", root: [PERMember("octets", .octetString(.unconstrained)), PERMember("integer", .integer(.unconstrained)), PERMember("bits", .bitString(.unconstrained)), PERMember("name", .characterString(PERCharacterStringType(.bmp, size: .unconstrained))), PERMember("flag", .boolean)], additions: []))) // 454 Element
-        t.append(.sequence(PERSequenceType("SIGNED", root: [PERMember("toBeSigned", .openType), PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("signature", .bitString(.unconstrained))], additions: nil))) // 455 SIGNED
-        t.append(.sequence(PERSequenceType("ENCRYPTED", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("encryptedData", .octetString(.unconstrained))], additions: nil))) // 456 ENCRYPTED
-        t.append(.sequence(PERSequenceType("HASHED", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("hash", .bitString(.unconstrained))], additions: nil))) // 457 HASHED
-        t.append(.octetString(PERSize(8, 8))) // 458 IV8
-        t.append(.octetString(PERSize(16, 16))) // 459 IV16
-        t.append(.sequence(PERSequenceType("Params", root: [PERMember("ranInt", .integer(.unconstrained), optional: true), PERMember("iv8", .reference(458), optional: true)], additions: [PERMember("iv16", .reference(459), optional: true), PERMember("iv", .octetString(.unconstrained), optional: true), PERMember("clearSalt", .octetString(.unconstrained), optional: true)]))) // 460 Params
-        t.append(.openType) // 461 EncodedGeneralToken
-        t.append(.reference(452)) // 462 PwdCertToken
-        t.append(.openType) // 463 EncodedPwdCertToken
-        t.append(.choice(PERChoiceType("CryptoToken", root: [PERMember("cryptoEncryptedToken", .sequence(PERSequenceType("CryptoToken.cryptoEncryptedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("token", .reference(456))], additions: nil))), PERMember("cryptoSignedToken", .sequence(PERSequenceType("CryptoToken.cryptoSignedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("token", .reference(455))], additions: nil))), PERMember("cryptoHashedToken", .sequence(PERSequenceType("CryptoToken.cryptoHashedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("hashedVals", .reference(452)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoPwdEncr", .reference(456))], additions: []))) // 464 CryptoToken
-        t.append(.choice(PERChoiceType("H235Key", root: [PERMember("secureChannel", .reference(443)), PERMember("sharedSecret", .reference(456)), PERMember("certProtectedKey", .reference(455))], additions: [PERMember("secureSharedSecret", .reference(473))]))) // 465 H235Key
-        t.append(.sequence(PERSequenceType("KeySignedMaterial", root: [PERMember("generalId", .reference(442)), PERMember("mrandom", .reference(440)), PERMember("srandom", .reference(440), optional: true), PERMember("timeStamp", .reference(439), optional: true), PERMember("encrptval", .reference(456))], additions: nil))) // 466 KeySignedMaterial
-        t.append(.openType) // 467 EncodedKeySignedMaterial
-        t.append(.sequence(PERSequenceType("H235CertificateSignature", root: [PERMember("certificate", .reference(449)), PERMember("responseRandom", .reference(440)), PERMember("requesterRandom", .reference(440), optional: true), PERMember("signature", .reference(455))], additions: []))) // 468 H235CertificateSignature
-        t.append(.sequence(PERSequenceType("ReturnSig", root: [PERMember("generalId", .reference(442)), PERMember("responseRandom", .reference(440)), PERMember("requestRandom", .reference(440), optional: true), PERMember("certificate", .reference(449), optional: true)], additions: nil))) // 469 ReturnSig
-        t.append(.openType) // 470 EncodedReturnSig
-        t.append(.sequence(PERSequenceType("KeySyncMaterial", root: [PERMember("generalID", .reference(442)), PERMember("keyMaterial", .reference(443))], additions: []))) // 471 KeySyncMaterial
-        t.append(.openType) // 472 EncodedKeySyncMaterial
-        t.append(.sequence(PERSequenceType("V3KeySyncMaterial", root: [PERMember("generalID", .reference(442), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true), PERMember("paramS", .reference(460)), PERMember("encryptedSessionKey", .octetString(.unconstrained), optional: true), PERMember("encryptedSaltingKey", .octetString(.unconstrained), optional: true), PERMember("clearSaltingKey", .octetString(.unconstrained), optional: true), PERMember("paramSsalt", .reference(460), optional: true), PERMember("keyDerivationOID", .objectIdentifier, optional: true)], additions: [PERMember("genericKeyMaterial", .octetString(.unconstrained), optional: true)]))) // 473 V3KeySyncMaterial
-        return t
+        let makers: [() -> PERType] = [
+            t0,
+            t1,
+            t2,
+            t3,
+            t4,
+            t5,
+            t6,
+            t7,
+            t8,
+            t9,
+            t10,
+            t11,
+            t12,
+            t13,
+            t14,
+            t15,
+            t16,
+            t17,
+            t18,
+            t19,
+            t20,
+            t21,
+            t22,
+            t23,
+            t24,
+            t25,
+            t26,
+            t27,
+            t28,
+            t29,
+            t30,
+            t31,
+            t32,
+            t33,
+            t34,
+            t35,
+            t36,
+            t37,
+            t38,
+            t39,
+            t40,
+            t41,
+            t42,
+            t43,
+            t44,
+            t45,
+            t46,
+            t47,
+            t48,
+            t49,
+            t50,
+            t51,
+            t52,
+            t53,
+            t54,
+            t55,
+            t56,
+            t57,
+            t58,
+            t59,
+            t60,
+            t61,
+            t62,
+            t63,
+            t64,
+            t65,
+            t66,
+            t67,
+            t68,
+            t69,
+            t70,
+            t71,
+            t72,
+            t73,
+            t74,
+            t75,
+            t76,
+            t77,
+            t78,
+            t79,
+            t80,
+            t81,
+            t82,
+            t83,
+            t84,
+            t85,
+            t86,
+            t87,
+            t88,
+            t89,
+            t90,
+            t91,
+            t92,
+            t93,
+            t94,
+            t95,
+            t96,
+            t97,
+            t98,
+            t99,
+            t100,
+            t101,
+            t102,
+            t103,
+            t104,
+            t105,
+            t106,
+            t107,
+            t108,
+            t109,
+            t110,
+            t111,
+            t112,
+            t113,
+            t114,
+            t115,
+            t116,
+            t117,
+            t118,
+            t119,
+            t120,
+            t121,
+            t122,
+            t123,
+            t124,
+            t125,
+            t126,
+            t127,
+            t128,
+            t129,
+            t130,
+            t131,
+            t132,
+            t133,
+            t134,
+            t135,
+            t136,
+            t137,
+            t138,
+            t139,
+            t140,
+            t141,
+            t142,
+            t143,
+            t144,
+            t145,
+            t146,
+            t147,
+            t148,
+            t149,
+            t150,
+            t151,
+            t152,
+            t153,
+            t154,
+            t155,
+            t156,
+            t157,
+            t158,
+            t159,
+            t160,
+            t161,
+            t162,
+            t163,
+            t164,
+            t165,
+            t166,
+            t167,
+            t168,
+            t169,
+            t170,
+            t171,
+            t172,
+            t173,
+            t174,
+            t175,
+            t176,
+            t177,
+            t178,
+            t179,
+            t180,
+            t181,
+            t182,
+            t183,
+            t184,
+            t185,
+            t186,
+            t187,
+            t188,
+            t189,
+            t190,
+            t191,
+            t192,
+            t193,
+            t194,
+            t195,
+            t196,
+            t197,
+            t198,
+            t199,
+            t200,
+            t201,
+            t202,
+            t203,
+            t204,
+            t205,
+            t206,
+            t207,
+            t208,
+            t209,
+            t210,
+            t211,
+            t212,
+            t213,
+            t214,
+            t215,
+            t216,
+            t217,
+            t218,
+            t219,
+            t220,
+            t221,
+            t222,
+            t223,
+            t224,
+            t225,
+            t226,
+            t227,
+            t228,
+            t229,
+            t230,
+            t231,
+            t232,
+            t233,
+            t234,
+            t235,
+            t236,
+            t237,
+            t238,
+            t239,
+            t240,
+            t241,
+            t242,
+            t243,
+            t244,
+            t245,
+            t246,
+            t247,
+            t248,
+            t249,
+            t250,
+            t251,
+            t252,
+            t253,
+            t254,
+            t255,
+            t256,
+            t257,
+            t258,
+            t259,
+            t260,
+            t261,
+            t262,
+            t263,
+            t264,
+            t265,
+            t266,
+            t267,
+            t268,
+            t269,
+            t270,
+            t271,
+            t272,
+            t273,
+            t274,
+            t275,
+            t276,
+            t277,
+            t278,
+            t279,
+            t280,
+            t281,
+            t282,
+            t283,
+            t284,
+            t285,
+            t286,
+            t287,
+            t288,
+            t289,
+            t290,
+            t291,
+            t292,
+            t293,
+            t294,
+            t295,
+            t296,
+            t297,
+            t298,
+            t299,
+            t300,
+            t301,
+            t302,
+            t303,
+            t304,
+            t305,
+            t306,
+            t307,
+            t308,
+            t309,
+            t310,
+            t311,
+            t312,
+            t313,
+            t314,
+            t315,
+            t316,
+            t317,
+            t318,
+            t319,
+            t320,
+            t321,
+            t322,
+            t323,
+            t324,
+            t325,
+            t326,
+            t327,
+            t328,
+            t329,
+            t330,
+            t331,
+            t332,
+            t333,
+            t334,
+            t335,
+            t336,
+            t337,
+            t338,
+            t339,
+            t340,
+            t341,
+            t342,
+            t343,
+            t344,
+            t345,
+            t346,
+            t347,
+            t348,
+            t349,
+            t350,
+            t351,
+            t352,
+            t353,
+            t354,
+            t355,
+            t356,
+            t357,
+            t358,
+            t359,
+            t360,
+            t361,
+            t362,
+            t363,
+            t364,
+            t365,
+            t366,
+            t367,
+            t368,
+            t369,
+            t370,
+            t371,
+            t372,
+            t373,
+            t374,
+            t375,
+            t376,
+            t377,
+            t378,
+            t379,
+            t380,
+            t381,
+            t382,
+            t383,
+            t384,
+            t385,
+            t386,
+            t387,
+            t388,
+            t389,
+            t390,
+            t391,
+            t392,
+            t393,
+            t394,
+            t395,
+            t396,
+            t397,
+            t398,
+            t399,
+            t400,
+            t401,
+            t402,
+            t403,
+            t404,
+            t405,
+            t406,
+            t407,
+            t408,
+            t409,
+            t410,
+            t411,
+            t412,
+            t413,
+            t414,
+            t415,
+            t416,
+            t417,
+            t418,
+            t419,
+            t420,
+            t421,
+            t422,
+            t423,
+            t424,
+            t425,
+            t426,
+            t427,
+            t428,
+            t429,
+            t430,
+            t431,
+            t432,
+            t433,
+            t434,
+            t435,
+            t436,
+            t437,
+            t438,
+            t439,
+            t440,
+            t441,
+            t442,
+            t443,
+            t444,
+            t445,
+            t446,
+            t447,
+            t448,
+            t449,
+            t450,
+            t451,
+            t452,
+            t453,
+            t454,
+            t455,
+            t456,
+            t457,
+            t458,
+            t459,
+            t460,
+            t461,
+            t462,
+            t463,
+            t464,
+            t465,
+            t466,
+            t467,
+            t468,
+            t469,
+            t470,
+            t471,
+            t472,
+            t473,
+        ]
+        return makers.map { $0() }
+    }
+
+    /// H323-MESSAGES.H323-UserInformation
+    static func t0() -> PERType {
+        .sequence(PERSequenceType("H323-UserInformation", root: [PERMember("h323-uu-pdu", .reference(1)), PERMember("user-data", .sequence(PERSequenceType("H323-UserInformation.user-data", root: [PERMember("protocol-discriminator", .integer(PERIntegerRange(0, 255))), PERMember("user-information", .octetString(PERSize(1, 131)))], additions: [])), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.H323-UU-PDU
+    static func t1() -> PERType {
+        .sequence(PERSequenceType("H323-UU-PDU", root: [PERMember("h323-message-body", .choice(PERChoiceType("H323-UU-PDU.h323-message-body", root: [PERMember("setup", .reference(9)), PERMember("callProceeding", .reference(4)), PERMember("connect", .reference(5)), PERMember("alerting", .reference(3)), PERMember("information", .reference(6)), PERMember("releaseComplete", .reference(7)), PERMember("facility", .reference(14))], additions: [PERMember("progress", .reference(17)), PERMember("empty", .null), PERMember("status", .reference(19)), PERMember("statusInquiry", .reference(20)), PERMember("setupAcknowledge", .reference(21)), PERMember("notify", .reference(22))]))), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("h4501SupplementaryService", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("h245Tunnelling", .boolean), PERMember("h245Control", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("nonStandardControl", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained)), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("tunnelledSignallingMessage", .sequence(PERSequenceType("H323-UU-PDU.tunnelledSignallingMessage", root: [PERMember("tunnelledProtocolID", .reference(42)), PERMember("messageContent", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained))), PERMember("tunnellingRequired", .null, optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: [])), optional: true), PERMember("provisionalRespToH245Tunnelling", .null, optional: true), PERMember("stimulusControl", .reference(2), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.StimulusControl
+    static func t2() -> PERType {
+        .sequence(PERSequenceType("StimulusControl", root: [PERMember("nonStandard", .reference(44), optional: true), PERMember("isText", .null, optional: true), PERMember("h248Message", .octetString(.unconstrained), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.Alerting-UUIE
+    static func t3() -> PERType {
+        .sequence(PERSequenceType("Alerting-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("alertingAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.CallProceeding-UUIE
+    static func t4() -> PERType {
+        .sequence(PERSequenceType("CallProceeding-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true), PERMember("featureSet", .reference(123), optional: true)]))
+    }
+
+    /// H323-MESSAGES.Connect-UUIE
+    static func t5() -> PERType {
+        .sequence(PERSequenceType("Connect-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("h245Address", .reference(18), optional: true), PERMember("destinationInfo", .reference(23)), PERMember("conferenceID", .reference(78))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("connectedAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.Information-UUIE
+    static func t6() -> PERType {
+        .sequence(PERSequenceType("Information-UUIE", root: [PERMember("protocolIdentifier", .reference(84))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("fastConnectRefused", .null, optional: true), PERMember("circuitInfo", .reference(105), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ReleaseComplete-UUIE
+    static func t7() -> PERType {
+        .sequence(PERSequenceType("ReleaseComplete-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("reason", .reference(8), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("busyAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ReleaseCompleteReason
+    static func t8() -> PERType {
+        .choice(PERChoiceType("ReleaseCompleteReason", root: [PERMember("noBandwidth", .null), PERMember("gatekeeperResources", .null), PERMember("unreachableDestination", .null), PERMember("destinationRejection", .null), PERMember("invalidRevision", .null), PERMember("noPermission", .null), PERMember("unreachableGatekeeper", .null), PERMember("gatewayResources", .null), PERMember("badFormatAddress", .null), PERMember("adaptiveBusy", .null), PERMember("inConf", .null), PERMember("undefinedReason", .null)], additions: [PERMember("facilityCallDeflection", .null), PERMember("securityDenied", .null), PERMember("calledPartyNotRegistered", .null), PERMember("callerNotRegistered", .null), PERMember("newConnectionNeeded", .null), PERMember("nonStandardReason", .reference(44)), PERMember("replaceWithConferenceInvite", .reference(78)), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("tunnelledSignallingRejected", .null), PERMember("invalidCID", .null), PERMember("securityError", .reference(72)), PERMember("hopCountExceeded", .null)]))
+    }
+
+    /// H323-MESSAGES.Setup-UUIE
+    static func t9() -> PERType {
+        .sequence(PERSequenceType("Setup-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("h245Address", .reference(18), optional: true), PERMember("sourceAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("sourceInfo", .reference(23)), PERMember("destinationAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destCallSignalAddress", .reference(18), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCRV", .sequenceOf(PERSequenceOfType(.reference(82), size: .unconstrained)), optional: true), PERMember("activeMC", .boolean), PERMember("conferenceID", .reference(78)), PERMember("conferenceGoal", .choice(PERChoiceType("Setup-UUIE.conferenceGoal", root: [PERMember("create", .null), PERMember("join", .null), PERMember("invite", .null)], additions: [PERMember("capability-negotiation", .null), PERMember("callIndependentSupplementaryService", .null)]))), PERMember("callServices", .reference(75), optional: true), PERMember("callType", .reference(142))], additions: [PERMember("sourceCallSignalAddress", .reference(18), optional: true), PERMember("remoteExtensionAddress", .reference(46), optional: true), PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityCapability", .sequenceOf(PERSequenceOfType(.reference(74), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("mediaWaitForConnect", .boolean), PERMember("canOverlapSend", .boolean), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("connectionParameters", .sequence(PERSequenceType("Setup-UUIE.connectionParameters", root: [PERMember("connectionType", .reference(10)), PERMember("numberOfScnConnections", .integer(PERIntegerRange(0, 65535))), PERMember("connectionAggregation", .reference(11))], additions: [])), optional: true), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("symmetricOperationRequired", .null, optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("neededFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("desiredFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("supportedFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("parallelH245Control", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("additionalSourceAddresses", .sequenceOf(PERSequenceOfType(.reference(64), size: .unconstrained)), optional: true), PERMember("hopCount", .integer(PERIntegerRange(1, 31)), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ScnConnectionType
+    static func t10() -> PERType {
+        .choice(PERChoiceType("ScnConnectionType", root: [PERMember("unknown", .null), PERMember("bChannel", .null), PERMember("hybrid2x64", .null), PERMember("hybrid384", .null), PERMember("hybrid1536", .null), PERMember("hybrid1920", .null), PERMember("multirate", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.ScnConnectionAggregation
+    static func t11() -> PERType {
+        .choice(PERChoiceType("ScnConnectionAggregation", root: [PERMember("auto", .null), PERMember("none", .null), PERMember("h221", .null), PERMember("bonded-mode1", .null), PERMember("bonded-mode2", .null), PERMember("bonded-mode3", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.PresentationIndicator
+    static func t12() -> PERType {
+        .choice(PERChoiceType("PresentationIndicator", root: [PERMember("presentationAllowed", .null), PERMember("presentationRestricted", .null), PERMember("addressNotAvailable", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.ScreeningIndicator
+    static func t13() -> PERType {
+        .enumerated(PEREnumeratedType(root: ["userProvidedNotScreened", "userProvidedVerifiedAndPassed", "userProvidedVerifiedAndFailed", "networkProvided"], additions: []))
+    }
+
+    /// H323-MESSAGES.Facility-UUIE
+    static func t14() -> PERType {
+        .sequence(PERSequenceType("Facility-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("alternativeAddress", .reference(18), optional: true), PERMember("alternativeAliasAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("conferenceID", .reference(78), optional: true), PERMember("reason", .reference(16))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("remoteExtensionAddress", .reference(46), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("conferences", .sequenceOf(PERSequenceOfType(.reference(15), size: .unconstrained)), optional: true), PERMember("h245Address", .reference(18), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("h245SecurityMode", .reference(74), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ConferenceList
+    static func t15() -> PERType {
+        .sequence(PERSequenceType("ConferenceList", root: [PERMember("conferenceID", .reference(78), optional: true), PERMember("conferenceAlias", .reference(46), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.FacilityReason
+    static func t16() -> PERType {
+        .choice(PERChoiceType("FacilityReason", root: [PERMember("routeCallToGatekeeper", .null), PERMember("callForwarded", .null), PERMember("routeCallToMC", .null), PERMember("undefinedReason", .null)], additions: [PERMember("conferenceListChoice", .null), PERMember("startH245", .null), PERMember("noH245", .null), PERMember("newTokens", .null), PERMember("featureSetUpdate", .null), PERMember("forwardedElements", .null), PERMember("transportedInformation", .null)]))
+    }
+
+    /// H323-MESSAGES.Progress-UUIE
+    static func t17() -> PERType {
+        .sequence(PERSequenceType("Progress-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("destinationInfo", .reference(23)), PERMember("h245Address", .reference(18), optional: true), PERMember("callIdentifier", .reference(89)), PERMember("h245SecurityMode", .reference(74), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("fastStart", .sequenceOf(PERSequenceOfType(.octetString(.unconstrained), size: .unconstrained)), optional: true)], additions: [PERMember("multipleCalls", .boolean), PERMember("maintainConnection", .boolean), PERMember("fastConnectRefused", .null, optional: true)]))
+    }
+
+    /// H323-MESSAGES.TransportAddress
+    static func t18() -> PERType {
+        .choice(PERChoiceType("TransportAddress", root: [PERMember("ipAddress", .sequence(PERSequenceType("TransportAddress.ipAddress", root: [PERMember("ip", .octetString(PERSize(4, 4))), PERMember("port", .integer(PERIntegerRange(0, 65535)))], additions: nil))), PERMember("ipSourceRoute", .sequence(PERSequenceType("TransportAddress.ipSourceRoute", root: [PERMember("ip", .octetString(PERSize(4, 4))), PERMember("port", .integer(PERIntegerRange(0, 65535))), PERMember("route", .sequenceOf(PERSequenceOfType(.octetString(PERSize(4, 4)), size: .unconstrained))), PERMember("routing", .choice(PERChoiceType("TransportAddress.ipSourceRoute.routing", root: [PERMember("strict", .null), PERMember("loose", .null)], additions: [])))], additions: []))), PERMember("ipxAddress", .sequence(PERSequenceType("TransportAddress.ipxAddress", root: [PERMember("node", .octetString(PERSize(6, 6))), PERMember("netnum", .octetString(PERSize(4, 4))), PERMember("port", .octetString(PERSize(2, 2)))], additions: nil))), PERMember("ip6Address", .sequence(PERSequenceType("TransportAddress.ip6Address", root: [PERMember("ip", .octetString(PERSize(16, 16))), PERMember("port", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("netBios", .octetString(PERSize(16, 16))), PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(44))], additions: []))
+    }
+
+    /// H323-MESSAGES.Status-UUIE
+    static func t19() -> PERType {
+        .sequence(PERSequenceType("Status-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.StatusInquiry-UUIE
+    static func t20() -> PERType {
+        .sequence(PERSequenceType("StatusInquiry-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.SetupAcknowledge-UUIE
+    static func t21() -> PERType {
+        .sequence(PERSequenceType("SetupAcknowledge-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.Notify-UUIE
+    static func t22() -> PERType {
+        .sequence(PERSequenceType("Notify-UUIE", root: [PERMember("protocolIdentifier", .reference(84)), PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true)], additions: [PERMember("connectedAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true), PERMember("destinationInfo", .reference(23), optional: true), PERMember("displayName", .sequenceOf(PERSequenceOfType(.reference(52), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.EndpointType
+    static func t23() -> PERType {
+        .sequence(PERSequenceType("EndpointType", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("vendor", .reference(40), optional: true), PERMember("gatekeeper", .reference(39), optional: true), PERMember("gateway", .reference(24), optional: true), PERMember("mcu", .reference(37), optional: true), PERMember("terminal", .reference(38), optional: true), PERMember("mc", .boolean), PERMember("undefinedNode", .boolean)], additions: [PERMember("set", .bitString(PERSize(32, 32)), optional: true), PERMember("supportedTunnelledProtocols", .sequenceOf(PERSequenceOfType(.reference(42), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.GatewayInfo
+    static func t24() -> PERType {
+        .sequence(PERSequenceType("GatewayInfo", root: [PERMember("protocol", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.SupportedProtocols
+    static func t25() -> PERType {
+        .choice(PERChoiceType("SupportedProtocols", root: [PERMember("nonStandardData", .reference(44)), PERMember("h310", .reference(26)), PERMember("h320", .reference(27)), PERMember("h321", .reference(28)), PERMember("h322", .reference(29)), PERMember("h323", .reference(30)), PERMember("h324", .reference(31)), PERMember("voice", .reference(32)), PERMember("t120-only", .reference(33))], additions: [PERMember("nonStandardProtocol", .reference(34)), PERMember("t38FaxAnnexbOnly", .reference(35)), PERMember("sip", .reference(36))]))
+    }
+
+    /// H323-MESSAGES.H310Caps
+    static func t26() -> PERType {
+        .sequence(PERSequenceType("H310Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.H320Caps
+    static func t27() -> PERType {
+        .sequence(PERSequenceType("H320Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.H321Caps
+    static func t28() -> PERType {
+        .sequence(PERSequenceType("H321Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.H322Caps
+    static func t29() -> PERType {
+        .sequence(PERSequenceType("H322Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.H323Caps
+    static func t30() -> PERType {
+        .sequence(PERSequenceType("H323Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.H324Caps
+    static func t31() -> PERType {
+        .sequence(PERSequenceType("H324Caps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.VoiceCaps
+    static func t32() -> PERType {
+        .sequence(PERSequenceType("VoiceCaps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.T120OnlyCaps
+    static func t33() -> PERType {
+        .sequence(PERSequenceType("T120OnlyCaps", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.NonStandardProtocol
+    static func t34() -> PERType {
+        .sequence(PERSequenceType("NonStandardProtocol", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)))], additions: []))
+    }
+
+    /// H323-MESSAGES.T38FaxAnnexbOnlyCaps
+    static func t35() -> PERType {
+        .sequence(PERSequenceType("T38FaxAnnexbOnlyCaps", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained))), PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: []))
+    }
+
+    /// H323-MESSAGES.SIPCaps
+    static func t36() -> PERType {
+        .sequence(PERSequenceType("SIPCaps", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("dataRatesSupported", .sequenceOf(PERSequenceOfType(.reference(97), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.McuInfo
+    static func t37() -> PERType {
+        .sequence(PERSequenceType("McuInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("protocol", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.TerminalInfo
+    static func t38() -> PERType {
+        .sequence(PERSequenceType("TerminalInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.GatekeeperInfo
+    static func t39() -> PERType {
+        .sequence(PERSequenceType("GatekeeperInfo", root: [PERMember("nonStandardData", .reference(44), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.VendorIdentifier
+    static func t40() -> PERType {
+        .sequence(PERSequenceType("VendorIdentifier", root: [PERMember("vendor", .reference(41)), PERMember("productId", .octetString(PERSize(1, 256)), optional: true), PERMember("versionId", .octetString(PERSize(1, 256)), optional: true)], additions: [PERMember("enterpriseNumber", .objectIdentifier, optional: true)]))
+    }
+
+    /// H323-MESSAGES.H221NonStandard
+    static func t41() -> PERType {
+        .sequence(PERSequenceType("H221NonStandard", root: [PERMember("t35CountryCode", .integer(PERIntegerRange(0, 255))), PERMember("t35Extension", .integer(PERIntegerRange(0, 255))), PERMember("manufacturerCode", .integer(PERIntegerRange(0, 65535)))], additions: []))
+    }
+
+    /// H323-MESSAGES.TunnelledProtocol
+    static func t42() -> PERType {
+        .sequence(PERSequenceType("TunnelledProtocol", root: [PERMember("id", .choice(PERChoiceType("TunnelledProtocol.id", root: [PERMember("tunnelledProtocolObjectID", .objectIdentifier), PERMember("tunnelledProtocolAlternateID", .reference(43))], additions: []))), PERMember("subIdentifier", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.TunnelledProtocolAlternateIdentifier
+    static func t43() -> PERType {
+        .sequence(PERSequenceType("TunnelledProtocolAlternateIdentifier", root: [PERMember("protocolType", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64)))), PERMember("protocolVariant", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.NonStandardParameter
+    static func t44() -> PERType {
+        .sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .reference(45)), PERMember("data", .octetString(.unconstrained))], additions: nil))
+    }
+
+    /// H323-MESSAGES.NonStandardIdentifier
+    static func t45() -> PERType {
+        .choice(PERChoiceType("NonStandardIdentifier", root: [PERMember("object", .objectIdentifier), PERMember("h221NonStandard", .reference(41))], additions: []))
+    }
+
+    /// H323-MESSAGES.AliasAddress
+    static func t46() -> PERType {
+        .choice(PERChoiceType("AliasAddress", root: [PERMember("dialledDigits", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))), PERMember("h323-ID", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 256))))], additions: [PERMember("url-ID", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 512)))), PERMember("transportID", .reference(18)), PERMember("email-ID", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 512)))), PERMember("partyNumber", .reference(48)), PERMember("mobileUIM", .reference(55)), PERMember("isupNumber", .reference(59))]))
+    }
+
+    /// H323-MESSAGES.AddressPattern
+    static func t47() -> PERType {
+        .choice(PERChoiceType("AddressPattern", root: [PERMember("wildcard", .reference(46)), PERMember("range", .sequence(PERSequenceType("AddressPattern.range", root: [PERMember("startOfRange", .reference(48)), PERMember("endOfRange", .reference(48))], additions: nil)))], additions: []))
+    }
+
+    /// H323-MESSAGES.PartyNumber
+    static func t48() -> PERType {
+        .choice(PERChoiceType("PartyNumber", root: [PERMember("e164Number", .reference(49)), PERMember("dataPartyNumber", .reference(51)), PERMember("telexPartyNumber", .reference(51)), PERMember("privateNumber", .reference(50)), PERMember("nationalStandardPartyNumber", .reference(51))], additions: []))
+    }
+
+    /// H323-MESSAGES.PublicPartyNumber
+    static func t49() -> PERType {
+        .sequence(PERSequenceType("PublicPartyNumber", root: [PERMember("publicTypeOfNumber", .reference(53)), PERMember("publicNumberDigits", .reference(51))], additions: nil))
+    }
+
+    /// H323-MESSAGES.PrivatePartyNumber
+    static func t50() -> PERType {
+        .sequence(PERSequenceType("PrivatePartyNumber", root: [PERMember("privateTypeOfNumber", .reference(54)), PERMember("privateNumberDigits", .reference(51))], additions: nil))
+    }
+
+    /// H323-MESSAGES.NumberDigits
+    static func t51() -> PERType {
+        .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))
+    }
+
+    /// H323-MESSAGES.DisplayName
+    static func t52() -> PERType {
+        .sequence(PERSequenceType("DisplayName", root: [PERMember("language", .characterString(PERCharacterStringType(.ia5, size: .unconstrained)), optional: true), PERMember("name", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 80))))], additions: nil))
+    }
+
+    /// H323-MESSAGES.PublicTypeOfNumber
+    static func t53() -> PERType {
+        .choice(PERChoiceType("PublicTypeOfNumber", root: [PERMember("unknown", .null), PERMember("internationalNumber", .null), PERMember("nationalNumber", .null), PERMember("networkSpecificNumber", .null), PERMember("subscriberNumber", .null), PERMember("abbreviatedNumber", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.PrivateTypeOfNumber
+    static func t54() -> PERType {
+        .choice(PERChoiceType("PrivateTypeOfNumber", root: [PERMember("unknown", .null), PERMember("level2RegionalNumber", .null), PERMember("level1RegionalNumber", .null), PERMember("pISNSpecificNumber", .null), PERMember("localNumber", .null), PERMember("abbreviatedNumber", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.MobileUIM
+    static func t55() -> PERType {
+        .choice(PERChoiceType("MobileUIM", root: [PERMember("ansi-41-uim", .reference(57)), PERMember("gsm-uim", .reference(58))], additions: []))
+    }
+
+    /// H323-MESSAGES.TBCD-STRING
+    static func t56() -> PERType {
+        .characterString(PERCharacterStringType(.ia5, size: .unconstrained, from: "0123456789#*abc"))
+    }
+
+    /// H323-MESSAGES.ANSI-41-UIM
+    static func t57() -> PERType {
+        .sequence(PERSequenceType("ANSI-41-UIM", root: [PERMember("imsi", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("min", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("mdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("msisdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("esn", .characterString(PERCharacterStringType(.ia5, size: PERSize(16, 16), from: "0123456789#*abc")), optional: true), PERMember("mscid", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("system-id", .choice(PERChoiceType("ANSI-41-UIM.system-id", root: [PERMember("sid", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc"))), PERMember("mid", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")))], additions: []))), PERMember("systemMyTypeCode", .octetString(PERSize(1, 1)), optional: true), PERMember("systemAccessType", .octetString(PERSize(1, 1)), optional: true), PERMember("qualificationInformationCode", .octetString(PERSize(1, 1)), optional: true), PERMember("sesn", .characterString(PERCharacterStringType(.ia5, size: PERSize(16, 16), from: "0123456789#*abc")), optional: true), PERMember("soc", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.GSM-UIM
+    static func t58() -> PERType {
+        .sequence(PERSequenceType("GSM-UIM", root: [PERMember("imsi", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("tmsi", .octetString(PERSize(1, 4)), optional: true), PERMember("msisdn", .characterString(PERCharacterStringType(.ia5, size: PERSize(3, 16), from: "0123456789#*abc")), optional: true), PERMember("imei", .characterString(PERCharacterStringType(.ia5, size: PERSize(15, 16), from: "0123456789#*abc")), optional: true), PERMember("hplmn", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")), optional: true), PERMember("vplmn", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 4), from: "0123456789#*abc")), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.IsupNumber
+    static func t59() -> PERType {
+        .choice(PERChoiceType("IsupNumber", root: [PERMember("e164Number", .reference(60)), PERMember("dataPartyNumber", .reference(63)), PERMember("telexPartyNumber", .reference(63)), PERMember("privateNumber", .reference(61)), PERMember("nationalStandardPartyNumber", .reference(63))], additions: []))
+    }
+
+    /// H323-MESSAGES.IsupPublicPartyNumber
+    static func t60() -> PERType {
+        .sequence(PERSequenceType("IsupPublicPartyNumber", root: [PERMember("natureOfAddress", .reference(62)), PERMember("address", .reference(63))], additions: []))
+    }
+
+    /// H323-MESSAGES.IsupPrivatePartyNumber
+    static func t61() -> PERType {
+        .sequence(PERSequenceType("IsupPrivatePartyNumber", root: [PERMember("privateTypeOfNumber", .reference(54)), PERMember("address", .reference(63))], additions: []))
+    }
+
+    /// H323-MESSAGES.NatureOfAddress
+    static func t62() -> PERType {
+        .choice(PERChoiceType("NatureOfAddress", root: [PERMember("unknown", .null), PERMember("subscriberNumber", .null), PERMember("nationalNumber", .null), PERMember("internationalNumber", .null), PERMember("networkSpecificNumber", .null), PERMember("routingNumberNationalFormat", .null), PERMember("routingNumberNetworkSpecificFormat", .null), PERMember("routingNumberWithCalledDirectoryNumber", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.IsupDigits
+    static func t63() -> PERType {
+        .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789ABCDE"))
+    }
+
+    /// H323-MESSAGES.ExtendedAliasAddress
+    static func t64() -> PERType {
+        .sequence(PERSequenceType("ExtendedAliasAddress", root: [PERMember("address", .reference(46)), PERMember("presentationIndicator", .reference(12), optional: true), PERMember("screeningIndicator", .reference(13), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.Endpoint
+    static func t65() -> PERType {
+        .sequence(PERSequenceType("Endpoint", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("aliasAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("rasAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("endpointType", .reference(23), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("priority", .integer(PERIntegerRange(0, 127)), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true)], additions: [PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("featureSet", .reference(123), optional: true)]))
+    }
+
+    /// H323-MESSAGES.AlternateTransportAddresses
+    static func t66() -> PERType {
+        .sequence(PERSequenceType("AlternateTransportAddresses", root: [PERMember("annexE", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true)], additions: [PERMember("sctp", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UseSpecifiedTransport
+    static func t67() -> PERType {
+        .choice(PERChoiceType("UseSpecifiedTransport", root: [PERMember("tcp", .null), PERMember("annexE", .null)], additions: [PERMember("sctp", .null)]))
+    }
+
+    /// H323-MESSAGES.AlternateGK
+    static func t68() -> PERType {
+        .sequence(PERSequenceType("AlternateGK", root: [PERMember("rasAddress", .reference(18)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("needToRegister", .boolean), PERMember("priority", .integer(PERIntegerRange(0, 127)))], additions: []))
+    }
+
+    /// H323-MESSAGES.AltGKInfo
+    static func t69() -> PERType {
+        .sequence(PERSequenceType("AltGKInfo", root: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained))), PERMember("altGKisPermanent", .boolean)], additions: []))
+    }
+
+    /// H323-MESSAGES.SecurityServiceMode
+    static func t70() -> PERType {
+        .choice(PERChoiceType("SecurityServiceMode", root: [PERMember("nonStandard", .reference(44)), PERMember("none", .null), PERMember("default", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.SecurityCapabilities
+    static func t71() -> PERType {
+        .sequence(PERSequenceType("SecurityCapabilities", root: [PERMember("nonStandard", .reference(44), optional: true), PERMember("encryption", .reference(70)), PERMember("authenticaton", .reference(70)), PERMember("integrity", .reference(70))], additions: []))
+    }
+
+    /// H323-MESSAGES.SecurityErrors
+    static func t72() -> PERType {
+        .choice(PERChoiceType("SecurityErrors", root: [PERMember("securityWrongSyncTime", .null), PERMember("securityReplay", .null), PERMember("securityWrongGeneralID", .null), PERMember("securityWrongSendersID", .null), PERMember("securityIntegrityFailed", .null), PERMember("securityWrongOID", .null), PERMember("securityDHmismatch", .null), PERMember("securityCertificateExpired", .null), PERMember("securityCertificateDateInvalid", .null), PERMember("securityCertificateRevoked", .null), PERMember("securityCertificateNotReadable", .null), PERMember("securityCertificateSignatureInvalid", .null), PERMember("securityCertificateMissing", .null), PERMember("securityCertificateIncomplete", .null), PERMember("securityUnsupportedCertificateAlgOID", .null), PERMember("securityUnknownCA", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.SecurityErrors2
+    static func t73() -> PERType {
+        .choice(PERChoiceType("SecurityErrors2", root: [PERMember("securityWrongSyncTime", .null), PERMember("securityReplay", .null), PERMember("securityWrongGeneralID", .null), PERMember("securityWrongSendersID", .null), PERMember("securityIntegrityFailed", .null), PERMember("securityWrongOID", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.H245Security
+    static func t74() -> PERType {
+        .choice(PERChoiceType("H245Security", root: [PERMember("nonStandard", .reference(44)), PERMember("noSecurity", .null), PERMember("tls", .reference(71)), PERMember("ipsec", .reference(71))], additions: []))
+    }
+
+    /// H323-MESSAGES.QseriesOptions
+    static func t75() -> PERType {
+        .sequence(PERSequenceType("QseriesOptions", root: [PERMember("q932Full", .boolean), PERMember("q951Full", .boolean), PERMember("q952Full", .boolean), PERMember("q953Full", .boolean), PERMember("q955Full", .boolean), PERMember("q956Full", .boolean), PERMember("q957Full", .boolean), PERMember("q954Info", .reference(76))], additions: []))
+    }
+
+    /// H323-MESSAGES.Q954Details
+    static func t76() -> PERType {
+        .sequence(PERSequenceType("Q954Details", root: [PERMember("conferenceCalling", .boolean), PERMember("threePartyService", .boolean)], additions: []))
+    }
+
+    /// H323-MESSAGES.GloballyUniqueID
+    static func t77() -> PERType {
+        .octetString(PERSize(16, 16))
+    }
+
+    /// H323-MESSAGES.ConferenceIdentifier
+    static func t78() -> PERType {
+        .reference(77)
+    }
+
+    /// H323-MESSAGES.RequestSeqNum
+    static func t79() -> PERType {
+        .integer(PERIntegerRange(1, 65535))
+    }
+
+    /// H323-MESSAGES.GatekeeperIdentifier
+    static func t80() -> PERType {
+        .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))
+    }
+
+    /// H323-MESSAGES.BandWidth
+    static func t81() -> PERType {
+        .integer(PERIntegerRange(0, 4294967295))
+    }
+
+    /// H323-MESSAGES.CallReferenceValue
+    static func t82() -> PERType {
+        .integer(PERIntegerRange(0, 65535))
+    }
+
+    /// H323-MESSAGES.EndpointIdentifier
+    static func t83() -> PERType {
+        .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))
+    }
+
+    /// H323-MESSAGES.ProtocolIdentifier
+    static func t84() -> PERType {
+        .objectIdentifier
+    }
+
+    /// H323-MESSAGES.TimeToLive
+    static func t85() -> PERType {
+        .integer(PERIntegerRange(1, 4294967295))
+    }
+
+    /// H323-MESSAGES.H248PackagesDescriptor
+    static func t86() -> PERType {
+        .octetString(.unconstrained)
+    }
+
+    /// H323-MESSAGES.H248SignalsDescriptor
+    static func t87() -> PERType {
+        .octetString(.unconstrained)
+    }
+
+    /// H323-MESSAGES.FeatureDescriptor
+    static func t88() -> PERType {
+        .reference(119)
+    }
+
+    /// H323-MESSAGES.CallIdentifier
+    static func t89() -> PERType {
+        .sequence(PERSequenceType("CallIdentifier", root: [PERMember("guid", .reference(77))], additions: []))
+    }
+
+    /// H323-MESSAGES.EncryptIntAlg
+    static func t90() -> PERType {
+        .choice(PERChoiceType("EncryptIntAlg", root: [PERMember("nonStandard", .reference(44)), PERMember("isoAlgorithm", .objectIdentifier)], additions: []))
+    }
+
+    /// H323-MESSAGES.NonIsoIntegrityMechanism
+    static func t91() -> PERType {
+        .choice(PERChoiceType("NonIsoIntegrityMechanism", root: [PERMember("hMAC-MD5", .null), PERMember("hMAC-iso10118-2-s", .reference(90)), PERMember("hMAC-iso10118-2-l", .reference(90)), PERMember("hMAC-iso10118-3", .objectIdentifier)], additions: []))
+    }
+
+    /// H323-MESSAGES.IntegrityMechanism
+    static func t92() -> PERType {
+        .choice(PERChoiceType("IntegrityMechanism", root: [PERMember("nonStandard", .reference(44)), PERMember("digSig", .null), PERMember("iso9797", .objectIdentifier), PERMember("nonIsoIM", .reference(91))], additions: []))
+    }
+
+    /// H323-MESSAGES.ICV
+    static func t93() -> PERType {
+        .sequence(PERSequenceType("ICV", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("icv", .bitString(.unconstrained))], additions: nil))
+    }
+
+    /// H323-MESSAGES.FastStartToken
+    static func t94() -> PERType {
+        .reference(452)
+    }
+
+    /// H323-MESSAGES.EncodedFastStartToken
+    static func t95() -> PERType {
+        .openType
+    }
+
+    /// H323-MESSAGES.CryptoH323Token
+    static func t96() -> PERType {
+        .choice(PERChoiceType("CryptoH323Token", root: [PERMember("cryptoEPPwdHash", .sequence(PERSequenceType("CryptoH323Token.cryptoEPPwdHash", root: [PERMember("alias", .reference(46)), PERMember("timeStamp", .reference(439)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoGKPwdHash", .sequence(PERSequenceType("CryptoH323Token.cryptoGKPwdHash", root: [PERMember("gatekeeperId", .reference(80)), PERMember("timeStamp", .reference(439)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoEPPwdEncr", .reference(456)), PERMember("cryptoGKPwdEncr", .reference(456)), PERMember("cryptoEPCert", .reference(455)), PERMember("cryptoGKCert", .reference(455)), PERMember("cryptoFastStart", .reference(455)), PERMember("nestedcryptoToken", .reference(464))], additions: []))
+    }
+
+    /// H323-MESSAGES.DataRate
+    static func t97() -> PERType {
+        .sequence(PERSequenceType("DataRate", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("channelRate", .reference(81)), PERMember("channelMultiplier", .integer(PERIntegerRange(1, 256)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.CallLinkage
+    static func t98() -> PERType {
+        .sequence(PERSequenceType("CallLinkage", root: [PERMember("globalCallId", .reference(77), optional: true), PERMember("threadId", .reference(77), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.SupportedPrefix
+    static func t99() -> PERType {
+        .sequence(PERSequenceType("SupportedPrefix", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("prefix", .reference(46))], additions: []))
+    }
+
+    /// H323-MESSAGES.CapacityReportingCapability
+    static func t100() -> PERType {
+        .sequence(PERSequenceType("CapacityReportingCapability", root: [PERMember("canReportCallCapacity", .boolean)], additions: []))
+    }
+
+    /// H323-MESSAGES.CapacityReportingSpecification
+    static func t101() -> PERType {
+        .sequence(PERSequenceType("CapacityReportingSpecification", root: [PERMember("when", .sequence(PERSequenceType("CapacityReportingSpecification.when", root: [PERMember("callStart", .null, optional: true), PERMember("callEnd", .null, optional: true)], additions: [])))], additions: []))
+    }
+
+    /// H323-MESSAGES.CallCapacity
+    static func t102() -> PERType {
+        .sequence(PERSequenceType("CallCapacity", root: [PERMember("maximumCallCapacity", .reference(103), optional: true), PERMember("currentCallCapacity", .reference(103), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.CallCapacityInfo
+    static func t103() -> PERType {
+        .sequence(PERSequenceType("CallCapacityInfo", root: [PERMember("voiceGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h310GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h320GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h321GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h322GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h323GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("h324GwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("t120OnlyGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("t38FaxAnnexbOnlyGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("terminalCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true), PERMember("mcuCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true)], additions: [PERMember("sipGwCallsAvailable", .sequenceOf(PERSequenceOfType(.reference(104), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.CallsAvailable
+    static func t104() -> PERType {
+        .sequence(PERSequenceType("CallsAvailable", root: [PERMember("calls", .integer(PERIntegerRange(0, 4294967295))), PERMember("group", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))), optional: true)], additions: [PERMember("carrier", .reference(109), optional: true)]))
+    }
+
+    /// H323-MESSAGES.CircuitInfo
+    static func t105() -> PERType {
+        .sequence(PERSequenceType("CircuitInfo", root: [PERMember("sourceCircuitID", .reference(106), optional: true), PERMember("destinationCircuitID", .reference(106), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.CircuitIdentifier
+    static func t106() -> PERType {
+        .sequence(PERSequenceType("CircuitIdentifier", root: [PERMember("cic", .reference(107), optional: true), PERMember("group", .reference(108), optional: true)], additions: [PERMember("carrier", .reference(109), optional: true)]))
+    }
+
+    /// H323-MESSAGES.CicInfo
+    static func t107() -> PERType {
+        .sequence(PERSequenceType("CicInfo", root: [PERMember("cic", .sequenceOf(PERSequenceOfType(.octetString(PERSize(2, 4)), size: .unconstrained))), PERMember("pointCode", .octetString(PERSize(2, 5)))], additions: []))
+    }
+
+    /// H323-MESSAGES.GroupID
+    static func t108() -> PERType {
+        .sequence(PERSequenceType("GroupID", root: [PERMember("member", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 65535)), size: .unconstrained)), optional: true), PERMember("group", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))))], additions: []))
+    }
+
+    /// H323-MESSAGES.CarrierInfo
+    static func t109() -> PERType {
+        .sequence(PERSequenceType("CarrierInfo", root: [PERMember("carrierIdentificationCode", .octetString(PERSize(3, 4)), optional: true), PERMember("carrierName", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128))), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.ServiceControlDescriptor
+    static func t110() -> PERType {
+        .choice(PERChoiceType("ServiceControlDescriptor", root: [PERMember("url", .characterString(PERCharacterStringType(.ia5, size: PERSize(0, 512)))), PERMember("signal", .reference(87)), PERMember("nonStandard", .reference(44)), PERMember("callCreditServiceControl", .reference(118))], additions: []))
+    }
+
+    /// H323-MESSAGES.ServiceControlSession
+    static func t111() -> PERType {
+        .sequence(PERSequenceType("ServiceControlSession", root: [PERMember("sessionId", .integer(PERIntegerRange(0, 255))), PERMember("contents", .reference(110), optional: true), PERMember("reason", .choice(PERChoiceType("ServiceControlSession.reason", root: [PERMember("open", .null), PERMember("refresh", .null), PERMember("close", .null)], additions: [])))], additions: []))
+    }
+
+    /// H323-MESSAGES.RasUsageInfoTypes
+    static func t112() -> PERType {
+        .sequence(PERSequenceType("RasUsageInfoTypes", root: [PERMember("nonStandardUsageTypes", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained))), PERMember("startTime", .null, optional: true), PERMember("endTime", .null, optional: true), PERMember("terminationCause", .null, optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.RasUsageSpecification
+    static func t113() -> PERType {
+        .sequence(PERSequenceType("RasUsageSpecification", root: [PERMember("when", .sequence(PERSequenceType("RasUsageSpecification.when", root: [PERMember("start", .null, optional: true), PERMember("end", .null, optional: true), PERMember("inIrr", .null, optional: true)], additions: []))), PERMember("callStartingPoint", .sequence(PERSequenceType("RasUsageSpecification.callStartingPoint", root: [PERMember("alerting", .null, optional: true), PERMember("connect", .null, optional: true)], additions: [])), optional: true), PERMember("required", .reference(112))], additions: []))
+    }
+
+    /// H323-MESSAGES.RasUsageInformation
+    static func t114() -> PERType {
+        .sequence(PERSequenceType("RasUsageInformation", root: [PERMember("nonStandardUsageFields", .sequenceOf(PERSequenceOfType(.reference(44), size: .unconstrained))), PERMember("alertingTime", .reference(439), optional: true), PERMember("connectTime", .reference(439), optional: true), PERMember("endTime", .reference(439), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.CallTerminationCause
+    static func t115() -> PERType {
+        .choice(PERChoiceType("CallTerminationCause", root: [PERMember("releaseCompleteReason", .reference(8)), PERMember("releaseCompleteCauseIE", .octetString(PERSize(2, 32)))], additions: []))
+    }
+
+    /// H323-MESSAGES.BandwidthDetails
+    static func t116() -> PERType {
+        .sequence(PERSequenceType("BandwidthDetails", root: [PERMember("sender", .boolean), PERMember("multicast", .boolean), PERMember("bandwidth", .reference(81)), PERMember("rtcpAddresses", .reference(124))], additions: []))
+    }
+
+    /// H323-MESSAGES.CallCreditCapability
+    static func t117() -> PERType {
+        .sequence(PERSequenceType("CallCreditCapability", root: [PERMember("canDisplayAmountString", .boolean, optional: true), PERMember("canEnforceDurationLimit", .boolean, optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.CallCreditServiceControl
+    static func t118() -> PERType {
+        .sequence(PERSequenceType("CallCreditServiceControl", root: [PERMember("amountString", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 512))), optional: true), PERMember("billingMode", .choice(PERChoiceType("CallCreditServiceControl.billingMode", root: [PERMember("credit", .null), PERMember("debit", .null)], additions: [])), optional: true), PERMember("callDurationLimit", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("enforceCallDurationLimit", .boolean, optional: true), PERMember("callStartingPoint", .choice(PERChoiceType("CallCreditServiceControl.callStartingPoint", root: [PERMember("alerting", .null), PERMember("connect", .null)], additions: [])), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.GenericData
+    static func t119() -> PERType {
+        .sequence(PERSequenceType("GenericData", root: [PERMember("id", .reference(120)), PERMember("parameters", .sequenceOf(PERSequenceOfType(.reference(121), size: PERSize(1, 512))), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.GenericIdentifier
+    static func t120() -> PERType {
+        .choice(PERChoiceType("GenericIdentifier", root: [PERMember("standard", .integer(PERIntegerRange(0, 16383, extensible: true))), PERMember("oid", .objectIdentifier), PERMember("nonStandard", .reference(77))], additions: []))
+    }
+
+    /// H323-MESSAGES.EnumeratedParameter
+    static func t121() -> PERType {
+        .sequence(PERSequenceType("EnumeratedParameter", root: [PERMember("id", .reference(120)), PERMember("content", .reference(122), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.Content
+    static func t122() -> PERType {
+        .choice(PERChoiceType("Content", root: [PERMember("raw", .octetString(.unconstrained)), PERMember("text", .characterString(PERCharacterStringType(.ia5, size: .unconstrained))), PERMember("unicode", .characterString(PERCharacterStringType(.bmp, size: .unconstrained))), PERMember("bool", .boolean), PERMember("number8", .integer(PERIntegerRange(0, 255))), PERMember("number16", .integer(PERIntegerRange(0, 65535))), PERMember("number32", .integer(PERIntegerRange(0, 4294967295))), PERMember("id", .reference(120)), PERMember("alias", .reference(46)), PERMember("transport", .reference(18)), PERMember("compound", .sequenceOf(PERSequenceOfType(.reference(121), size: PERSize(1, 512)))), PERMember("nested", .sequenceOf(PERSequenceOfType(.reference(119), size: PERSize(1, 16))))], additions: []))
+    }
+
+    /// H323-MESSAGES.FeatureSet
+    static func t123() -> PERType {
+        .sequence(PERSequenceType("FeatureSet", root: [PERMember("replacementFeatureSet", .boolean), PERMember("neededFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("desiredFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true), PERMember("supportedFeatures", .sequenceOf(PERSequenceOfType(.reference(88), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.TransportChannelInfo
+    static func t124() -> PERType {
+        .sequence(PERSequenceType("TransportChannelInfo", root: [PERMember("sendAddress", .reference(18), optional: true), PERMember("recvAddress", .reference(18), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.RTPSession
+    static func t125() -> PERType {
+        .sequence(PERSequenceType("RTPSession", root: [PERMember("rtpAddress", .reference(124)), PERMember("rtcpAddress", .reference(124)), PERMember("cname", .characterString(PERCharacterStringType(.printable, size: .unconstrained))), PERMember("ssrc", .integer(PERIntegerRange(1, 4294967295))), PERMember("sessionId", .integer(PERIntegerRange(1, 255))), PERMember("associatedSessionIds", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(1, 255)), size: .unconstrained)))], additions: [PERMember("multicast", .null, optional: true), PERMember("bandwidth", .reference(81), optional: true)]))
+    }
+
+    /// H323-MESSAGES.RehomingModel
+    static func t126() -> PERType {
+        .choice(PERChoiceType("RehomingModel", root: [PERMember("gatekeeperBased", .null), PERMember("endpointBased", .null)], additions: nil))
+    }
+
+    /// H323-MESSAGES.RasMessage
+    static func t127() -> PERType {
+        .choice(PERChoiceType("RasMessage", root: [PERMember("gatekeeperRequest", .reference(128)), PERMember("gatekeeperConfirm", .reference(129)), PERMember("gatekeeperReject", .reference(130)), PERMember("registrationRequest", .reference(132)), PERMember("registrationConfirm", .reference(133)), PERMember("registrationReject", .reference(134)), PERMember("unregistrationRequest", .reference(136)), PERMember("unregistrationConfirm", .reference(138)), PERMember("unregistrationReject", .reference(139)), PERMember("admissionRequest", .reference(141)), PERMember("admissionConfirm", .reference(145)), PERMember("admissionReject", .reference(147)), PERMember("bandwidthRequest", .reference(149)), PERMember("bandwidthConfirm", .reference(150)), PERMember("bandwidthReject", .reference(151)), PERMember("disengageRequest", .reference(157)), PERMember("disengageConfirm", .reference(159)), PERMember("disengageReject", .reference(160)), PERMember("locationRequest", .reference(153)), PERMember("locationConfirm", .reference(154)), PERMember("locationReject", .reference(155)), PERMember("infoRequest", .reference(162)), PERMember("infoRequestResponse", .reference(163)), PERMember("nonStandardMessage", .reference(168)), PERMember("unknownMessageResponse", .reference(169))], additions: [PERMember("requestInProgress", .reference(170)), PERMember("resourcesAvailableIndicate", .reference(171)), PERMember("resourcesAvailableConfirm", .reference(172)), PERMember("infoRequestAck", .reference(165)), PERMember("infoRequestNak", .reference(166)), PERMember("serviceControlIndication", .reference(173)), PERMember("serviceControlResponse", .reference(174)), PERMember("admissionConfirmSequence", .sequenceOf(PERSequenceOfType(.reference(145), size: .unconstrained)))]))
+    }
+
+    /// H323-MESSAGES.GatekeeperRequest
+    static func t128() -> PERType {
+        .sequence(PERSequenceType("GatekeeperRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("rasAddress", .reference(18)), PERMember("endpointType", .reference(23)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("callServices", .reference(75), optional: true), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true)], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("authenticationCapability", .sequenceOf(PERSequenceOfType(.reference(451), size: .unconstrained)), optional: true), PERMember("algorithmOIDs", .sequenceOf(PERSequenceOfType(.objectIdentifier, size: .unconstrained)), optional: true), PERMember("integrity", .sequenceOf(PERSequenceOfType(.reference(92), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("supportsAltGK", .null, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("supportsAssignedGK", .boolean), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.GatekeeperConfirm
+    static func t129() -> PERType {
+        .sequence(PERSequenceType("GatekeeperConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("rasAddress", .reference(18))], additions: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("authenticationMode", .reference(451), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true), PERMember("integrity", .sequenceOf(PERSequenceOfType(.reference(92), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("rehomingModel", .reference(126), optional: true)]))
+    }
+
+    /// H323-MESSAGES.GatekeeperReject
+    static func t130() -> PERType {
+        .sequence(PERSequenceType("GatekeeperReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("rejectReason", .reference(131))], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.GatekeeperRejectReason
+    static func t131() -> PERType {
+        .choice(PERChoiceType("GatekeeperRejectReason", root: [PERMember("resourceUnavailable", .null), PERMember("terminalExcluded", .null), PERMember("invalidRevision", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(72))]))
+    }
+
+    /// H323-MESSAGES.RegistrationRequest
+    static func t132() -> PERType {
+        .sequence(PERSequenceType("RegistrationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("discoveryComplete", .boolean), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("rasAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("terminalType", .reference(23)), PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("endpointVendor", .reference(40))], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("timeToLive", .reference(85), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("keepAlive", .boolean), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("willSupplyUUIEs", .boolean), PERMember("maintainConnection", .boolean), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("additiveRegistration", .null, optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportsAltGK", .null, optional: true), PERMember("usageReportingCapability", .reference(112), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("supportedH248Packages", .sequenceOf(PERSequenceOfType(.reference(86), size: .unconstrained)), optional: true), PERMember("callCreditCapability", .reference(117), optional: true), PERMember("capacityReportingCapability", .reference(100), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("restart", .null, optional: true), PERMember("supportsACFSequences", .null, optional: true), PERMember("supportsAssignedGK", .boolean), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.RegistrationConfirm
+    static func t133() -> PERType {
+        .sequence(PERSequenceType("RegistrationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("endpointIdentifier", .reference(83))], additions: [PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("timeToLive", .reference(85), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("willRespondToIRR", .boolean), PERMember("preGrantedARQ", .sequence(PERSequenceType("RegistrationConfirm.preGrantedARQ", root: [PERMember("makeCall", .boolean), PERMember("useGKCallSignalAddressToMakeCall", .boolean), PERMember("answerCall", .boolean), PERMember("useGKCallSignalAddressToAnswer", .boolean)], additions: [PERMember("irrFrequencyInCall", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("totalBandwidthRestriction", .reference(81), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("useSpecifiedTransport", .reference(67), optional: true)])), optional: true), PERMember("maintainConnection", .boolean), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("supportsAdditiveRegistration", .null, optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true), PERMember("usageSpec", .sequenceOf(PERSequenceOfType(.reference(113), size: .unconstrained)), optional: true), PERMember("featureServerAlias", .reference(46), optional: true), PERMember("capacityReportingSpec", .reference(101), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true), PERMember("rehomingModel", .reference(126), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))
+    }
+
+    /// H323-MESSAGES.RegistrationReject
+    static func t134() -> PERType {
+        .sequence(PERSequenceType("RegistrationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("rejectReason", .reference(135)), PERMember("gatekeeperIdentifier", .reference(80), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.RegistrationRejectReason
+    static func t135() -> PERType {
+        .choice(PERChoiceType("RegistrationRejectReason", root: [PERMember("discoveryRequired", .null), PERMember("invalidRevision", .null), PERMember("invalidCallSignalAddress", .null), PERMember("invalidRASAddress", .null), PERMember("duplicateAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("invalidTerminalType", .null), PERMember("undefinedReason", .null), PERMember("transportNotSupported", .null)], additions: [PERMember("transportQOSNotSupported", .null), PERMember("resourceUnavailable", .null), PERMember("invalidAlias", .null), PERMember("securityDenial", .null), PERMember("fullRegistrationRequired", .null), PERMember("additiveRegistrationNotSupported", .null), PERMember("invalidTerminalAliases", .sequence(PERSequenceType("RegistrationRejectReason.invalidTerminalAliases", root: [PERMember("terminalAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("terminalAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true)], additions: []))), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(72)), PERMember("registerWithAssignedGK", .null)]))
+    }
+
+    /// H323-MESSAGES.UnregistrationRequest
+    static func t136() -> PERType {
+        .sequence(PERSequenceType("UnregistrationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("nonStandardData", .reference(44), optional: true), PERMember("endpointIdentifier", .reference(83), optional: true)], additions: [PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("reason", .reference(137), optional: true), PERMember("endpointAliasPattern", .sequenceOf(PERSequenceOfType(.reference(47), size: .unconstrained)), optional: true), PERMember("supportedPrefixes", .sequenceOf(PERSequenceOfType(.reference(99), size: .unconstrained)), optional: true), PERMember("alternateGatekeeper", .sequenceOf(PERSequenceOfType(.reference(68), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UnregRequestReason
+    static func t137() -> PERType {
+        .choice(PERChoiceType("UnregRequestReason", root: [PERMember("reregistrationRequired", .null), PERMember("ttlExpired", .null), PERMember("securityDenial", .null), PERMember("undefinedReason", .null)], additions: [PERMember("maintenance", .null), PERMember("securityError", .reference(73)), PERMember("registerWithAssignedGK", .null)]))
+    }
+
+    /// H323-MESSAGES.UnregistrationConfirm
+    static func t138() -> PERType {
+        .sequence(PERSequenceType("UnregistrationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UnregistrationReject
+    static func t139() -> PERType {
+        .sequence(PERSequenceType("UnregistrationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(140)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UnregRejectReason
+    static func t140() -> PERType {
+        .choice(PERChoiceType("UnregRejectReason", root: [PERMember("notCurrentlyRegistered", .null), PERMember("callInProgress", .null), PERMember("undefinedReason", .null)], additions: [PERMember("permissionDenied", .null), PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))
+    }
+
+    /// H323-MESSAGES.AdmissionRequest
+    static func t141() -> PERType {
+        .sequence(PERSequenceType("AdmissionRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callType", .reference(142)), PERMember("callModel", .reference(143), optional: true), PERMember("endpointIdentifier", .reference(83)), PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destCallSignalAddress", .reference(18), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("srcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("srcCallSignalAddress", .reference(18), optional: true), PERMember("bandWidth", .reference(81)), PERMember("callReferenceValue", .reference(82)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("callServices", .reference(75), optional: true), PERMember("conferenceID", .reference(78)), PERMember("activeMC", .boolean), PERMember("answerCall", .boolean)], additions: [PERMember("canMapAlias", .boolean), PERMember("callIdentifier", .reference(89)), PERMember("srcAlternatives", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("destAlternatives", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("willSupplyUUIEs", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("gatewayDataRate", .reference(97), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("desiredTunnelledProtocol", .reference(42), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("canMapSrcAlias", .boolean)]))
+    }
+
+    /// H323-MESSAGES.CallType
+    static func t142() -> PERType {
+        .choice(PERChoiceType("CallType", root: [PERMember("pointToPoint", .null), PERMember("oneToN", .null), PERMember("nToOne", .null), PERMember("nToN", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.CallModel
+    static func t143() -> PERType {
+        .choice(PERChoiceType("CallModel", root: [PERMember("direct", .null), PERMember("gatekeeperRouted", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.TransportQOS
+    static func t144() -> PERType {
+        .choice(PERChoiceType("TransportQOS", root: [PERMember("endpointControlled", .null), PERMember("gatekeeperControlled", .null), PERMember("noControl", .null)], additions: [PERMember("qOSCapabilities", .sequenceOf(PERSequenceOfType(.reference(220), size: PERSize(1, 256))))]))
+    }
+
+    /// H323-MESSAGES.AdmissionConfirm
+    static func t145() -> PERType {
+        .sequence(PERSequenceType("AdmissionConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("bandWidth", .reference(81)), PERMember("callModel", .reference(143)), PERMember("destCallSignalAddress", .reference(18)), PERMember("irrFrequency", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destinationType", .reference(23), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("transportQOS", .reference(144), optional: true), PERMember("willRespondToIRR", .boolean), PERMember("uuiesRequested", .reference(146)), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("useSpecifiedTransport", .reference(67), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageSpec", .sequenceOf(PERSequenceOfType(.reference(113), size: .unconstrained)), optional: true), PERMember("supportedProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("modifiedSrcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UUIEsRequested
+    static func t146() -> PERType {
+        .sequence(PERSequenceType("UUIEsRequested", root: [PERMember("setup", .boolean), PERMember("callProceeding", .boolean), PERMember("connect", .boolean), PERMember("alerting", .boolean), PERMember("information", .boolean), PERMember("releaseComplete", .boolean), PERMember("facility", .boolean), PERMember("progress", .boolean), PERMember("empty", .boolean)], additions: [PERMember("status", .boolean), PERMember("statusInquiry", .boolean), PERMember("setupAcknowledge", .boolean), PERMember("notify", .boolean)]))
+    }
+
+    /// H323-MESSAGES.AdmissionReject
+    static func t147() -> PERType {
+        .sequence(PERSequenceType("AdmissionReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(148)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.AdmissionRejectReason
+    static func t148() -> PERType {
+        .choice(PERChoiceType("AdmissionRejectReason", root: [PERMember("calledPartyNotRegistered", .null), PERMember("invalidPermission", .null), PERMember("requestDenied", .null), PERMember("undefinedReason", .null), PERMember("callerNotRegistered", .null), PERMember("routeCallToGatekeeper", .null), PERMember("invalidEndpointIdentifier", .null), PERMember("resourceUnavailable", .null)], additions: [PERMember("securityDenial", .null), PERMember("qosControlNotSupported", .null), PERMember("incompleteAddress", .null), PERMember("aliasesInconsistent", .null), PERMember("routeCallToSCN", .sequenceOf(PERSequenceOfType(.reference(48), size: .unconstrained))), PERMember("exceedsCallCapacity", .null), PERMember("collectDestination", .null), PERMember("collectPIN", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("securityError", .reference(73)), PERMember("securityDHmismatch", .null), PERMember("noRouteToDestination", .null), PERMember("unallocatedNumber", .null), PERMember("registerWithAssignedGK", .null)]))
+    }
+
+    /// H323-MESSAGES.BandwidthRequest
+    static func t149() -> PERType {
+        .sequence(PERSequenceType("BandwidthRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83)), PERMember("conferenceID", .reference(78)), PERMember("callReferenceValue", .reference(82)), PERMember("callType", .reference(142), optional: true), PERMember("bandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("answeredCall", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("bandwidthDetails", .sequenceOf(PERSequenceOfType(.reference(116), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))
+    }
+
+    /// H323-MESSAGES.BandwidthConfirm
+    static func t150() -> PERType {
+        .sequence(PERSequenceType("BandwidthConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("bandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("transportQOS", .reference(144), optional: true)]))
+    }
+
+    /// H323-MESSAGES.BandwidthReject
+    static func t151() -> PERType {
+        .sequence(PERSequenceType("BandwidthReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(152)), PERMember("allowedBandWidth", .reference(81)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.BandRejectReason
+    static func t152() -> PERType {
+        .choice(PERChoiceType("BandRejectReason", root: [PERMember("notBound", .null), PERMember("invalidConferenceID", .null), PERMember("invalidPermission", .null), PERMember("insufficientResources", .null), PERMember("invalidRevision", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))
+    }
+
+    /// H323-MESSAGES.LocationRequest
+    static func t153() -> PERType {
+        .sequence(PERSequenceType("LocationRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained))), PERMember("nonStandardData", .reference(44), optional: true), PERMember("replyAddress", .reference(18))], additions: [PERMember("sourceInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("canMapAlias", .boolean), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("desiredProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("desiredTunnelledProtocol", .reference(42), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("hopCount", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("callIdentifier", .reference(89), optional: true), PERMember("bandWidth", .reference(81), optional: true), PERMember("sourceEndpointInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("canMapSrcAlias", .boolean), PERMember("language", .sequenceOf(PERSequenceOfType(.characterString(PERCharacterStringType(.ia5, size: PERSize(1, 32))), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.LocationConfirm
+    static func t154() -> PERType {
+        .sequence(PERSequenceType("LocationConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callSignalAddress", .reference(18)), PERMember("rasAddress", .reference(18)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("destinationInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destExtraCallInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("destinationType", .reference(23), optional: true), PERMember("remoteExtensionAddress", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("alternateEndpoints", .sequenceOf(PERSequenceOfType(.reference(65), size: .unconstrained)), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("alternateTransportAddresses", .reference(66), optional: true), PERMember("supportedProtocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained)), optional: true), PERMember("multipleCalls", .boolean, optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("modifiedSrcInfo", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("bandWidth", .reference(81), optional: true)]))
+    }
+
+    /// H323-MESSAGES.LocationReject
+    static func t155() -> PERType {
+        .sequence(PERSequenceType("LocationReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(156)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.LocationRejectReason
+    static func t156() -> PERType {
+        .choice(PERChoiceType("LocationRejectReason", root: [PERMember("notRegistered", .null), PERMember("invalidPermission", .null), PERMember("requestDenied", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityDenial", .null), PERMember("aliasesInconsistent", .null), PERMember("routeCalltoSCN", .sequenceOf(PERSequenceOfType(.reference(48), size: .unconstrained))), PERMember("resourceUnavailable", .null), PERMember("genericDataReason", .null), PERMember("neededFeatureNotSupported", .null), PERMember("hopCountExceeded", .null), PERMember("incompleteAddress", .null), PERMember("securityError", .reference(73)), PERMember("securityDHmismatch", .null), PERMember("noRouteToDestination", .null), PERMember("unallocatedNumber", .null)]))
+    }
+
+    /// H323-MESSAGES.DisengageRequest
+    static func t157() -> PERType {
+        .sequence(PERSequenceType("DisengageRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("endpointIdentifier", .reference(83)), PERMember("conferenceID", .reference(78)), PERMember("callReferenceValue", .reference(82)), PERMember("disengageReason", .reference(158)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("gatekeeperIdentifier", .reference(80), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("answeredCall", .boolean), PERMember("callLinkage", .reference(98), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("terminationCause", .reference(115), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained)), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.DisengageReason
+    static func t158() -> PERType {
+        .choice(PERChoiceType("DisengageReason", root: [PERMember("forcedDrop", .null), PERMember("normalDrop", .null), PERMember("undefinedReason", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.DisengageConfirm
+    static func t159() -> PERType {
+        .sequence(PERSequenceType("DisengageConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("capacity", .reference(102), optional: true), PERMember("circuitInfo", .reference(105), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.DisengageReject
+    static func t160() -> PERType {
+        .sequence(PERSequenceType("DisengageReject", root: [PERMember("requestSeqNum", .reference(79)), PERMember("rejectReason", .reference(161)), PERMember("nonStandardData", .reference(44), optional: true)], additions: [PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.DisengageRejectReason
+    static func t161() -> PERType {
+        .choice(PERChoiceType("DisengageRejectReason", root: [PERMember("notRegistered", .null), PERMember("requestToDropOther", .null)], additions: [PERMember("securityDenial", .null), PERMember("securityError", .reference(73))]))
+    }
+
+    /// H323-MESSAGES.InfoRequest
+    static func t162() -> PERType {
+        .sequence(PERSequenceType("InfoRequest", root: [PERMember("requestSeqNum", .reference(79)), PERMember("callReferenceValue", .reference(82)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("replyAddress", .reference(18), optional: true)], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("uuiesRequested", .reference(146), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("usageInfoRequested", .reference(112), optional: true), PERMember("segmentedResponseSupported", .null, optional: true), PERMember("nextSegmentRequested", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("capacityInfoRequested", .null, optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true), PERMember("assignedGatekeeper", .reference(68), optional: true)]))
+    }
+
+    /// H323-MESSAGES.InfoRequestResponse
+    static func t163() -> PERType {
+        .sequence(PERSequenceType("InfoRequestResponse", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("requestSeqNum", .reference(79)), PERMember("endpointType", .reference(23)), PERMember("endpointIdentifier", .reference(83)), PERMember("rasAddress", .reference(18)), PERMember("callSignalAddress", .sequenceOf(PERSequenceOfType(.reference(18), size: .unconstrained))), PERMember("endpointAlias", .sequenceOf(PERSequenceOfType(.reference(46), size: .unconstrained)), optional: true), PERMember("perCallInfo", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("InfoRequestResponse.perCallInfo[]", root: [PERMember("nonStandardData", .reference(44), optional: true), PERMember("callReferenceValue", .reference(82)), PERMember("conferenceID", .reference(78)), PERMember("originator", .boolean, optional: true), PERMember("audio", .sequenceOf(PERSequenceOfType(.reference(125), size: .unconstrained)), optional: true), PERMember("video", .sequenceOf(PERSequenceOfType(.reference(125), size: .unconstrained)), optional: true), PERMember("data", .sequenceOf(PERSequenceOfType(.reference(124), size: .unconstrained)), optional: true), PERMember("h245", .reference(124)), PERMember("callSignalling", .reference(124)), PERMember("callType", .reference(142)), PERMember("bandWidth", .reference(81)), PERMember("callModel", .reference(143))], additions: [PERMember("callIdentifier", .reference(89)), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("substituteConfIDs", .sequenceOf(PERSequenceOfType(.reference(78), size: .unconstrained))), PERMember("pdu", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("InfoRequestResponse.perCallInfo[].pdu[]", root: [PERMember("h323pdu", .reference(1)), PERMember("sent", .boolean)], additions: nil)), size: .unconstrained)), optional: true), PERMember("callLinkage", .reference(98), optional: true), PERMember("usageInformation", .reference(114), optional: true), PERMember("circuitInfo", .reference(105), optional: true)])), size: .unconstrained)), optional: true)], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("needResponse", .boolean), PERMember("capacity", .reference(102), optional: true), PERMember("irrStatus", .reference(164), optional: true), PERMember("unsolicited", .boolean), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.InfoRequestResponseStatus
+    static func t164() -> PERType {
+        .choice(PERChoiceType("InfoRequestResponseStatus", root: [PERMember("complete", .null), PERMember("incomplete", .null), PERMember("segment", .integer(PERIntegerRange(0, 65535))), PERMember("invalidCall", .null)], additions: []))
+    }
+
+    /// H323-MESSAGES.InfoRequestAck
+    static func t165() -> PERType {
+        .sequence(PERSequenceType("InfoRequestAck", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.InfoRequestNak
+    static func t166() -> PERType {
+        .sequence(PERSequenceType("InfoRequestNak", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("nakReason", .reference(167)), PERMember("altGKInfo", .reference(69), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.InfoRequestNakReason
+    static func t167() -> PERType {
+        .choice(PERChoiceType("InfoRequestNakReason", root: [PERMember("notRegistered", .null), PERMember("securityDenial", .null), PERMember("undefinedReason", .null)], additions: [PERMember("securityError", .reference(73))]))
+    }
+
+    /// H323-MESSAGES.NonStandardMessage
+    static func t168() -> PERType {
+        .sequence(PERSequenceType("NonStandardMessage", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44))], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.UnknownMessageResponse
+    static func t169() -> PERType {
+        .sequence(PERSequenceType("UnknownMessageResponse", root: [PERMember("requestSeqNum", .reference(79))], additions: [PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("messageNotUnderstood", .octetString(.unconstrained))]))
+    }
+
+    /// H323-MESSAGES.RequestInProgress
+    static func t170() -> PERType {
+        .sequence(PERSequenceType("RequestInProgress", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("delay", .integer(PERIntegerRange(1, 65535)))], additions: []))
+    }
+
+    /// H323-MESSAGES.ResourcesAvailableIndicate
+    static func t171() -> PERType {
+        .sequence(PERSequenceType("ResourcesAvailableIndicate", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("endpointIdentifier", .reference(83)), PERMember("protocols", .sequenceOf(PERSequenceOfType(.reference(25), size: .unconstrained))), PERMember("almostOutOfResources", .boolean), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: [PERMember("capacity", .reference(102), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ResourcesAvailableConfirm
+    static func t172() -> PERType {
+        .sequence(PERSequenceType("ResourcesAvailableConfirm", root: [PERMember("requestSeqNum", .reference(79)), PERMember("protocolIdentifier", .reference(84)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true)], additions: [PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H323-MESSAGES.ServiceControlIndication
+    static func t173() -> PERType {
+        .sequence(PERSequenceType("ServiceControlIndication", root: [PERMember("requestSeqNum", .reference(79)), PERMember("nonStandardData", .reference(44), optional: true), PERMember("serviceControl", .sequenceOf(PERSequenceOfType(.reference(111), size: .unconstrained))), PERMember("endpointIdentifier", .reference(83), optional: true), PERMember("callSpecific", .sequence(PERSequenceType("ServiceControlIndication.callSpecific", root: [PERMember("callIdentifier", .reference(89)), PERMember("conferenceID", .reference(78)), PERMember("answeredCall", .boolean)], additions: [])), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// H323-MESSAGES.ServiceControlResponse
+    static func t174() -> PERType {
+        .sequence(PERSequenceType("ServiceControlResponse", root: [PERMember("requestSeqNum", .reference(79)), PERMember("result", .choice(PERChoiceType("ServiceControlResponse.result", root: [PERMember("started", .null), PERMember("failed", .null), PERMember("stopped", .null), PERMember("notAvailable", .null), PERMember("neededFeatureNotSupported", .null)], additions: [])), optional: true), PERMember("nonStandardData", .reference(44), optional: true), PERMember("tokens", .sequenceOf(PERSequenceOfType(.reference(452), size: .unconstrained)), optional: true), PERMember("cryptoTokens", .sequenceOf(PERSequenceOfType(.reference(96), size: .unconstrained)), optional: true), PERMember("integrityCheckValue", .reference(93), optional: true), PERMember("featureSet", .reference(123), optional: true), PERMember("genericData", .sequenceOf(PERSequenceOfType(.reference(119), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultimediaSystemControlMessage
+    static func t175() -> PERType {
+        .choice(PERChoiceType("MultimediaSystemControlMessage", root: [PERMember("request", .reference(176)), PERMember("response", .reference(177)), PERMember("command", .reference(178)), PERMember("indication", .reference(179))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMessage
+    static func t176() -> PERType {
+        .choice(PERChoiceType("RequestMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("masterSlaveDetermination", .reference(186)), PERMember("terminalCapabilitySet", .reference(190)), PERMember("openLogicalChannel", .reference(285)), PERMember("closeLogicalChannel", .reference(319)), PERMember("requestChannelClose", .reference(321)), PERMember("multiplexEntrySend", .reference(325)), PERMember("requestMultiplexEntry", .reference(333)), PERMember("requestMode", .reference(338)), PERMember("roundTripDelayRequest", .reference(369)), PERMember("maintenanceLoopRequest", .reference(371))], additions: [PERMember("communicationModeRequest", .reference(376)), PERMember("conferenceRequest", .reference(379)), PERMember("multilinkRequest", .reference(393)), PERMember("logicalChannelRateRequest", .reference(401)), PERMember("genericRequest", .reference(181))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ResponseMessage
+    static func t177() -> PERType {
+        .choice(PERChoiceType("ResponseMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("masterSlaveDeterminationAck", .reference(187)), PERMember("masterSlaveDeterminationReject", .reference(188)), PERMember("terminalCapabilitySetAck", .reference(196)), PERMember("terminalCapabilitySetReject", .reference(197)), PERMember("openLogicalChannelAck", .reference(315)), PERMember("openLogicalChannelReject", .reference(316)), PERMember("closeLogicalChannelAck", .reference(320)), PERMember("requestChannelCloseAck", .reference(322)), PERMember("requestChannelCloseReject", .reference(323)), PERMember("multiplexEntrySendAck", .reference(329)), PERMember("multiplexEntrySendReject", .reference(330)), PERMember("requestMultiplexEntryAck", .reference(334)), PERMember("requestMultiplexEntryReject", .reference(335)), PERMember("requestModeAck", .reference(339)), PERMember("requestModeReject", .reference(340)), PERMember("roundTripDelayResponse", .reference(370)), PERMember("maintenanceLoopAck", .reference(372)), PERMember("maintenanceLoopReject", .reference(373))], additions: [PERMember("communicationModeResponse", .reference(377)), PERMember("conferenceResponse", .reference(385)), PERMember("multilinkResponse", .reference(394)), PERMember("logicalChannelRateAcknowledge", .reference(402)), PERMember("logicalChannelRateReject", .reference(403)), PERMember("genericResponse", .reference(181))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CommandMessage
+    static func t178() -> PERType {
+        .choice(PERChoiceType("CommandMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("maintenanceLoopOffCommand", .reference(374)), PERMember("sendTerminalCapabilitySet", .reference(406)), PERMember("encryptionCommand", .reference(407)), PERMember("flowControlCommand", .reference(408)), PERMember("endSessionCommand", .reference(409)), PERMember("miscellaneousCommand", .reference(413))], additions: [PERMember("communicationModeCommand", .reference(375)), PERMember("conferenceCommand", .reference(410)), PERMember("h223MultiplexReconfiguration", .reference(417)), PERMember("newATMVCCommand", .reference(418)), PERMember("mobileMultilinkReconfigurationCommand", .reference(419)), PERMember("genericCommand", .reference(181))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IndicationMessage
+    static func t179() -> PERType {
+        .choice(PERChoiceType("IndicationMessage", root: [PERMember("nonStandard", .reference(183)), PERMember("functionNotUnderstood", .reference(420)), PERMember("masterSlaveDeterminationRelease", .reference(189)), PERMember("terminalCapabilitySetRelease", .reference(198)), PERMember("openLogicalChannelConfirm", .reference(317)), PERMember("requestChannelCloseRelease", .reference(324)), PERMember("multiplexEntrySendRelease", .reference(332)), PERMember("requestMultiplexEntryRelease", .reference(337)), PERMember("requestModeRelease", .reference(341)), PERMember("miscellaneousIndication", .reference(425)), PERMember("jitterIndication", .reference(426)), PERMember("h223SkewIndication", .reference(427)), PERMember("newATMVCIndication", .reference(431)), PERMember("userInput", .reference(435))], additions: [PERMember("h2250MaximumSkewIndication", .reference(428)), PERMember("mcLocationIndication", .reference(429)), PERMember("conferenceIndication", .reference(422)), PERMember("vendorIdentification", .reference(430)), PERMember("functionNotSupported", .reference(421)), PERMember("multilinkIndication", .reference(395)), PERMember("logicalChannelRateRelease", .reference(405)), PERMember("flowControlIndication", .reference(436)), PERMember("mobileMultilinkReconfigurationIndication", .reference(437)), PERMember("genericIndication", .reference(181))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.SequenceNumber
+    static func t180() -> PERType {
+        .integer(PERIntegerRange(0, 255))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GenericMessage
+    static func t181() -> PERType {
+        .sequence(PERSequenceType("GenericMessage", root: [PERMember("messageIdentifier", .reference(271)), PERMember("subMessageIdentifier", .integer(PERIntegerRange(0, 127)), optional: true), PERMember("messageContent", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GenericInformation
+    static func t182() -> PERType {
+        .reference(181)
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NonStandardMessage
+    static func t183() -> PERType {
+        .sequence(PERSequenceType("NonStandardMessage", root: [PERMember("nonStandardData", .reference(184))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NonStandardParameter
+    static func t184() -> PERType {
+        .sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .reference(185)), PERMember("data", .octetString(.unconstrained))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NonStandardIdentifier
+    static func t185() -> PERType {
+        .choice(PERChoiceType("NonStandardIdentifier", root: [PERMember("object", .objectIdentifier), PERMember("h221NonStandard", .sequence(PERSequenceType("NonStandardIdentifier.h221NonStandard", root: [PERMember("t35CountryCode", .integer(PERIntegerRange(0, 255))), PERMember("t35Extension", .integer(PERIntegerRange(0, 255))), PERMember("manufacturerCode", .integer(PERIntegerRange(0, 65535)))], additions: nil)))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MasterSlaveDetermination
+    static func t186() -> PERType {
+        .sequence(PERSequenceType("MasterSlaveDetermination", root: [PERMember("terminalType", .integer(PERIntegerRange(0, 255))), PERMember("statusDeterminationNumber", .integer(PERIntegerRange(0, 16777215)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MasterSlaveDeterminationAck
+    static func t187() -> PERType {
+        .sequence(PERSequenceType("MasterSlaveDeterminationAck", root: [PERMember("decision", .choice(PERChoiceType("MasterSlaveDeterminationAck.decision", root: [PERMember("master", .null), PERMember("slave", .null)], additions: nil)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MasterSlaveDeterminationReject
+    static func t188() -> PERType {
+        .sequence(PERSequenceType("MasterSlaveDeterminationReject", root: [PERMember("cause", .choice(PERChoiceType("MasterSlaveDeterminationReject.cause", root: [PERMember("identicalNumbers", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MasterSlaveDeterminationRelease
+    static func t189() -> PERType {
+        .sequence(PERSequenceType("MasterSlaveDeterminationRelease", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalCapabilitySet
+    static func t190() -> PERType {
+        .sequence(PERSequenceType("TerminalCapabilitySet", root: [PERMember("sequenceNumber", .reference(180)), PERMember("protocolIdentifier", .objectIdentifier), PERMember("multiplexCapability", .reference(201), optional: true), PERMember("capabilityTable", .sequenceOf(PERSequenceOfType(.reference(191), size: PERSize(1, 256))), optional: true), PERMember("capabilityDescriptors", .sequenceOf(PERSequenceOfType(.reference(192), size: PERSize(1, 256))), optional: true)], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CapabilityTableEntry
+    static func t191() -> PERType {
+        .sequence(PERSequenceType("CapabilityTableEntry", root: [PERMember("capabilityTableEntryNumber", .reference(194)), PERMember("capability", .reference(199), optional: true)], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CapabilityDescriptor
+    static func t192() -> PERType {
+        .sequence(PERSequenceType("CapabilityDescriptor", root: [PERMember("capabilityDescriptorNumber", .reference(195)), PERMember("simultaneousCapabilities", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))), optional: true)], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AlternativeCapabilitySet
+    static func t193() -> PERType {
+        .sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 256)))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CapabilityTableEntryNumber
+    static func t194() -> PERType {
+        .integer(PERIntegerRange(1, 65535))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CapabilityDescriptorNumber
+    static func t195() -> PERType {
+        .integer(PERIntegerRange(0, 255))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalCapabilitySetAck
+    static func t196() -> PERType {
+        .sequence(PERSequenceType("TerminalCapabilitySetAck", root: [PERMember("sequenceNumber", .reference(180))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalCapabilitySetReject
+    static func t197() -> PERType {
+        .sequence(PERSequenceType("TerminalCapabilitySetReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("cause", .choice(PERChoiceType("TerminalCapabilitySetReject.cause", root: [PERMember("unspecified", .null), PERMember("undefinedTableEntryUsed", .null), PERMember("descriptorCapacityExceeded", .null), PERMember("tableEntryCapacityExceeded", .choice(PERChoiceType("TerminalCapabilitySetReject.cause.tableEntryCapacityExceeded", root: [PERMember("highestEntryNumberProcessed", .reference(194)), PERMember("noneProcessed", .null)], additions: nil)))], additions: [])))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalCapabilitySetRelease
+    static func t198() -> PERType {
+        .sequence(PERSequenceType("TerminalCapabilitySetRelease", root: [], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.Capability
+    static func t199() -> PERType {
+        .choice(PERChoiceType("Capability", root: [PERMember("nonStandard", .reference(184)), PERMember("receiveVideoCapability", .reference(230)), PERMember("transmitVideoCapability", .reference(230)), PERMember("receiveAndTransmitVideoCapability", .reference(230)), PERMember("receiveAudioCapability", .reference(247)), PERMember("transmitAudioCapability", .reference(247)), PERMember("receiveAndTransmitAudioCapability", .reference(247)), PERMember("receiveDataApplicationCapability", .reference(254)), PERMember("transmitDataApplicationCapability", .reference(254)), PERMember("receiveAndTransmitDataApplicationCapability", .reference(254)), PERMember("h233EncryptionTransmitCapability", .boolean), PERMember("h233EncryptionReceiveCapability", .sequence(PERSequenceType("Capability.h233EncryptionReceiveCapability", root: [PERMember("h233IVResponseTime", .integer(PERIntegerRange(0, 255)))], additions: [])))], additions: [PERMember("conferenceCapability", .reference(269)), PERMember("h235SecurityCapability", .reference(200)), PERMember("maxPendingReplacementFor", .integer(PERIntegerRange(0, 255))), PERMember("receiveUserInputCapability", .reference(268)), PERMember("transmitUserInputCapability", .reference(268)), PERMember("receiveAndTransmitUserInputCapability", .reference(268)), PERMember("genericControlCapability", .reference(270)), PERMember("receiveMultiplexedStreamCapability", .reference(275)), PERMember("transmitMultiplexedStreamCapability", .reference(275)), PERMember("receiveAndTransmitMultiplexedStreamCapability", .reference(275)), PERMember("receiveRTPAudioTelephonyEventCapability", .reference(277)), PERMember("receiveRTPAudioToneCapability", .reference(278)), PERMember("depFecCapability", .reference(282)), PERMember("multiplePayloadStreamCapability", .reference(281)), PERMember("fecCapability", .reference(283)), PERMember("redundancyEncodingCap", .reference(224)), PERMember("oneOfCapabilities", .reference(193))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H235SecurityCapability
+    static func t200() -> PERType {
+        .sequence(PERSequenceType("H235SecurityCapability", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaCapability", .reference(194))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexCapability
+    static func t201() -> PERType {
+        .choice(PERChoiceType("MultiplexCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("h222Capability", .reference(202)), PERMember("h223Capability", .reference(204)), PERMember("v76Capability", .reference(206))], additions: [PERMember("h2250Capability", .reference(208)), PERMember("genericMultiplexCapability", .reference(270))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H222Capability
+    static func t202() -> PERType {
+        .sequence(PERSequenceType("H222Capability", root: [PERMember("numberOfVCs", .integer(PERIntegerRange(1, 256))), PERMember("vcCapability", .sequenceOf(PERSequenceOfType(.reference(203), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VCCapability
+    static func t203() -> PERType {
+        .sequence(PERSequenceType("VCCapability", root: [PERMember("aal1", .sequence(PERSequenceType("VCCapability.aal1", root: [PERMember("nullClockRecovery", .boolean), PERMember("srtsClockRecovery", .boolean), PERMember("adaptiveClockRecovery", .boolean), PERMember("nullErrorCorrection", .boolean), PERMember("longInterleaver", .boolean), PERMember("shortInterleaver", .boolean), PERMember("errorCorrectionOnly", .boolean), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: [])), optional: true), PERMember("aal5", .sequence(PERSequenceType("VCCapability.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])), optional: true), PERMember("transportStream", .boolean), PERMember("programStream", .boolean), PERMember("availableBitRates", .sequence(PERSequenceType("VCCapability.availableBitRates", root: [PERMember("type", .choice(PERChoiceType("VCCapability.availableBitRates.type", root: [PERMember("singleBitRate", .integer(PERIntegerRange(1, 65535))), PERMember("rangeOfBitRates", .sequence(PERSequenceType("VCCapability.availableBitRates.type.rangeOfBitRates", root: [PERMember("lowerBitRate", .integer(PERIntegerRange(1, 65535))), PERMember("higherBitRate", .integer(PERIntegerRange(1, 65535)))], additions: nil)))], additions: nil)))], additions: [])))], additions: [PERMember("aal1ViaGateway", .sequence(PERSequenceType("VCCapability.aal1ViaGateway", root: [PERMember("gatewayAddress", .sequenceOf(PERSequenceOfType(.reference(288), size: PERSize(1, 256)))), PERMember("nullClockRecovery", .boolean), PERMember("srtsClockRecovery", .boolean), PERMember("adaptiveClockRecovery", .boolean), PERMember("nullErrorCorrection", .boolean), PERMember("longInterleaver", .boolean), PERMember("shortInterleaver", .boolean), PERMember("errorCorrectionOnly", .boolean), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: [])), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223Capability
+    static func t204() -> PERType {
+        .sequence(PERSequenceType("H223Capability", root: [PERMember("transportWithI-frames", .boolean), PERMember("videoWithAL1", .boolean), PERMember("videoWithAL2", .boolean), PERMember("videoWithAL3", .boolean), PERMember("audioWithAL1", .boolean), PERMember("audioWithAL2", .boolean), PERMember("audioWithAL3", .boolean), PERMember("dataWithAL1", .boolean), PERMember("dataWithAL2", .boolean), PERMember("dataWithAL3", .boolean), PERMember("maximumAl2SDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAl3SDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumDelayJitter", .integer(PERIntegerRange(0, 1023))), PERMember("h223MultiplexTableCapability", .choice(PERChoiceType("H223Capability.h223MultiplexTableCapability", root: [PERMember("basic", .null), PERMember("enhanced", .sequence(PERSequenceType("H223Capability.h223MultiplexTableCapability.enhanced", root: [PERMember("maximumNestingDepth", .integer(PERIntegerRange(1, 15))), PERMember("maximumElementListSize", .integer(PERIntegerRange(2, 255))), PERMember("maximumSubElementListSize", .integer(PERIntegerRange(2, 255)))], additions: [])))], additions: nil)))], additions: [PERMember("maxMUXPDUSizeCapability", .boolean), PERMember("nsrpSupport", .boolean), PERMember("mobileOperationTransmitCapability", .sequence(PERSequenceType("H223Capability.mobileOperationTransmitCapability", root: [PERMember("modeChangeCapability", .boolean), PERMember("h223AnnexA", .boolean), PERMember("h223AnnexADoubleFlag", .boolean), PERMember("h223AnnexB", .boolean), PERMember("h223AnnexBwithHeader", .boolean)], additions: [])), optional: true), PERMember("h223AnnexCCapability", .reference(205), optional: true), PERMember("bitRate", .integer(PERIntegerRange(1, 19200)), optional: true), PERMember("mobileMultilinkFrameCapability", .sequence(PERSequenceType("H223Capability.mobileMultilinkFrameCapability", root: [PERMember("maximumSampleSize", .integer(PERIntegerRange(1, 255))), PERMember("maximumPayloadLength", .integer(PERIntegerRange(1, 65025)))], additions: [])), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223AnnexCCapability
+    static func t205() -> PERType {
+        .sequence(PERSequenceType("H223AnnexCCapability", root: [PERMember("videoWithAL1M", .boolean), PERMember("videoWithAL2M", .boolean), PERMember("videoWithAL3M", .boolean), PERMember("audioWithAL1M", .boolean), PERMember("audioWithAL2M", .boolean), PERMember("audioWithAL3M", .boolean), PERMember("dataWithAL1M", .boolean), PERMember("dataWithAL2M", .boolean), PERMember("dataWithAL3M", .boolean), PERMember("alpduInterleaving", .boolean), PERMember("maximumAL1MPDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAL2MSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("maximumAL3MSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [PERMember("rsCodeCapability", .boolean, optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V76Capability
+    static func t206() -> PERType {
+        .sequence(PERSequenceType("V76Capability", root: [PERMember("suspendResumeCapabilitywAddress", .boolean), PERMember("suspendResumeCapabilitywoAddress", .boolean), PERMember("rejCapability", .boolean), PERMember("sREJCapability", .boolean), PERMember("mREJCapability", .boolean), PERMember("crc8bitCapability", .boolean), PERMember("crc16bitCapability", .boolean), PERMember("crc32bitCapability", .boolean), PERMember("uihCapability", .boolean), PERMember("numOfDLCS", .integer(PERIntegerRange(2, 8191))), PERMember("twoOctetAddressFieldCapability", .boolean), PERMember("loopBackTestCapability", .boolean), PERMember("n401Capability", .integer(PERIntegerRange(1, 4095))), PERMember("maxWindowSizeCapability", .integer(PERIntegerRange(1, 127))), PERMember("v75Capability", .reference(207))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V75Capability
+    static func t207() -> PERType {
+        .sequence(PERSequenceType("V75Capability", root: [PERMember("audioHeader", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H2250Capability
+    static func t208() -> PERType {
+        .sequence(PERSequenceType("H2250Capability", root: [PERMember("maximumAudioDelayJitter", .integer(PERIntegerRange(0, 1023))), PERMember("receiveMultipointCapability", .reference(228)), PERMember("transmitMultipointCapability", .reference(228)), PERMember("receiveAndTransmitMultipointCapability", .reference(228)), PERMember("mcCapability", .sequence(PERSequenceType("H2250Capability.mcCapability", root: [PERMember("centralizedConferenceMC", .boolean), PERMember("decentralizedConferenceMC", .boolean)], additions: []))), PERMember("rtcpVideoControlCapability", .boolean), PERMember("mediaPacketizationCapability", .reference(209))], additions: [PERMember("transportCapability", .reference(223), optional: true), PERMember("redundancyEncodingCapability", .sequenceOf(PERSequenceOfType(.reference(224), size: PERSize(1, 256))), optional: true), PERMember("logicalChannelSwitchingCapability", .boolean), PERMember("t120DynamicPortCapability", .boolean)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MediaPacketizationCapability
+    static func t209() -> PERType {
+        .sequence(PERSequenceType("MediaPacketizationCapability", root: [PERMember("h261aVideoPacketization", .boolean)], additions: [PERMember("rtpPayloadType", .sequenceOf(PERSequenceOfType(.reference(303), size: PERSize(1, 256))), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RSVPParameters
+    static func t210() -> PERType {
+        .sequence(PERSequenceType("RSVPParameters", root: [PERMember("qosMode", .reference(211), optional: true), PERMember("tokenRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("bucketSize", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("peakRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("minPoliced", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("maxPktSize", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.QOSMode
+    static func t211() -> PERType {
+        .choice(PERChoiceType("QOSMode", root: [PERMember("guaranteedQOS", .null), PERMember("controlledLoad", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ATMParameters
+    static func t212() -> PERType {
+        .sequence(PERSequenceType("ATMParameters", root: [PERMember("maxNTUSize", .integer(PERIntegerRange(0, 65535))), PERMember("atmUBR", .boolean), PERMember("atmrtVBR", .boolean), PERMember("atmnrtVBR", .boolean), PERMember("atmABR", .boolean), PERMember("atmCBR", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ServicePriorityValue
+    static func t213() -> PERType {
+        .sequence(PERSequenceType("ServicePriorityValue", root: [PERMember("nonStandardParameter", .reference(184), optional: true)], additions: [PERMember("value", .integer(PERIntegerRange(0, 255)))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ServicePriority
+    static func t214() -> PERType {
+        .sequence(PERSequenceType("ServicePriority", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("servicePrioritySignalled", .boolean), PERMember("servicePriorityValue", .reference(213), optional: true)], additions: [PERMember("serviceClass", .integer(PERIntegerRange(0, 4095)), optional: true), PERMember("serviceSubclass", .integer(PERIntegerRange(0, 255)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AuthorizationParameters
+    static func t215() -> PERType {
+        .sequence(PERSequenceType("AuthorizationParameters", root: [PERMember("nonStandardData", .reference(184), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.QOSType
+    static func t216() -> PERType {
+        .choice(PERChoiceType("QOSType", root: [PERMember("desired", .null), PERMember("required", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.QOSClass
+    static func t217() -> PERType {
+        .choice(PERChoiceType("QOSClass", root: [PERMember("class0", .null), PERMember("class1", .null), PERMember("class2", .null), PERMember("class3", .null), PERMember("class4", .null), PERMember("class5", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.QOSDescriptor
+    static func t218() -> PERType {
+        .sequence(PERSequenceType("QOSDescriptor", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("qosType", .reference(216)), PERMember("qosClass", .reference(217))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GenericTransportParameters
+    static func t219() -> PERType {
+        .sequence(PERSequenceType("GenericTransportParameters", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("averageRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("burst", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("peakRate", .integer(PERIntegerRange(1, 4294967295)), optional: true), PERMember("maxPktSize", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.QOSCapability
+    static func t220() -> PERType {
+        .sequence(PERSequenceType("QOSCapability", root: [PERMember("nonStandardData", .reference(184), optional: true), PERMember("rsvpParameters", .reference(210), optional: true), PERMember("atmParameters", .reference(212), optional: true)], additions: [PERMember("localQoS", .boolean, optional: true), PERMember("genericTransportParameters", .reference(219), optional: true), PERMember("servicePriority", .reference(214), optional: true), PERMember("authorizationParameter", .reference(215), optional: true), PERMember("qosDescriptor", .reference(218), optional: true), PERMember("dscpValue", .integer(PERIntegerRange(0, 63)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MediaTransportType
+    static func t221() -> PERType {
+        .choice(PERChoiceType("MediaTransportType", root: [PERMember("ip-UDP", .null), PERMember("ip-TCP", .null), PERMember("atm-AAL5-UNIDIR", .null), PERMember("atm-AAL5-BIDIR", .null)], additions: [PERMember("atm-AAL5-compressed", .sequence(PERSequenceType("MediaTransportType.atm-AAL5-compressed", root: [PERMember("variable-delta", .boolean)], additions: [])))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MediaChannelCapability
+    static func t222() -> PERType {
+        .sequence(PERSequenceType("MediaChannelCapability", root: [PERMember("mediaTransport", .reference(221), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TransportCapability
+    static func t223() -> PERType {
+        .sequence(PERSequenceType("TransportCapability", root: [PERMember("nonStandard", .reference(184), optional: true), PERMember("qOSCapabilities", .sequenceOf(PERSequenceOfType(.reference(220), size: PERSize(1, 256))), optional: true), PERMember("mediaChannelCapabilities", .sequenceOf(PERSequenceOfType(.reference(222), size: PERSize(1, 256))), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingCapability
+    static func t224() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncodingCapability", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("primaryEncoding", .reference(194)), PERMember("secondaryEncoding", .sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 256))), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingMethod
+    static func t225() -> PERType {
+        .choice(PERChoiceType("RedundancyEncodingMethod", root: [PERMember("nonStandard", .reference(184)), PERMember("rtpAudioRedundancyEncoding", .null)], additions: [PERMember("rtpH263VideoRedundancyEncoding", .reference(226))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RTPH263VideoRedundancyEncoding
+    static func t226() -> PERType {
+        .sequence(PERSequenceType("RTPH263VideoRedundancyEncoding", root: [PERMember("numberOfThreads", .integer(PERIntegerRange(1, 16))), PERMember("framesBetweenSyncPoints", .integer(PERIntegerRange(1, 256))), PERMember("frameToThreadMapping", .choice(PERChoiceType("RTPH263VideoRedundancyEncoding.frameToThreadMapping", root: [PERMember("roundrobin", .null), PERMember("custom", .sequenceOf(PERSequenceOfType(.reference(227), size: PERSize(1, 256))))], additions: []))), PERMember("containedThreads", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 15)), size: PERSize(1, 256))), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RTPH263VideoRedundancyFrameMapping
+    static func t227() -> PERType {
+        .sequence(PERSequenceType("RTPH263VideoRedundancyFrameMapping", root: [PERMember("threadNumber", .integer(PERIntegerRange(0, 15))), PERMember("frameSequence", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(0, 255)), size: PERSize(1, 256))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultipointCapability
+    static func t228() -> PERType {
+        .sequence(PERSequenceType("MultipointCapability", root: [PERMember("multicastCapability", .boolean), PERMember("multiUniCastConference", .boolean), PERMember("mediaDistributionCapability", .sequenceOf(PERSequenceOfType(.reference(229), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MediaDistributionCapability
+    static func t229() -> PERType {
+        .sequence(PERSequenceType("MediaDistributionCapability", root: [PERMember("centralizedControl", .boolean), PERMember("distributedControl", .boolean), PERMember("centralizedAudio", .boolean), PERMember("distributedAudio", .boolean), PERMember("centralizedVideo", .boolean), PERMember("distributedVideo", .boolean), PERMember("centralizedData", .sequenceOf(PERSequenceOfType(.reference(254), size: .unconstrained)), optional: true), PERMember("distributedData", .sequenceOf(PERSequenceOfType(.reference(254), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VideoCapability
+    static func t230() -> PERType {
+        .choice(PERChoiceType("VideoCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("h261VideoCapability", .reference(232)), PERMember("h262VideoCapability", .reference(233)), PERMember("h263VideoCapability", .reference(234)), PERMember("is11172VideoCapability", .reference(246))], additions: [PERMember("genericVideoCapability", .reference(270)), PERMember("extendedVideoCapability", .reference(231))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ExtendedVideoCapability
+    static func t231() -> PERType {
+        .sequence(PERSequenceType("ExtendedVideoCapability", root: [PERMember("videoCapability", .sequenceOf(PERSequenceOfType(.reference(230), size: .unconstrained))), PERMember("videoCapabilityExtension", .sequenceOf(PERSequenceOfType(.reference(270), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H261VideoCapability
+    static func t232() -> PERType {
+        .sequence(PERSequenceType("H261VideoCapability", root: [PERMember("qcifMPI", .integer(PERIntegerRange(1, 4)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 4)), optional: true), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("maxBitRate", .integer(PERIntegerRange(1, 19200))), PERMember("stillImageTransmission", .boolean)], additions: [PERMember("videoBadMBsCap", .boolean)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H262VideoCapability
+    static func t233() -> PERType {
+        .sequence(PERSequenceType("H262VideoCapability", root: [PERMember("profileAndLevel-SPatML", .boolean), PERMember("profileAndLevel-MPatLL", .boolean), PERMember("profileAndLevel-MPatML", .boolean), PERMember("profileAndLevel-MPatH-14", .boolean), PERMember("profileAndLevel-MPatHL", .boolean), PERMember("profileAndLevel-SNRatLL", .boolean), PERMember("profileAndLevel-SNRatML", .boolean), PERMember("profileAndLevel-SpatialatH-14", .boolean), PERMember("profileAndLevel-HPatML", .boolean), PERMember("profileAndLevel-HPatH-14", .boolean), PERMember("profileAndLevel-HPatHL", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("framesPerSecond", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263VideoCapability
+    static func t234() -> PERType {
+        .sequence(PERSequenceType("H263VideoCapability", root: [PERMember("sqcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("maxBitRate", .integer(PERIntegerRange(1, 192400))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("hrd-B", .integer(PERIntegerRange(0, 524287)), optional: true), PERMember("bppMaxKb", .integer(PERIntegerRange(0, 65535)), optional: true)], additions: [PERMember("slowSqcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowQcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif4MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif16MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("errorCompensation", .boolean), PERMember("enhancementLayerInfo", .reference(235), optional: true), PERMember("h263Options", .reference(238), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EnhancementLayerInfo
+    static func t235() -> PERType {
+        .sequence(PERSequenceType("EnhancementLayerInfo", root: [PERMember("baseBitRateConstrained", .boolean), PERMember("snrEnhancement", .sequenceOf(PERSequenceOfType(.reference(237), size: PERSize(1, 14))), optional: true), PERMember("spatialEnhancement", .sequenceOf(PERSequenceOfType(.reference(237), size: PERSize(1, 14))), optional: true), PERMember("bPictureEnhancement", .sequenceOf(PERSequenceOfType(.reference(236), size: PERSize(1, 14))), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.BEnhancementParameters
+    static func t236() -> PERType {
+        .sequence(PERSequenceType("BEnhancementParameters", root: [PERMember("enhancementOptions", .reference(237)), PERMember("numberOfBPictures", .integer(PERIntegerRange(1, 64)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EnhancementOptions
+    static func t237() -> PERType {
+        .sequence(PERSequenceType("EnhancementOptions", root: [PERMember("sqcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 32)), optional: true), PERMember("maxBitRate", .integer(PERIntegerRange(1, 192400))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("temporalSpatialTradeOffCapability", .boolean), PERMember("slowSqcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowQcifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCifMPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif4MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("slowCif16MPI", .integer(PERIntegerRange(1, 3600)), optional: true), PERMember("errorCompensation", .boolean), PERMember("h263Options", .reference(238), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263Options
+    static func t238() -> PERType {
+        .sequence(PERSequenceType("H263Options", root: [PERMember("advancedIntraCodingMode", .boolean), PERMember("deblockingFilterMode", .boolean), PERMember("improvedPBFramesMode", .boolean), PERMember("unlimitedMotionVectors", .boolean), PERMember("fullPictureFreeze", .boolean), PERMember("partialPictureFreezeAndRelease", .boolean), PERMember("resizingPartPicFreezeAndRelease", .boolean), PERMember("fullPictureSnapshot", .boolean), PERMember("partialPictureSnapshot", .boolean), PERMember("videoSegmentTagging", .boolean), PERMember("progressiveRefinement", .boolean), PERMember("dynamicPictureResizingByFour", .boolean), PERMember("dynamicPictureResizingSixteenthPel", .boolean), PERMember("dynamicWarpingHalfPel", .boolean), PERMember("dynamicWarpingSixteenthPel", .boolean), PERMember("independentSegmentDecoding", .boolean), PERMember("slicesInOrder-NonRect", .boolean), PERMember("slicesInOrder-Rect", .boolean), PERMember("slicesNoOrder-NonRect", .boolean), PERMember("slicesNoOrder-Rect", .boolean), PERMember("alternateInterVLCMode", .boolean), PERMember("modifiedQuantizationMode", .boolean), PERMember("reducedResolutionUpdate", .boolean), PERMember("transparencyParameters", .reference(239), optional: true), PERMember("separateVideoBackChannel", .boolean), PERMember("refPictureSelection", .reference(240), optional: true), PERMember("customPictureClockFrequency", .sequenceOf(PERSequenceOfType(.reference(241), size: PERSize(1, 16))), optional: true), PERMember("customPictureFormat", .sequenceOf(PERSequenceOfType(.reference(242), size: PERSize(1, 16))), optional: true), PERMember("modeCombos", .sequenceOf(PERSequenceOfType(.reference(243), size: PERSize(1, 16))), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean), PERMember("h263Version3Options", .reference(245))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TransparencyParameters
+    static func t239() -> PERType {
+        .sequence(PERSequenceType("TransparencyParameters", root: [PERMember("presentationOrder", .integer(PERIntegerRange(1, 256))), PERMember("offset-x", .integer(PERIntegerRange(-262144, 262143))), PERMember("offset-y", .integer(PERIntegerRange(-262144, 262143))), PERMember("scale-x", .integer(PERIntegerRange(1, 255))), PERMember("scale-y", .integer(PERIntegerRange(1, 255)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RefPictureSelection
+    static func t240() -> PERType {
+        .sequence(PERSequenceType("RefPictureSelection", root: [PERMember("additionalPictureMemory", .sequence(PERSequenceType("RefPictureSelection.additionalPictureMemory", root: [PERMember("sqcifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("qcifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cifAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cif4AdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("cif16AdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("bigCpfAdditionalPictureMemory", .integer(PERIntegerRange(1, 256)), optional: true)], additions: [])), optional: true), PERMember("videoMux", .boolean), PERMember("videoBackChannelSend", .choice(PERChoiceType("RefPictureSelection.videoBackChannelSend", root: [PERMember("none", .null), PERMember("ackMessageOnly", .null), PERMember("nackMessageOnly", .null), PERMember("ackOrNackMessageOnly", .null), PERMember("ackAndNackMessage", .null)], additions: [])))], additions: [PERMember("enhancedReferencePicSelect", .sequence(PERSequenceType("RefPictureSelection.enhancedReferencePicSelect", root: [PERMember("subPictureRemovalParameters", .sequence(PERSequenceType("RefPictureSelection.enhancedReferencePicSelect.subPictureRemovalParameters", root: [PERMember("mpuHorizMBs", .integer(PERIntegerRange(1, 128))), PERMember("mpuVertMBs", .integer(PERIntegerRange(1, 72))), PERMember("mpuTotalNumber", .integer(PERIntegerRange(1, 65536)))], additions: [])), optional: true)], additions: [])))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CustomPictureClockFrequency
+    static func t241() -> PERType {
+        .sequence(PERSequenceType("CustomPictureClockFrequency", root: [PERMember("clockConversionCode", .integer(PERIntegerRange(1000, 1001))), PERMember("clockDivisor", .integer(PERIntegerRange(1, 127))), PERMember("sqcifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("qcifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cifMPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cif4MPI", .integer(PERIntegerRange(1, 2048)), optional: true), PERMember("cif16MPI", .integer(PERIntegerRange(1, 2048)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CustomPictureFormat
+    static func t242() -> PERType {
+        .sequence(PERSequenceType("CustomPictureFormat", root: [PERMember("maxCustomPictureWidth", .integer(PERIntegerRange(1, 2048))), PERMember("maxCustomPictureHeight", .integer(PERIntegerRange(1, 2048))), PERMember("minCustomPictureWidth", .integer(PERIntegerRange(1, 2048))), PERMember("minCustomPictureHeight", .integer(PERIntegerRange(1, 2048))), PERMember("mPI", .sequence(PERSequenceType("CustomPictureFormat.mPI", root: [PERMember("standardMPI", .integer(PERIntegerRange(1, 31)), optional: true), PERMember("customPCF", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("CustomPictureFormat.mPI.customPCF[]", root: [PERMember("clockConversionCode", .integer(PERIntegerRange(1000, 1001))), PERMember("clockDivisor", .integer(PERIntegerRange(1, 127))), PERMember("customMPI", .integer(PERIntegerRange(1, 2048)))], additions: [])), size: PERSize(1, 16))), optional: true)], additions: []))), PERMember("pixelAspectInformation", .choice(PERChoiceType("CustomPictureFormat.pixelAspectInformation", root: [PERMember("anyPixelAspectRatio", .boolean), PERMember("pixelAspectCode", .sequenceOf(PERSequenceOfType(.integer(PERIntegerRange(1, 14)), size: PERSize(1, 14)))), PERMember("extendedPAR", .sequenceOf(PERSequenceOfType(.sequence(PERSequenceType("CustomPictureFormat.pixelAspectInformation.extendedPAR[]", root: [PERMember("width", .integer(PERIntegerRange(1, 255))), PERMember("height", .integer(PERIntegerRange(1, 255)))], additions: [])), size: PERSize(1, 256))))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263VideoModeCombos
+    static func t243() -> PERType {
+        .sequence(PERSequenceType("H263VideoModeCombos", root: [PERMember("h263VideoUncoupledModes", .reference(244)), PERMember("h263VideoCoupledModes", .sequenceOf(PERSequenceOfType(.reference(244), size: PERSize(1, 16))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263ModeComboFlags
+    static func t244() -> PERType {
+        .sequence(PERSequenceType("H263ModeComboFlags", root: [PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean), PERMember("advancedIntraCodingMode", .boolean), PERMember("deblockingFilterMode", .boolean), PERMember("unlimitedMotionVectors", .boolean), PERMember("slicesInOrder-NonRect", .boolean), PERMember("slicesInOrder-Rect", .boolean), PERMember("slicesNoOrder-NonRect", .boolean), PERMember("slicesNoOrder-Rect", .boolean), PERMember("improvedPBFramesMode", .boolean), PERMember("referencePicSelect", .boolean), PERMember("dynamicPictureResizingByFour", .boolean), PERMember("dynamicPictureResizingSixteenthPel", .boolean), PERMember("dynamicWarpingHalfPel", .boolean), PERMember("dynamicWarpingSixteenthPel", .boolean), PERMember("reducedResolutionUpdate", .boolean), PERMember("independentSegmentDecoding", .boolean), PERMember("alternateInterVLCMode", .boolean), PERMember("modifiedQuantizationMode", .boolean)], additions: [PERMember("enhancedReferencePicSelect", .boolean), PERMember("h263Version3Options", .reference(245))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263Version3Options
+    static func t245() -> PERType {
+        .sequence(PERSequenceType("H263Version3Options", root: [PERMember("dataPartitionedSlices", .boolean), PERMember("fixedPointIDCT0", .boolean), PERMember("interlacedFields", .boolean), PERMember("currentPictureHeaderRepetition", .boolean), PERMember("previousPictureHeaderRepetition", .boolean), PERMember("nextPictureHeaderRepetition", .boolean), PERMember("pictureNumber", .boolean), PERMember("spareReferencePictures", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS11172VideoCapability
+    static func t246() -> PERType {
+        .sequence(PERSequenceType("IS11172VideoCapability", root: [PERMember("constrainedBitstream", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("pictureRate", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: [PERMember("videoBadMBsCap", .boolean)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AudioCapability
+    static func t247() -> PERType {
+        .choice(PERChoiceType("AudioCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("g711Alaw64k", .integer(PERIntegerRange(1, 256))), PERMember("g711Alaw56k", .integer(PERIntegerRange(1, 256))), PERMember("g711Ulaw64k", .integer(PERIntegerRange(1, 256))), PERMember("g711Ulaw56k", .integer(PERIntegerRange(1, 256))), PERMember("g722-64k", .integer(PERIntegerRange(1, 256))), PERMember("g722-56k", .integer(PERIntegerRange(1, 256))), PERMember("g722-48k", .integer(PERIntegerRange(1, 256))), PERMember("g7231", .sequence(PERSequenceType("AudioCapability.g7231", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean)], additions: nil))), PERMember("g728", .integer(PERIntegerRange(1, 256))), PERMember("g729", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexA", .integer(PERIntegerRange(1, 256))), PERMember("is11172AudioCapability", .reference(250)), PERMember("is13818AudioCapability", .reference(251))], additions: [PERMember("g729wAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexAwAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g7231AnnexCCapability", .reference(249)), PERMember("gsmFullRate", .reference(252)), PERMember("gsmHalfRate", .reference(252)), PERMember("gsmEnhancedFullRate", .reference(252)), PERMember("genericAudioCapability", .reference(270)), PERMember("g729Extensions", .reference(248)), PERMember("vbd", .reference(253)), PERMember("audioTelephonyEvent", .reference(279)), PERMember("audioTone", .reference(280))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.G729Extensions
+    static func t248() -> PERType {
+        .sequence(PERSequenceType("G729Extensions", root: [PERMember("audioUnit", .integer(PERIntegerRange(1, 256)), optional: true), PERMember("annexA", .boolean), PERMember("annexB", .boolean), PERMember("annexD", .boolean), PERMember("annexE", .boolean), PERMember("annexF", .boolean), PERMember("annexG", .boolean), PERMember("annexH", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.G7231AnnexCCapability
+    static func t249() -> PERType {
+        .sequence(PERSequenceType("G7231AnnexCCapability", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean), PERMember("g723AnnexCAudioMode", .sequence(PERSequenceType("G7231AnnexCCapability.g723AnnexCAudioMode", root: [PERMember("highRateMode0", .integer(PERIntegerRange(27, 78))), PERMember("highRateMode1", .integer(PERIntegerRange(27, 78))), PERMember("lowRateMode0", .integer(PERIntegerRange(23, 66))), PERMember("lowRateMode1", .integer(PERIntegerRange(23, 66))), PERMember("sidMode0", .integer(PERIntegerRange(6, 17))), PERMember("sidMode1", .integer(PERIntegerRange(6, 17)))], additions: [])), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS11172AudioCapability
+    static func t250() -> PERType {
+        .sequence(PERSequenceType("IS11172AudioCapability", root: [PERMember("audioLayer1", .boolean), PERMember("audioLayer2", .boolean), PERMember("audioLayer3", .boolean), PERMember("audioSampling32k", .boolean), PERMember("audioSampling44k1", .boolean), PERMember("audioSampling48k", .boolean), PERMember("singleChannel", .boolean), PERMember("twoChannels", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 448)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS13818AudioCapability
+    static func t251() -> PERType {
+        .sequence(PERSequenceType("IS13818AudioCapability", root: [PERMember("audioLayer1", .boolean), PERMember("audioLayer2", .boolean), PERMember("audioLayer3", .boolean), PERMember("audioSampling16k", .boolean), PERMember("audioSampling22k05", .boolean), PERMember("audioSampling24k", .boolean), PERMember("audioSampling32k", .boolean), PERMember("audioSampling44k1", .boolean), PERMember("audioSampling48k", .boolean), PERMember("singleChannel", .boolean), PERMember("twoChannels", .boolean), PERMember("threeChannels2-1", .boolean), PERMember("threeChannels3-0", .boolean), PERMember("fourChannels2-0-2-0", .boolean), PERMember("fourChannels2-2", .boolean), PERMember("fourChannels3-1", .boolean), PERMember("fiveChannels3-0-2-0", .boolean), PERMember("fiveChannels3-2", .boolean), PERMember("lowFrequencyEnhancement", .boolean), PERMember("multilingual", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 1130)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GSMAudioCapability
+    static func t252() -> PERType {
+        .sequence(PERSequenceType("GSMAudioCapability", root: [PERMember("audioUnitSize", .integer(PERIntegerRange(1, 256))), PERMember("comfortNoise", .boolean), PERMember("scrambled", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VBDCapability
+    static func t253() -> PERType {
+        .sequence(PERSequenceType("VBDCapability", root: [PERMember("type", .reference(247))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DataApplicationCapability
+    static func t254() -> PERType {
+        .sequence(PERSequenceType("DataApplicationCapability", root: [PERMember("application", .choice(PERChoiceType("DataApplicationCapability.application", root: [PERMember("nonStandard", .reference(184)), PERMember("t120", .reference(255)), PERMember("dsm-cc", .reference(255)), PERMember("userData", .reference(255)), PERMember("t84", .sequence(PERSequenceType("DataApplicationCapability.application.t84", root: [PERMember("t84Protocol", .reference(255)), PERMember("t84Profile", .reference(258))], additions: nil))), PERMember("t434", .reference(255)), PERMember("h224", .reference(255)), PERMember("nlpid", .sequence(PERSequenceType("DataApplicationCapability.application.nlpid", root: [PERMember("nlpidProtocol", .reference(255)), PERMember("nlpidData", .octetString(.unconstrained))], additions: nil))), PERMember("dsvdControl", .null), PERMember("h222DataPartitioning", .reference(255))], additions: [PERMember("t30fax", .reference(255)), PERMember("t140", .reference(255)), PERMember("t38fax", .sequence(PERSequenceType("DataApplicationCapability.application.t38fax", root: [PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: nil))), PERMember("genericDataCapability", .reference(270))]))), PERMember("maxBitRate", .integer(PERIntegerRange(0, 4294967295)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DataProtocolCapability
+    static func t255() -> PERType {
+        .choice(PERChoiceType("DataProtocolCapability", root: [PERMember("nonStandard", .reference(184)), PERMember("v14buffered", .null), PERMember("v42lapm", .null), PERMember("hdlcFrameTunnelling", .null), PERMember("h310SeparateVCStack", .null), PERMember("h310SingleVCStack", .null), PERMember("transparent", .null)], additions: [PERMember("segmentationAndReassembly", .null), PERMember("hdlcFrameTunnelingwSAR", .null), PERMember("v120", .null), PERMember("separateLANStack", .null), PERMember("v76wCompression", .choice(PERChoiceType("DataProtocolCapability.v76wCompression", root: [PERMember("transmitCompression", .reference(256)), PERMember("receiveCompression", .reference(256)), PERMember("transmitAndReceiveCompression", .reference(256))], additions: []))), PERMember("tcp", .null), PERMember("udp", .null)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CompressionType
+    static func t256() -> PERType {
+        .choice(PERChoiceType("CompressionType", root: [PERMember("v42bis", .reference(257))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V42bis
+    static func t257() -> PERType {
+        .sequence(PERSequenceType("V42bis", root: [PERMember("numberOfCodewords", .integer(PERIntegerRange(1, 65536))), PERMember("maximumStringLength", .integer(PERIntegerRange(1, 256)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.T84Profile
+    static func t258() -> PERType {
+        .choice(PERChoiceType("T84Profile", root: [PERMember("t84Unrestricted", .null), PERMember("t84Restricted", .sequence(PERSequenceType("T84Profile.t84Restricted", root: [PERMember("qcif", .boolean), PERMember("cif", .boolean), PERMember("ccir601Seq", .boolean), PERMember("ccir601Prog", .boolean), PERMember("hdtvSeq", .boolean), PERMember("hdtvProg", .boolean), PERMember("g3FacsMH200x100", .boolean), PERMember("g3FacsMH200x200", .boolean), PERMember("g4FacsMMR200x100", .boolean), PERMember("g4FacsMMR200x200", .boolean), PERMember("jbig200x200Seq", .boolean), PERMember("jbig200x200Prog", .boolean), PERMember("jbig300x300Seq", .boolean), PERMember("jbig300x300Prog", .boolean), PERMember("digPhotoLow", .boolean), PERMember("digPhotoMedSeq", .boolean), PERMember("digPhotoMedProg", .boolean), PERMember("digPhotoHighSeq", .boolean), PERMember("digPhotoHighProg", .boolean)], additions: [])))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.T38FaxProfile
+    static func t259() -> PERType {
+        .sequence(PERSequenceType("T38FaxProfile", root: [PERMember("fillBitRemoval", .boolean), PERMember("transcodingJBIG", .boolean), PERMember("transcodingMMR", .boolean)], additions: [PERMember("version", .integer(PERIntegerRange(0, 255))), PERMember("t38FaxRateManagement", .reference(260)), PERMember("t38FaxUdpOptions", .reference(261), optional: true), PERMember("t38FaxTcpOptions", .reference(262), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.T38FaxRateManagement
+    static func t260() -> PERType {
+        .choice(PERChoiceType("T38FaxRateManagement", root: [PERMember("localTCF", .null), PERMember("transferredTCF", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.T38FaxUdpOptions
+    static func t261() -> PERType {
+        .sequence(PERSequenceType("T38FaxUdpOptions", root: [PERMember("t38FaxMaxBuffer", .integer(.unconstrained), optional: true), PERMember("t38FaxMaxDatagram", .integer(.unconstrained), optional: true), PERMember("t38FaxUdpEC", .choice(PERChoiceType("T38FaxUdpOptions.t38FaxUdpEC", root: [PERMember("t38UDPFEC", .null), PERMember("t38UDPRedundancy", .null)], additions: [])))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.T38FaxTcpOptions
+    static func t262() -> PERType {
+        .sequence(PERSequenceType("T38FaxTcpOptions", root: [PERMember("t38TCPBidirectionalMode", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionAuthenticationAndIntegrity
+    static func t263() -> PERType {
+        .sequence(PERSequenceType("EncryptionAuthenticationAndIntegrity", root: [PERMember("encryptionCapability", .reference(264), optional: true), PERMember("authenticationCapability", .reference(266), optional: true), PERMember("integrityCapability", .reference(267), optional: true)], additions: [PERMember("genericH235SecurityCapability", .reference(270), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionCapability
+    static func t264() -> PERType {
+        .sequenceOf(PERSequenceOfType(.reference(265), size: PERSize(1, 256)))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MediaEncryptionAlgorithm
+    static func t265() -> PERType {
+        .choice(PERChoiceType("MediaEncryptionAlgorithm", root: [PERMember("nonStandard", .reference(184)), PERMember("algorithm", .objectIdentifier)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AuthenticationCapability
+    static func t266() -> PERType {
+        .sequence(PERSequenceType("AuthenticationCapability", root: [PERMember("nonStandard", .reference(184), optional: true)], additions: [PERMember("antiSpamAlgorithm", .objectIdentifier, optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IntegrityCapability
+    static func t267() -> PERType {
+        .sequence(PERSequenceType("IntegrityCapability", root: [PERMember("nonStandard", .reference(184), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.UserInputCapability
+    static func t268() -> PERType {
+        .choice(PERChoiceType("UserInputCapability", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: PERSize(1, 16)))), PERMember("basicString", .null), PERMember("iA5String", .null), PERMember("generalString", .null), PERMember("dtmf", .null), PERMember("hookflash", .null)], additions: [PERMember("extendedAlphanumeric", .null), PERMember("encryptedBasicString", .null), PERMember("encryptedIA5String", .null), PERMember("encryptedGeneralString", .null), PERMember("secureDTMF", .null), PERMember("genericUserInputCapability", .reference(270))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceCapability
+    static func t269() -> PERType {
+        .sequence(PERSequenceType("ConferenceCapability", root: [PERMember("nonStandardData", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("chairControlCapability", .boolean)], additions: [PERMember("videoIndicateMixingCapability", .boolean), PERMember("multipointVisualizationCapability", .boolean, optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GenericCapability
+    static func t270() -> PERType {
+        .sequence(PERSequenceType("GenericCapability", root: [PERMember("capabilityIdentifier", .reference(271)), PERMember("maxBitRate", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("collapsing", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true), PERMember("nonCollapsing", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)), optional: true), PERMember("nonCollapsingRaw", .octetString(.unconstrained), optional: true), PERMember("transport", .reference(255), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CapabilityIdentifier
+    static func t271() -> PERType {
+        .choice(PERChoiceType("CapabilityIdentifier", root: [PERMember("standard", .objectIdentifier), PERMember("h221NonStandard", .reference(184)), PERMember("uuid", .octetString(PERSize(16, 16))), PERMember("domainBased", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.GenericParameter
+    static func t272() -> PERType {
+        .sequence(PERSequenceType("GenericParameter", root: [PERMember("parameterIdentifier", .reference(273)), PERMember("parameterValue", .reference(274)), PERMember("supersedes", .sequenceOf(PERSequenceOfType(.reference(273), size: .unconstrained)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ParameterIdentifier
+    static func t273() -> PERType {
+        .choice(PERChoiceType("ParameterIdentifier", root: [PERMember("standard", .integer(PERIntegerRange(0, 127))), PERMember("h221NonStandard", .reference(184)), PERMember("uuid", .octetString(PERSize(16, 16))), PERMember("domainBased", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 64))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ParameterValue
+    static func t274() -> PERType {
+        .choice(PERChoiceType("ParameterValue", root: [PERMember("logical", .null), PERMember("booleanArray", .integer(PERIntegerRange(0, 255))), PERMember("unsignedMin", .integer(PERIntegerRange(0, 65535))), PERMember("unsignedMax", .integer(PERIntegerRange(0, 65535))), PERMember("unsigned32Min", .integer(PERIntegerRange(0, 4294967295))), PERMember("unsigned32Max", .integer(PERIntegerRange(0, 4294967295))), PERMember("octetString", .octetString(.unconstrained)), PERMember("genericParameter", .sequenceOf(PERSequenceOfType(.reference(272), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexedStreamCapability
+    static func t275() -> PERType {
+        .sequence(PERSequenceType("MultiplexedStreamCapability", root: [PERMember("multiplexFormat", .reference(276)), PERMember("controlOnMuxStream", .boolean), PERMember("capabilityOnMuxStream", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexFormat
+    static func t276() -> PERType {
+        .choice(PERChoiceType("MultiplexFormat", root: [PERMember("nonStandard", .reference(184)), PERMember("h222Capability", .reference(202)), PERMember("h223Capability", .reference(204))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AudioTelephonyEventCapability
+    static func t277() -> PERType {
+        .sequence(PERSequenceType("AudioTelephonyEventCapability", root: [PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127))), PERMember("audioTelephoneEvent", .generalString)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AudioToneCapability
+    static func t278() -> PERType {
+        .sequence(PERSequenceType("AudioToneCapability", root: [PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NoPTAudioTelephonyEventCapability
+    static func t279() -> PERType {
+        .sequence(PERSequenceType("NoPTAudioTelephonyEventCapability", root: [PERMember("audioTelephoneEvent", .generalString)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NoPTAudioToneCapability
+    static func t280() -> PERType {
+        .sequence(PERSequenceType("NoPTAudioToneCapability", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplePayloadStreamCapability
+    static func t281() -> PERType {
+        .sequence(PERSequenceType("MultiplePayloadStreamCapability", root: [PERMember("capabilities", .sequenceOf(PERSequenceOfType(.reference(193), size: PERSize(1, 256))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DepFECCapability
+    static func t282() -> PERType {
+        .choice(PERChoiceType("DepFECCapability", root: [PERMember("rfc2733", .sequence(PERSequenceType("DepFECCapability.rfc2733", root: [PERMember("redundancyEncoding", .boolean), PERMember("separateStream", .sequence(PERSequenceType("DepFECCapability.rfc2733.separateStream", root: [PERMember("separatePort", .boolean), PERMember("samePort", .boolean)], additions: [])))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FECCapability
+    static func t283() -> PERType {
+        .sequence(PERSequenceType("FECCapability", root: [PERMember("protectedCapability", .reference(194)), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("rfc2733Format", .choice(PERChoiceType("FECCapability.rfc2733Format", root: [PERMember("rfc2733rfc2198", .reference(284)), PERMember("rfc2733sameport", .reference(284)), PERMember("rfc2733diffport", .reference(284))], additions: nil)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaxRedundancy
+    static func t284() -> PERType {
+        .integer(PERIntegerRange(1, nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.OpenLogicalChannel
+    static func t285() -> PERType {
+        .sequence(PERSequenceType("OpenLogicalChannel", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("forwardLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannel.forwardLogicalChannelParameters", root: [PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("dataType", .reference(290)), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannel.forwardLogicalChannelParameters.multiplexParameters", root: [PERMember("h222LogicalChannelParameters", .reference(293)), PERMember("h223LogicalChannelParameters", .reference(294)), PERMember("v76LogicalChannelParameters", .reference(299))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302)), PERMember("none", .null)])))], additions: [PERMember("forwardLogicalChannelDependency", .reference(286), optional: true), PERMember("replacementFor", .reference(286), optional: true)]))), PERMember("reverseLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannel.reverseLogicalChannelParameters", root: [PERMember("dataType", .reference(290)), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannel.reverseLogicalChannelParameters.multiplexParameters", root: [PERMember("h223LogicalChannelParameters", .reference(294)), PERMember("v76LogicalChannelParameters", .reference(299))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302))])), optional: true)], additions: [PERMember("reverseLogicalChannelDependency", .reference(286), optional: true), PERMember("replacementFor", .reference(286), optional: true)])), optional: true)], additions: [PERMember("separateStack", .reference(287), optional: true), PERMember("encryptionSync", .reference(313), optional: true), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelNumber
+    static func t286() -> PERType {
+        .integer(PERIntegerRange(1, 65535))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NetworkAccessParameters
+    static func t287() -> PERType {
+        .sequence(PERSequenceType("NetworkAccessParameters", root: [PERMember("distribution", .choice(PERChoiceType("NetworkAccessParameters.distribution", root: [PERMember("unicast", .null), PERMember("multicast", .null)], additions: [])), optional: true), PERMember("networkAddress", .choice(PERChoiceType("NetworkAccessParameters.networkAddress", root: [PERMember("q2931Address", .reference(288)), PERMember("e164Address", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 128), from: "0123456789#*,"))), PERMember("localAreaAddress", .reference(310))], additions: []))), PERMember("associateConference", .boolean), PERMember("externalReference", .octetString(PERSize(1, 255)), optional: true)], additions: [PERMember("t120SetupProcedure", .choice(PERChoiceType("NetworkAccessParameters.t120SetupProcedure", root: [PERMember("originateCall", .null), PERMember("waitForCall", .null), PERMember("issueQuery", .null)], additions: [])), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.Q2931Address
+    static func t288() -> PERType {
+        .sequence(PERSequenceType("Q2931Address", root: [PERMember("address", .choice(PERChoiceType("Q2931Address.address", root: [PERMember("internationalNumber", .characterString(PERCharacterStringType(.numeric, size: PERSize(1, 16)))), PERMember("nsapAddress", .octetString(PERSize(1, 20)))], additions: []))), PERMember("subaddress", .octetString(PERSize(1, 20)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V75Parameters
+    static func t289() -> PERType {
+        .sequence(PERSequenceType("V75Parameters", root: [PERMember("audioHeaderPresent", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DataType
+    static func t290() -> PERType {
+        .choice(PERChoiceType("DataType", root: [PERMember("nonStandard", .reference(184)), PERMember("nullData", .null), PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254)), PERMember("encryptionData", .reference(368))], additions: [PERMember("h235Control", .reference(184)), PERMember("h235Media", .reference(291)), PERMember("multiplexedStream", .reference(292)), PERMember("redundancyEncoding", .reference(304)), PERMember("multiplePayloadStream", .reference(306)), PERMember("depFec", .reference(308)), PERMember("fec", .reference(309))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H235Media
+    static func t291() -> PERType {
+        .sequence(PERSequenceType("H235Media", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaType", .choice(PERChoiceType("H235Media.mediaType", root: [PERMember("nonStandard", .reference(184)), PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254))], additions: [PERMember("redundancyEncoding", .reference(304)), PERMember("multiplePayloadStream", .reference(306)), PERMember("depFec", .reference(308)), PERMember("fec", .reference(309))])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexedStreamParameter
+    static func t292() -> PERType {
+        .sequence(PERSequenceType("MultiplexedStreamParameter", root: [PERMember("multiplexFormat", .reference(276)), PERMember("controlOnMuxStream", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H222LogicalChannelParameters
+    static func t293() -> PERType {
+        .sequence(PERSequenceType("H222LogicalChannelParameters", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("subChannelID", .integer(PERIntegerRange(0, 8191))), PERMember("pcr-pid", .integer(PERIntegerRange(0, 8191)), optional: true), PERMember("programDescriptors", .octetString(.unconstrained), optional: true), PERMember("streamDescriptors", .octetString(.unconstrained), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223LogicalChannelParameters
+    static func t294() -> PERType {
+        .sequence(PERSequenceType("H223LogicalChannelParameters", root: [PERMember("adaptationLayerType", .choice(PERChoiceType("H223LogicalChannelParameters.adaptationLayerType", root: [PERMember("nonStandard", .reference(184)), PERMember("al1Framed", .null), PERMember("al1NotFramed", .null), PERMember("al2WithoutSequenceNumbers", .null), PERMember("al2WithSequenceNumbers", .null), PERMember("al3", .sequence(PERSequenceType("H223LogicalChannelParameters.adaptationLayerType.al3", root: [PERMember("controlFieldOctets", .integer(PERIntegerRange(0, 2))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: nil)))], additions: [PERMember("al1M", .reference(295)), PERMember("al2M", .reference(296)), PERMember("al3M", .reference(297))]))), PERMember("segmentableFlag", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223AL1MParameters
+    static func t295() -> PERType {
+        .sequence(PERSequenceType("H223AL1MParameters", root: [PERMember("transferMode", .choice(PERChoiceType("H223AL1MParameters.transferMode", root: [PERMember("framed", .null), PERMember("unframed", .null)], additions: []))), PERMember("headerFEC", .choice(PERChoiceType("H223AL1MParameters.headerFEC", root: [PERMember("sebch16-7", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("crcLength", .choice(PERChoiceType("H223AL1MParameters.crcLength", root: [PERMember("crc4bit", .null), PERMember("crc12bit", .null), PERMember("crc20bit", .null), PERMember("crc28bit", .null)], additions: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null), PERMember("crcNotUsed", .null)]))), PERMember("rcpcCodeRate", .integer(PERIntegerRange(8, 32))), PERMember("arqType", .choice(PERChoiceType("H223AL1MParameters.arqType", root: [PERMember("noArq", .null), PERMember("typeIArq", .reference(298)), PERMember("typeIIArq", .reference(298))], additions: []))), PERMember("alpduInterleaving", .boolean), PERMember("alsduSplitting", .boolean)], additions: [PERMember("rsCodeCorrection", .integer(PERIntegerRange(0, 127)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223AL2MParameters
+    static func t296() -> PERType {
+        .sequence(PERSequenceType("H223AL2MParameters", root: [PERMember("headerFEC", .choice(PERChoiceType("H223AL2MParameters.headerFEC", root: [PERMember("sebch16-5", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("alpduInterleaving", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223AL3MParameters
+    static func t297() -> PERType {
+        .sequence(PERSequenceType("H223AL3MParameters", root: [PERMember("headerFormat", .choice(PERChoiceType("H223AL3MParameters.headerFormat", root: [PERMember("sebch16-7", .null), PERMember("golay24-12", .null)], additions: []))), PERMember("crcLength", .choice(PERChoiceType("H223AL3MParameters.crcLength", root: [PERMember("crc4bit", .null), PERMember("crc12bit", .null), PERMember("crc20bit", .null), PERMember("crc28bit", .null)], additions: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null), PERMember("crcNotUsed", .null)]))), PERMember("rcpcCodeRate", .integer(PERIntegerRange(8, 32))), PERMember("arqType", .choice(PERChoiceType("H223AL3MParameters.arqType", root: [PERMember("noArq", .null), PERMember("typeIArq", .reference(298)), PERMember("typeIIArq", .reference(298))], additions: []))), PERMember("alpduInterleaving", .boolean)], additions: [PERMember("rsCodeCorrection", .integer(PERIntegerRange(0, 127)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223AnnexCArqParameters
+    static func t298() -> PERType {
+        .sequence(PERSequenceType("H223AnnexCArqParameters", root: [PERMember("numberOfRetransmissions", .choice(PERChoiceType("H223AnnexCArqParameters.numberOfRetransmissions", root: [PERMember("finite", .integer(PERIntegerRange(0, 16))), PERMember("infinite", .null)], additions: []))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V76LogicalChannelParameters
+    static func t299() -> PERType {
+        .sequence(PERSequenceType("V76LogicalChannelParameters", root: [PERMember("hdlcParameters", .reference(300)), PERMember("suspendResume", .choice(PERChoiceType("V76LogicalChannelParameters.suspendResume", root: [PERMember("noSuspendResume", .null), PERMember("suspendResumewAddress", .null), PERMember("suspendResumewoAddress", .null)], additions: []))), PERMember("uIH", .boolean), PERMember("mode", .choice(PERChoiceType("V76LogicalChannelParameters.mode", root: [PERMember("eRM", .sequence(PERSequenceType("V76LogicalChannelParameters.mode.eRM", root: [PERMember("windowSize", .integer(PERIntegerRange(1, 127))), PERMember("recovery", .choice(PERChoiceType("V76LogicalChannelParameters.mode.eRM.recovery", root: [PERMember("rej", .null), PERMember("sREJ", .null), PERMember("mSREJ", .null)], additions: [])))], additions: []))), PERMember("uNERM", .null)], additions: []))), PERMember("v75Parameters", .reference(289))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V76HDLCParameters
+    static func t300() -> PERType {
+        .sequence(PERSequenceType("V76HDLCParameters", root: [PERMember("crcLength", .reference(301)), PERMember("n401", .integer(PERIntegerRange(1, 4095))), PERMember("loopbackTestProcedure", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CRCLength
+    static func t301() -> PERType {
+        .choice(PERChoiceType("CRCLength", root: [PERMember("crc8bit", .null), PERMember("crc16bit", .null), PERMember("crc32bit", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H2250LogicalChannelParameters
+    static func t302() -> PERType {
+        .sequence(PERSequenceType("H2250LogicalChannelParameters", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(0, 255))), PERMember("associatedSessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaGuaranteedDelivery", .boolean, optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("mediaControlGuaranteedDelivery", .boolean, optional: true), PERMember("silenceSuppression", .boolean, optional: true), PERMember("destination", .reference(382), optional: true), PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)), optional: true), PERMember("mediaPacketization", .choice(PERChoiceType("H2250LogicalChannelParameters.mediaPacketization", root: [PERMember("h261aVideoPacketization", .null)], additions: [PERMember("rtpPayloadType", .reference(303))])), optional: true)], additions: [PERMember("transportCapability", .reference(223), optional: true), PERMember("redundancyEncoding", .reference(304), optional: true), PERMember("source", .reference(382), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RTPPayloadType
+    static func t303() -> PERType {
+        .sequence(PERSequenceType("RTPPayloadType", root: [PERMember("payloadDescriptor", .choice(PERChoiceType("RTPPayloadType.payloadDescriptor", root: [PERMember("nonStandardIdentifier", .reference(184)), PERMember("rfc-number", .integer(PERIntegerRange(1, 32768, extensible: true))), PERMember("oid", .objectIdentifier)], additions: []))), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncoding
+    static func t304() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncoding", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("secondaryEncoding", .reference(290), optional: true)], additions: [PERMember("rtpRedundancyEncoding", .sequence(PERSequenceType("RedundancyEncoding.rtpRedundancyEncoding", root: [PERMember("primary", .reference(305), optional: true), PERMember("secondary", .sequenceOf(PERSequenceOfType(.reference(305), size: .unconstrained)), optional: true)], additions: [])), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingElement
+    static func t305() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncodingElement", root: [PERMember("dataType", .reference(290)), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplePayloadStream
+    static func t306() -> PERType {
+        .sequence(PERSequenceType("MultiplePayloadStream", root: [PERMember("elements", .sequenceOf(PERSequenceOfType(.reference(307), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplePayloadStreamElement
+    static func t307() -> PERType {
+        .sequence(PERSequenceType("MultiplePayloadStreamElement", root: [PERMember("dataType", .reference(290)), PERMember("payloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DepFECData
+    static func t308() -> PERType {
+        .choice(PERChoiceType("DepFECData", root: [PERMember("rfc2733", .sequence(PERSequenceType("DepFECData.rfc2733", root: [PERMember("mode", .choice(PERChoiceType("DepFECData.rfc2733.mode", root: [PERMember("redundancyEncoding", .null), PERMember("separateStream", .choice(PERChoiceType("DepFECData.rfc2733.mode.separateStream", root: [PERMember("differentPort", .sequence(PERSequenceType("DepFECData.rfc2733.mode.separateStream.differentPort", root: [PERMember("protectedSessionID", .integer(PERIntegerRange(1, 255))), PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))), PERMember("samePort", .sequence(PERSequenceType("DepFECData.rfc2733.mode.separateStream.samePort", root: [PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)))], additions: [])))], additions: [])))], additions: [])))], additions: [])))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FECData
+    static func t309() -> PERType {
+        .choice(PERChoiceType("FECData", root: [PERMember("rfc2733", .sequence(PERSequenceType("FECData.rfc2733", root: [PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127))), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("pktMode", .choice(PERChoiceType("FECData.rfc2733.pktMode", root: [PERMember("rfc2198coding", .null), PERMember("rfc2733sameport", .sequence(PERSequenceType("FECData.rfc2733.pktMode.rfc2733sameport", root: [], additions: []))), PERMember("rfc2733diffport", .sequence(PERSequenceType("FECData.rfc2733.pktMode.rfc2733diffport", root: [PERMember("protectedChannel", .reference(286))], additions: [])))], additions: [])))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TransportAddress
+    static func t310() -> PERType {
+        .choice(PERChoiceType("TransportAddress", root: [PERMember("unicastAddress", .reference(311)), PERMember("multicastAddress", .reference(312))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.UnicastAddress
+    static func t311() -> PERType {
+        .choice(PERChoiceType("UnicastAddress", root: [PERMember("iPAddress", .sequence(PERSequenceType("UnicastAddress.iPAddress", root: [PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("iPXAddress", .sequence(PERSequenceType("UnicastAddress.iPXAddress", root: [PERMember("node", .octetString(PERSize(6, 6))), PERMember("netnum", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .octetString(PERSize(2, 2)))], additions: []))), PERMember("iP6Address", .sequence(PERSequenceType("UnicastAddress.iP6Address", root: [PERMember("network", .octetString(PERSize(16, 16))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("netBios", .octetString(PERSize(16, 16))), PERMember("iPSourceRouteAddress", .sequence(PERSequenceType("UnicastAddress.iPSourceRouteAddress", root: [PERMember("routing", .choice(PERChoiceType("UnicastAddress.iPSourceRouteAddress.routing", root: [PERMember("strict", .null), PERMember("loose", .null)], additions: nil))), PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535))), PERMember("route", .sequenceOf(PERSequenceOfType(.octetString(PERSize(4, 4)), size: .unconstrained)))], additions: [])))], additions: [PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(184))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MulticastAddress
+    static func t312() -> PERType {
+        .choice(PERChoiceType("MulticastAddress", root: [PERMember("iPAddress", .sequence(PERSequenceType("MulticastAddress.iPAddress", root: [PERMember("network", .octetString(PERSize(4, 4))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: []))), PERMember("iP6Address", .sequence(PERSequenceType("MulticastAddress.iP6Address", root: [PERMember("network", .octetString(PERSize(16, 16))), PERMember("tsapIdentifier", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: [PERMember("nsap", .octetString(PERSize(1, 20))), PERMember("nonStandardAddress", .reference(184))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionSync
+    static func t313() -> PERType {
+        .sequence(PERSequenceType("EncryptionSync", root: [PERMember("nonStandard", .reference(184), optional: true), PERMember("synchFlag", .integer(PERIntegerRange(0, 255))), PERMember("h235Key", .octetString(PERSize(1, 65535))), PERMember("escrowentry", .sequenceOf(PERSequenceOfType(.reference(314), size: PERSize(1, 256))), optional: true)], additions: [PERMember("genericParameter", .reference(272), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EscrowData
+    static func t314() -> PERType {
+        .sequence(PERSequenceType("EscrowData", root: [PERMember("escrowID", .objectIdentifier), PERMember("escrowValue", .bitString(PERSize(1, 65535)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.OpenLogicalChannelAck
+    static func t315() -> PERType {
+        .sequence(PERSequenceType("OpenLogicalChannelAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("reverseLogicalChannelParameters", .sequence(PERSequenceType("OpenLogicalChannelAck.reverseLogicalChannelParameters", root: [PERMember("reverseLogicalChannelNumber", .reference(286)), PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true), PERMember("multiplexParameters", .choice(PERChoiceType("OpenLogicalChannelAck.reverseLogicalChannelParameters.multiplexParameters", root: [PERMember("h222LogicalChannelParameters", .reference(293))], additions: [PERMember("h2250LogicalChannelParameters", .reference(302))])), optional: true)], additions: [PERMember("replacementFor", .reference(286), optional: true)])), optional: true)], additions: [PERMember("separateStack", .reference(287), optional: true), PERMember("forwardMultiplexAckParameters", .choice(PERChoiceType("OpenLogicalChannelAck.forwardMultiplexAckParameters", root: [PERMember("h2250LogicalChannelAckParameters", .reference(318))], additions: [])), optional: true), PERMember("encryptionSync", .reference(313), optional: true), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.OpenLogicalChannelReject
+    static func t316() -> PERType {
+        .sequence(PERSequenceType("OpenLogicalChannelReject", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("cause", .choice(PERChoiceType("OpenLogicalChannelReject.cause", root: [PERMember("unspecified", .null), PERMember("unsuitableReverseParameters", .null), PERMember("dataTypeNotSupported", .null), PERMember("dataTypeNotAvailable", .null), PERMember("unknownDataType", .null), PERMember("dataTypeALCombinationNotSupported", .null)], additions: [PERMember("multicastChannelNotAllowed", .null), PERMember("insufficientBandwidth", .null), PERMember("separateStackEstablishmentFailed", .null), PERMember("invalidSessionID", .null), PERMember("masterSlaveConflict", .null), PERMember("waitForCommunicationMode", .null), PERMember("invalidDependentChannel", .null), PERMember("replacementForRejected", .null), PERMember("securityDenied", .null), PERMember("qoSControlNotSupported", .null)])))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.OpenLogicalChannelConfirm
+    static func t317() -> PERType {
+        .sequence(PERSequenceType("OpenLogicalChannelConfirm", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: [PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H2250LogicalChannelAckParameters
+    static func t318() -> PERType {
+        .sequence(PERSequenceType("H2250LogicalChannelAckParameters", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("dynamicRTPPayloadType", .integer(PERIntegerRange(96, 127)), optional: true)], additions: [PERMember("flowControlToZero", .boolean), PERMember("portNumber", .integer(PERIntegerRange(0, 65535)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CloseLogicalChannel
+    static func t319() -> PERType {
+        .sequence(PERSequenceType("CloseLogicalChannel", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("source", .choice(PERChoiceType("CloseLogicalChannel.source", root: [PERMember("user", .null), PERMember("lcse", .null)], additions: nil)))], additions: [PERMember("reason", .choice(PERChoiceType("CloseLogicalChannel.reason", root: [PERMember("unknown", .null), PERMember("reopen", .null), PERMember("reservationFailure", .null)], additions: [PERMember("networkErrorCode", .integer(PERIntegerRange(0, 255)))])))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CloseLogicalChannelAck
+    static func t320() -> PERType {
+        .sequence(PERSequenceType("CloseLogicalChannelAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestChannelClose
+    static func t321() -> PERType {
+        .sequence(PERSequenceType("RequestChannelClose", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: [PERMember("qosCapability", .reference(220), optional: true), PERMember("reason", .choice(PERChoiceType("RequestChannelClose.reason", root: [PERMember("unknown", .null), PERMember("normal", .null), PERMember("reopen", .null), PERMember("reservationFailure", .null)], additions: [PERMember("networkErrorCode", .integer(PERIntegerRange(0, 255)))])))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestChannelCloseAck
+    static func t322() -> PERType {
+        .sequence(PERSequenceType("RequestChannelCloseAck", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestChannelCloseReject
+    static func t323() -> PERType {
+        .sequence(PERSequenceType("RequestChannelCloseReject", root: [PERMember("forwardLogicalChannelNumber", .reference(286)), PERMember("cause", .choice(PERChoiceType("RequestChannelCloseReject.cause", root: [PERMember("unspecified", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestChannelCloseRelease
+    static func t324() -> PERType {
+        .sequence(PERSequenceType("RequestChannelCloseRelease", root: [PERMember("forwardLogicalChannelNumber", .reference(286))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntrySend
+    static func t325() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntrySend", root: [PERMember("sequenceNumber", .reference(180)), PERMember("multiplexEntryDescriptors", .sequenceOf(PERSequenceOfType(.reference(326), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntryDescriptor
+    static func t326() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntryDescriptor", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("elementList", .sequenceOf(PERSequenceOfType(.reference(327), size: PERSize(1, 256))), optional: true)], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexElement
+    static func t327() -> PERType {
+        .sequence(PERSequenceType("MultiplexElement", root: [PERMember("type", .choice(PERChoiceType("MultiplexElement.type", root: [PERMember("logicalChannelNumber", .integer(PERIntegerRange(0, 65535))), PERMember("subElementList", .sequenceOf(PERSequenceOfType(.reference(327), size: PERSize(2, 255))))], additions: nil))), PERMember("repeatCount", .choice(PERChoiceType("MultiplexElement.repeatCount", root: [PERMember("finite", .integer(PERIntegerRange(1, 65535))), PERMember("untilClosingFlag", .null)], additions: nil)))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexTableEntryNumber
+    static func t328() -> PERType {
+        .integer(PERIntegerRange(1, 15))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntrySendAck
+    static func t329() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntrySendAck", root: [PERMember("sequenceNumber", .reference(180)), PERMember("multiplexTableEntryNumber", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntrySendReject
+    static func t330() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntrySendReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("rejectionDescriptions", .sequenceOf(PERSequenceOfType(.reference(331), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntryRejectionDescriptions
+    static func t331() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntryRejectionDescriptions", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("cause", .choice(PERChoiceType("MultiplexEntryRejectionDescriptions.cause", root: [PERMember("unspecifiedCause", .null), PERMember("descriptorTooComplex", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexEntrySendRelease
+    static func t332() -> PERType {
+        .sequence(PERSequenceType("MultiplexEntrySendRelease", root: [PERMember("multiplexTableEntryNumber", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMultiplexEntry
+    static func t333() -> PERType {
+        .sequence(PERSequenceType("RequestMultiplexEntry", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMultiplexEntryAck
+    static func t334() -> PERType {
+        .sequence(PERSequenceType("RequestMultiplexEntryAck", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMultiplexEntryReject
+    static func t335() -> PERType {
+        .sequence(PERSequenceType("RequestMultiplexEntryReject", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15)))), PERMember("rejectionDescriptions", .sequenceOf(PERSequenceOfType(.reference(336), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMultiplexEntryRejectionDescriptions
+    static func t336() -> PERType {
+        .sequence(PERSequenceType("RequestMultiplexEntryRejectionDescriptions", root: [PERMember("multiplexTableEntryNumber", .reference(328)), PERMember("cause", .choice(PERChoiceType("RequestMultiplexEntryRejectionDescriptions.cause", root: [PERMember("unspecifiedCause", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMultiplexEntryRelease
+    static func t337() -> PERType {
+        .sequence(PERSequenceType("RequestMultiplexEntryRelease", root: [PERMember("entryNumbers", .sequenceOf(PERSequenceOfType(.reference(328), size: PERSize(1, 15))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestMode
+    static func t338() -> PERType {
+        .sequence(PERSequenceType("RequestMode", root: [PERMember("sequenceNumber", .reference(180)), PERMember("requestedModes", .sequenceOf(PERSequenceOfType(.reference(342), size: PERSize(1, 256))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestModeAck
+    static func t339() -> PERType {
+        .sequence(PERSequenceType("RequestModeAck", root: [PERMember("sequenceNumber", .reference(180)), PERMember("response", .choice(PERChoiceType("RequestModeAck.response", root: [PERMember("willTransmitMostPreferredMode", .null), PERMember("willTransmitLessPreferredMode", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestModeReject
+    static func t340() -> PERType {
+        .sequence(PERSequenceType("RequestModeReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("cause", .choice(PERChoiceType("RequestModeReject.cause", root: [PERMember("modeUnavailable", .null), PERMember("multipointConstraint", .null), PERMember("requestDenied", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestModeRelease
+    static func t341() -> PERType {
+        .sequence(PERSequenceType("RequestModeRelease", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ModeDescription
+    static func t342() -> PERType {
+        .sequenceOf(PERSequenceOfType(.reference(344), size: PERSize(1, 256)))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ModeElementType
+    static func t343() -> PERType {
+        .choice(PERChoiceType("ModeElementType", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367)), PERMember("encryptionMode", .reference(368))], additions: [PERMember("h235Mode", .reference(345)), PERMember("multiplexedStreamMode", .reference(292)), PERMember("redundancyEncodingDTMode", .reference(347)), PERMember("multiplePayloadStreamMode", .reference(349)), PERMember("depFecMode", .reference(351)), PERMember("fecMode", .reference(352))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ModeElement
+    static func t344() -> PERType {
+        .sequence(PERSequenceType("ModeElement", root: [PERMember("type", .reference(343)), PERMember("h223ModeParameters", .reference(353), optional: true)], additions: [PERMember("v76ModeParameters", .reference(354), optional: true), PERMember("h2250ModeParameters", .reference(355), optional: true), PERMember("genericModeParameters", .reference(270), optional: true), PERMember("multiplexedStreamModeParameters", .reference(346), optional: true), PERMember("logicalChannelNumber", .reference(286), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H235Mode
+    static func t345() -> PERType {
+        .sequence(PERSequenceType("H235Mode", root: [PERMember("encryptionAuthenticationAndIntegrity", .reference(263)), PERMember("mediaMode", .choice(PERChoiceType("H235Mode.mediaMode", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplexedStreamModeParameters
+    static func t346() -> PERType {
+        .sequence(PERSequenceType("MultiplexedStreamModeParameters", root: [PERMember("logicalChannelNumber", .reference(286))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingDTMode
+    static func t347() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncodingDTMode", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("primary", .reference(348)), PERMember("secondary", .sequenceOf(PERSequenceOfType(.reference(348), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingDTModeElement
+    static func t348() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncodingDTModeElement", root: [PERMember("type", .choice(PERChoiceType("RedundancyEncodingDTModeElement.type", root: [PERMember("nonStandard", .reference(184)), PERMember("videoMode", .reference(357)), PERMember("audioMode", .reference(362)), PERMember("dataMode", .reference(367)), PERMember("encryptionMode", .reference(368)), PERMember("h235Mode", .reference(345))], additions: [PERMember("fecMode", .reference(352))])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplePayloadStreamMode
+    static func t349() -> PERType {
+        .sequence(PERSequenceType("MultiplePayloadStreamMode", root: [PERMember("elements", .sequenceOf(PERSequenceOfType(.reference(350), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultiplePayloadStreamElementMode
+    static func t350() -> PERType {
+        .sequence(PERSequenceType("MultiplePayloadStreamElementMode", root: [PERMember("type", .reference(343))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DepFECMode
+    static func t351() -> PERType {
+        .choice(PERChoiceType("DepFECMode", root: [PERMember("rfc2733Mode", .sequence(PERSequenceType("DepFECMode.rfc2733Mode", root: [PERMember("mode", .choice(PERChoiceType("DepFECMode.rfc2733Mode.mode", root: [PERMember("redundancyEncoding", .null), PERMember("separateStream", .choice(PERChoiceType("DepFECMode.rfc2733Mode.mode.separateStream", root: [PERMember("differentPort", .sequence(PERSequenceType("DepFECMode.rfc2733Mode.mode.separateStream.differentPort", root: [PERMember("protectedSessionID", .integer(PERIntegerRange(1, 255))), PERMember("protectedPayloadType", .integer(PERIntegerRange(0, 127)), optional: true)], additions: []))), PERMember("samePort", .sequence(PERSequenceType("DepFECMode.rfc2733Mode.mode.separateStream.samePort", root: [PERMember("protectedType", .reference(343))], additions: [])))], additions: [])))], additions: [])))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FECMode
+    static func t352() -> PERType {
+        .sequence(PERSequenceType("FECMode", root: [PERMember("protectedElement", .reference(343)), PERMember("fecScheme", .objectIdentifier, optional: true), PERMember("rfc2733Format", .choice(PERChoiceType("FECMode.rfc2733Format", root: [PERMember("rfc2733rfc2198", .reference(284)), PERMember("rfc2733sameport", .reference(284)), PERMember("rfc2733diffport", .reference(284))], additions: nil)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223ModeParameters
+    static func t353() -> PERType {
+        .sequence(PERSequenceType("H223ModeParameters", root: [PERMember("adaptationLayerType", .choice(PERChoiceType("H223ModeParameters.adaptationLayerType", root: [PERMember("nonStandard", .reference(184)), PERMember("al1Framed", .null), PERMember("al1NotFramed", .null), PERMember("al2WithoutSequenceNumbers", .null), PERMember("al2WithSequenceNumbers", .null), PERMember("al3", .sequence(PERSequenceType("H223ModeParameters.adaptationLayerType.al3", root: [PERMember("controlFieldOctets", .integer(PERIntegerRange(0, 2))), PERMember("sendBufferSize", .integer(PERIntegerRange(0, 16777215)))], additions: nil)))], additions: [PERMember("al1M", .reference(295)), PERMember("al2M", .reference(296)), PERMember("al3M", .reference(297))]))), PERMember("segmentableFlag", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.V76ModeParameters
+    static func t354() -> PERType {
+        .choice(PERChoiceType("V76ModeParameters", root: [PERMember("suspendResumewAddress", .null), PERMember("suspendResumewoAddress", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H2250ModeParameters
+    static func t355() -> PERType {
+        .sequence(PERSequenceType("H2250ModeParameters", root: [PERMember("redundancyEncodingMode", .reference(356), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RedundancyEncodingMode
+    static func t356() -> PERType {
+        .sequence(PERSequenceType("RedundancyEncodingMode", root: [PERMember("redundancyEncodingMethod", .reference(225)), PERMember("secondaryEncoding", .choice(PERChoiceType("RedundancyEncodingMode.secondaryEncoding", root: [PERMember("nonStandard", .reference(184)), PERMember("audioData", .reference(362))], additions: [])), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VideoMode
+    static func t357() -> PERType {
+        .choice(PERChoiceType("VideoMode", root: [PERMember("nonStandard", .reference(184)), PERMember("h261VideoMode", .reference(358)), PERMember("h262VideoMode", .reference(359)), PERMember("h263VideoMode", .reference(360)), PERMember("is11172VideoMode", .reference(361))], additions: [PERMember("genericVideoMode", .reference(270))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H261VideoMode
+    static func t358() -> PERType {
+        .sequence(PERSequenceType("H261VideoMode", root: [PERMember("resolution", .choice(PERChoiceType("H261VideoMode.resolution", root: [PERMember("qcif", .null), PERMember("cif", .null)], additions: nil))), PERMember("bitRate", .integer(PERIntegerRange(1, 19200))), PERMember("stillImageTransmission", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H262VideoMode
+    static func t359() -> PERType {
+        .sequence(PERSequenceType("H262VideoMode", root: [PERMember("profileAndLevel", .choice(PERChoiceType("H262VideoMode.profileAndLevel", root: [PERMember("profileAndLevel-SPatML", .null), PERMember("profileAndLevel-MPatLL", .null), PERMember("profileAndLevel-MPatML", .null), PERMember("profileAndLevel-MPatH-14", .null), PERMember("profileAndLevel-MPatHL", .null), PERMember("profileAndLevel-SNRatLL", .null), PERMember("profileAndLevel-SNRatML", .null), PERMember("profileAndLevel-SpatialatH-14", .null), PERMember("profileAndLevel-HPatML", .null), PERMember("profileAndLevel-HPatH-14", .null), PERMember("profileAndLevel-HPatHL", .null)], additions: []))), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("framesPerSecond", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H263VideoMode
+    static func t360() -> PERType {
+        .sequence(PERSequenceType("H263VideoMode", root: [PERMember("resolution", .choice(PERChoiceType("H263VideoMode.resolution", root: [PERMember("sqcif", .null), PERMember("qcif", .null), PERMember("cif", .null), PERMember("cif4", .null), PERMember("cif16", .null)], additions: [PERMember("custom", .null)]))), PERMember("bitRate", .integer(PERIntegerRange(1, 19200))), PERMember("unrestrictedVector", .boolean), PERMember("arithmeticCoding", .boolean), PERMember("advancedPrediction", .boolean), PERMember("pbFrames", .boolean)], additions: [PERMember("errorCompensation", .boolean), PERMember("enhancementLayerInfo", .reference(235), optional: true), PERMember("h263Options", .reference(238), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS11172VideoMode
+    static func t361() -> PERType {
+        .sequence(PERSequenceType("IS11172VideoMode", root: [PERMember("constrainedBitstream", .boolean), PERMember("videoBitRate", .integer(PERIntegerRange(0, 1073741823)), optional: true), PERMember("vbvBufferSize", .integer(PERIntegerRange(0, 262143)), optional: true), PERMember("samplesPerLine", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("linesPerFrame", .integer(PERIntegerRange(0, 16383)), optional: true), PERMember("pictureRate", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("luminanceSampleRate", .integer(PERIntegerRange(0, 4294967295)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.AudioMode
+    static func t362() -> PERType {
+        .choice(PERChoiceType("AudioMode", root: [PERMember("nonStandard", .reference(184)), PERMember("g711Alaw64k", .null), PERMember("g711Alaw56k", .null), PERMember("g711Ulaw64k", .null), PERMember("g711Ulaw56k", .null), PERMember("g722-64k", .null), PERMember("g722-56k", .null), PERMember("g722-48k", .null), PERMember("g728", .null), PERMember("g729", .null), PERMember("g729AnnexA", .null), PERMember("g7231", .choice(PERChoiceType("AudioMode.g7231", root: [PERMember("noSilenceSuppressionLowRate", .null), PERMember("noSilenceSuppressionHighRate", .null), PERMember("silenceSuppressionLowRate", .null), PERMember("silenceSuppressionHighRate", .null)], additions: nil))), PERMember("is11172AudioMode", .reference(363)), PERMember("is13818AudioMode", .reference(364))], additions: [PERMember("g729wAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g729AnnexAwAnnexB", .integer(PERIntegerRange(1, 256))), PERMember("g7231AnnexCMode", .reference(365)), PERMember("gsmFullRate", .reference(252)), PERMember("gsmHalfRate", .reference(252)), PERMember("gsmEnhancedFullRate", .reference(252)), PERMember("genericAudioMode", .reference(270)), PERMember("g729Extensions", .reference(248)), PERMember("vbd", .reference(366))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS11172AudioMode
+    static func t363() -> PERType {
+        .sequence(PERSequenceType("IS11172AudioMode", root: [PERMember("audioLayer", .choice(PERChoiceType("IS11172AudioMode.audioLayer", root: [PERMember("audioLayer1", .null), PERMember("audioLayer2", .null), PERMember("audioLayer3", .null)], additions: nil))), PERMember("audioSampling", .choice(PERChoiceType("IS11172AudioMode.audioSampling", root: [PERMember("audioSampling32k", .null), PERMember("audioSampling44k1", .null), PERMember("audioSampling48k", .null)], additions: nil))), PERMember("multichannelType", .choice(PERChoiceType("IS11172AudioMode.multichannelType", root: [PERMember("singleChannel", .null), PERMember("twoChannelStereo", .null), PERMember("twoChannelDual", .null)], additions: nil))), PERMember("bitRate", .integer(PERIntegerRange(1, 448)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IS13818AudioMode
+    static func t364() -> PERType {
+        .sequence(PERSequenceType("IS13818AudioMode", root: [PERMember("audioLayer", .choice(PERChoiceType("IS13818AudioMode.audioLayer", root: [PERMember("audioLayer1", .null), PERMember("audioLayer2", .null), PERMember("audioLayer3", .null)], additions: nil))), PERMember("audioSampling", .choice(PERChoiceType("IS13818AudioMode.audioSampling", root: [PERMember("audioSampling16k", .null), PERMember("audioSampling22k05", .null), PERMember("audioSampling24k", .null), PERMember("audioSampling32k", .null), PERMember("audioSampling44k1", .null), PERMember("audioSampling48k", .null)], additions: nil))), PERMember("multichannelType", .choice(PERChoiceType("IS13818AudioMode.multichannelType", root: [PERMember("singleChannel", .null), PERMember("twoChannelStereo", .null), PERMember("twoChannelDual", .null), PERMember("threeChannels2-1", .null), PERMember("threeChannels3-0", .null), PERMember("fourChannels2-0-2-0", .null), PERMember("fourChannels2-2", .null), PERMember("fourChannels3-1", .null), PERMember("fiveChannels3-0-2-0", .null), PERMember("fiveChannels3-2", .null)], additions: nil))), PERMember("lowFrequencyEnhancement", .boolean), PERMember("multilingual", .boolean), PERMember("bitRate", .integer(PERIntegerRange(1, 1130)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.G7231AnnexCMode
+    static func t365() -> PERType {
+        .sequence(PERSequenceType("G7231AnnexCMode", root: [PERMember("maxAl-sduAudioFrames", .integer(PERIntegerRange(1, 256))), PERMember("silenceSuppression", .boolean), PERMember("g723AnnexCAudioMode", .sequence(PERSequenceType("G7231AnnexCMode.g723AnnexCAudioMode", root: [PERMember("highRateMode0", .integer(PERIntegerRange(27, 78))), PERMember("highRateMode1", .integer(PERIntegerRange(27, 78))), PERMember("lowRateMode0", .integer(PERIntegerRange(23, 66))), PERMember("lowRateMode1", .integer(PERIntegerRange(23, 66))), PERMember("sidMode0", .integer(PERIntegerRange(6, 17))), PERMember("sidMode1", .integer(PERIntegerRange(6, 17)))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VBDMode
+    static func t366() -> PERType {
+        .sequence(PERSequenceType("VBDMode", root: [PERMember("type", .reference(362))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DataMode
+    static func t367() -> PERType {
+        .sequence(PERSequenceType("DataMode", root: [PERMember("application", .choice(PERChoiceType("DataMode.application", root: [PERMember("nonStandard", .reference(184)), PERMember("t120", .reference(255)), PERMember("dsm-cc", .reference(255)), PERMember("userData", .reference(255)), PERMember("t84", .reference(255)), PERMember("t434", .reference(255)), PERMember("h224", .reference(255)), PERMember("nlpid", .sequence(PERSequenceType("DataMode.application.nlpid", root: [PERMember("nlpidProtocol", .reference(255)), PERMember("nlpidData", .octetString(.unconstrained))], additions: nil))), PERMember("dsvdControl", .null), PERMember("h222DataPartitioning", .reference(255))], additions: [PERMember("t30fax", .reference(255)), PERMember("t140", .reference(255)), PERMember("t38fax", .sequence(PERSequenceType("DataMode.application.t38fax", root: [PERMember("t38FaxProtocol", .reference(255)), PERMember("t38FaxProfile", .reference(259))], additions: nil))), PERMember("genericDataMode", .reference(270))]))), PERMember("bitRate", .integer(PERIntegerRange(0, 4294967295)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionMode
+    static func t368() -> PERType {
+        .choice(PERChoiceType("EncryptionMode", root: [PERMember("nonStandard", .reference(184)), PERMember("h233Encryption", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RoundTripDelayRequest
+    static func t369() -> PERType {
+        .sequence(PERSequenceType("RoundTripDelayRequest", root: [PERMember("sequenceNumber", .reference(180))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RoundTripDelayResponse
+    static func t370() -> PERType {
+        .sequence(PERSequenceType("RoundTripDelayResponse", root: [PERMember("sequenceNumber", .reference(180))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaintenanceLoopRequest
+    static func t371() -> PERType {
+        .sequence(PERSequenceType("MaintenanceLoopRequest", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopRequest.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaintenanceLoopAck
+    static func t372() -> PERType {
+        .sequence(PERSequenceType("MaintenanceLoopAck", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopAck.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaintenanceLoopReject
+    static func t373() -> PERType {
+        .sequence(PERSequenceType("MaintenanceLoopReject", root: [PERMember("type", .choice(PERChoiceType("MaintenanceLoopReject.type", root: [PERMember("systemLoop", .null), PERMember("mediaLoop", .reference(286)), PERMember("logicalChannelLoop", .reference(286))], additions: []))), PERMember("cause", .choice(PERChoiceType("MaintenanceLoopReject.cause", root: [PERMember("canNotPerformLoop", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaintenanceLoopOffCommand
+    static func t374() -> PERType {
+        .sequence(PERSequenceType("MaintenanceLoopOffCommand", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CommunicationModeCommand
+    static func t375() -> PERType {
+        .sequence(PERSequenceType("CommunicationModeCommand", root: [PERMember("communicationModeTable", .sequenceOf(PERSequenceOfType(.reference(378), size: PERSize(1, 256))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CommunicationModeRequest
+    static func t376() -> PERType {
+        .sequence(PERSequenceType("CommunicationModeRequest", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CommunicationModeResponse
+    static func t377() -> PERType {
+        .choice(PERChoiceType("CommunicationModeResponse", root: [PERMember("communicationModeTable", .sequenceOf(PERSequenceOfType(.reference(378), size: PERSize(1, 256))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CommunicationModeTableEntry
+    static func t378() -> PERType {
+        .sequence(PERSequenceType("CommunicationModeTableEntry", root: [PERMember("nonStandard", .sequenceOf(PERSequenceOfType(.reference(184), size: .unconstrained)), optional: true), PERMember("sessionID", .integer(PERIntegerRange(1, 255))), PERMember("associatedSessionID", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("terminalLabel", .reference(382), optional: true), PERMember("sessionDescription", .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))), PERMember("dataType", .choice(PERChoiceType("CommunicationModeTableEntry.dataType", root: [PERMember("videoData", .reference(230)), PERMember("audioData", .reference(247)), PERMember("data", .reference(254))], additions: []))), PERMember("mediaChannel", .reference(310), optional: true), PERMember("mediaGuaranteedDelivery", .boolean, optional: true), PERMember("mediaControlChannel", .reference(310), optional: true), PERMember("mediaControlGuaranteedDelivery", .boolean, optional: true)], additions: [PERMember("redundancyEncoding", .reference(304), optional: true), PERMember("sessionDependency", .integer(PERIntegerRange(1, 255)), optional: true), PERMember("destination", .reference(382), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceRequest
+    static func t379() -> PERType {
+        .choice(PERChoiceType("ConferenceRequest", root: [PERMember("terminalListRequest", .null), PERMember("makeMeChair", .null), PERMember("cancelMakeMeChair", .null), PERMember("dropTerminal", .reference(382)), PERMember("requestTerminalID", .reference(382)), PERMember("enterH243Password", .null), PERMember("enterH243TerminalID", .null), PERMember("enterH243ConferenceID", .null)], additions: [PERMember("enterExtensionAddress", .null), PERMember("requestChairTokenOwner", .null), PERMember("requestTerminalCertificate", .sequence(PERSequenceType("ConferenceRequest.requestTerminalCertificate", root: [PERMember("terminalLabel", .reference(382), optional: true), PERMember("certSelectionCriteria", .reference(380), optional: true), PERMember("sRandom", .integer(PERIntegerRange(1, 4294967295)), optional: true)], additions: []))), PERMember("broadcastMyLogicalChannel", .reference(286)), PERMember("makeTerminalBroadcaster", .reference(382)), PERMember("sendThisSource", .reference(382)), PERMember("requestAllTerminalIDs", .null), PERMember("remoteMCRequest", .reference(391))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.CertSelectionCriteria
+    static func t380() -> PERType {
+        .sequenceOf(PERSequenceOfType(.reference(381), size: PERSize(1, 16)))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.Criteria
+    static func t381() -> PERType {
+        .sequence(PERSequenceType("Criteria", root: [PERMember("field", .objectIdentifier), PERMember("value", .octetString(PERSize(1, 65535)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalLabel
+    static func t382() -> PERType {
+        .sequence(PERSequenceType("TerminalLabel", root: [PERMember("mcuNumber", .reference(383)), PERMember("terminalNumber", .reference(384))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.McuNumber
+    static func t383() -> PERType {
+        .integer(PERIntegerRange(0, 192))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalNumber
+    static func t384() -> PERType {
+        .integer(PERIntegerRange(0, 192))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceResponse
+    static func t385() -> PERType {
+        .choice(PERChoiceType("ConferenceResponse", root: [PERMember("mCTerminalIDResponse", .sequence(PERSequenceType("ConferenceResponse.mCTerminalIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("terminalIDResponse", .sequence(PERSequenceType("ConferenceResponse.terminalIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("conferenceIDResponse", .sequence(PERSequenceType("ConferenceResponse.conferenceIDResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("conferenceID", .reference(387))], additions: []))), PERMember("passwordResponse", .sequence(PERSequenceType("ConferenceResponse.passwordResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("password", .reference(388))], additions: []))), PERMember("terminalListResponse", .sequenceOf(PERSequenceOfType(.reference(382), size: PERSize(1, 256)))), PERMember("videoCommandReject", .null), PERMember("terminalDropReject", .null), PERMember("makeMeChairResponse", .choice(PERChoiceType("ConferenceResponse.makeMeChairResponse", root: [PERMember("grantedChairToken", .null), PERMember("deniedChairToken", .null)], additions: [])))], additions: [PERMember("extensionAddressResponse", .sequence(PERSequenceType("ConferenceResponse.extensionAddressResponse", root: [PERMember("extensionAddress", .reference(386))], additions: []))), PERMember("chairTokenOwnerResponse", .sequence(PERSequenceType("ConferenceResponse.chairTokenOwnerResponse", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))), PERMember("terminalCertificateResponse", .sequence(PERSequenceType("ConferenceResponse.terminalCertificateResponse", root: [PERMember("terminalLabel", .reference(382), optional: true), PERMember("certificateResponse", .octetString(PERSize(1, 65535)), optional: true)], additions: []))), PERMember("broadcastMyLogicalChannelResponse", .choice(PERChoiceType("ConferenceResponse.broadcastMyLogicalChannelResponse", root: [PERMember("grantedBroadcastMyLogicalChannel", .null), PERMember("deniedBroadcastMyLogicalChannel", .null)], additions: []))), PERMember("makeTerminalBroadcasterResponse", .choice(PERChoiceType("ConferenceResponse.makeTerminalBroadcasterResponse", root: [PERMember("grantedMakeTerminalBroadcaster", .null), PERMember("deniedMakeTerminalBroadcaster", .null)], additions: []))), PERMember("sendThisSourceResponse", .choice(PERChoiceType("ConferenceResponse.sendThisSourceResponse", root: [PERMember("grantedSendThisSource", .null), PERMember("deniedSendThisSource", .null)], additions: []))), PERMember("requestAllTerminalIDsResponse", .reference(389)), PERMember("remoteMCResponse", .reference(392))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalID
+    static func t386() -> PERType {
+        .octetString(PERSize(1, 128))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceID
+    static func t387() -> PERType {
+        .octetString(PERSize(1, 32))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.Password
+    static func t388() -> PERType {
+        .octetString(PERSize(1, 32))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RequestAllTerminalIDsResponse
+    static func t389() -> PERType {
+        .sequence(PERSequenceType("RequestAllTerminalIDsResponse", root: [PERMember("terminalInformation", .sequenceOf(PERSequenceOfType(.reference(390), size: .unconstrained)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalInformation
+    static func t390() -> PERType {
+        .sequence(PERSequenceType("TerminalInformation", root: [PERMember("terminalLabel", .reference(382)), PERMember("terminalID", .reference(386))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RemoteMCRequest
+    static func t391() -> PERType {
+        .choice(PERChoiceType("RemoteMCRequest", root: [PERMember("masterActivate", .null), PERMember("slaveActivate", .null), PERMember("deActivate", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.RemoteMCResponse
+    static func t392() -> PERType {
+        .choice(PERChoiceType("RemoteMCResponse", root: [PERMember("accept", .null), PERMember("reject", .choice(PERChoiceType("RemoteMCResponse.reject", root: [PERMember("unspecified", .null), PERMember("functionNotSupported", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultilinkRequest
+    static func t393() -> PERType {
+        .choice(PERChoiceType("MultilinkRequest", root: [PERMember("nonStandard", .reference(183)), PERMember("callInformation", .sequence(PERSequenceType("MultilinkRequest.callInformation", root: [PERMember("maxNumberOfAdditionalConnections", .integer(PERIntegerRange(1, 65535)))], additions: []))), PERMember("addConnection", .sequence(PERSequenceType("MultilinkRequest.addConnection", root: [PERMember("sequenceNumber", .reference(180)), PERMember("dialingInformation", .reference(396))], additions: []))), PERMember("removeConnection", .sequence(PERSequenceType("MultilinkRequest.removeConnection", root: [PERMember("connectionIdentifier", .reference(399))], additions: []))), PERMember("maximumHeaderInterval", .sequence(PERSequenceType("MultilinkRequest.maximumHeaderInterval", root: [PERMember("requestType", .choice(PERChoiceType("MultilinkRequest.maximumHeaderInterval.requestType", root: [PERMember("currentIntervalInformation", .null), PERMember("requestedInterval", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultilinkResponse
+    static func t394() -> PERType {
+        .choice(PERChoiceType("MultilinkResponse", root: [PERMember("nonStandard", .reference(183)), PERMember("callInformation", .sequence(PERSequenceType("MultilinkResponse.callInformation", root: [PERMember("dialingInformation", .reference(396)), PERMember("callAssociationNumber", .integer(PERIntegerRange(0, 4294967295)))], additions: []))), PERMember("addConnection", .sequence(PERSequenceType("MultilinkResponse.addConnection", root: [PERMember("sequenceNumber", .reference(180)), PERMember("responseCode", .choice(PERChoiceType("MultilinkResponse.addConnection.responseCode", root: [PERMember("accepted", .null), PERMember("rejected", .choice(PERChoiceType("MultilinkResponse.addConnection.responseCode.rejected", root: [PERMember("connectionsNotAvailable", .null), PERMember("userRejected", .null)], additions: [])))], additions: [])))], additions: []))), PERMember("removeConnection", .sequence(PERSequenceType("MultilinkResponse.removeConnection", root: [PERMember("connectionIdentifier", .reference(399))], additions: []))), PERMember("maximumHeaderInterval", .sequence(PERSequenceType("MultilinkResponse.maximumHeaderInterval", root: [PERMember("currentInterval", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MultilinkIndication
+    static func t395() -> PERType {
+        .choice(PERChoiceType("MultilinkIndication", root: [PERMember("nonStandard", .reference(183)), PERMember("crcDesired", .sequence(PERSequenceType("MultilinkIndication.crcDesired", root: [], additions: []))), PERMember("excessiveError", .sequence(PERSequenceType("MultilinkIndication.excessiveError", root: [PERMember("connectionIdentifier", .reference(399))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DialingInformation
+    static func t396() -> PERType {
+        .choice(PERChoiceType("DialingInformation", root: [PERMember("nonStandard", .reference(183)), PERMember("differential", .sequenceOf(PERSequenceOfType(.reference(397), size: PERSize(1, 65535)))), PERMember("infoNotAvailable", .integer(PERIntegerRange(1, 65535)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DialingInformationNumber
+    static func t397() -> PERType {
+        .sequence(PERSequenceType("DialingInformationNumber", root: [PERMember("networkAddress", .characterString(PERCharacterStringType(.numeric, size: PERSize(0, 40)))), PERMember("subAddress", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 40))), optional: true), PERMember("networkType", .sequenceOf(PERSequenceOfType(.reference(398), size: PERSize(1, 255))))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.DialingInformationNetworkType
+    static func t398() -> PERType {
+        .choice(PERChoiceType("DialingInformationNetworkType", root: [PERMember("nonStandard", .reference(183)), PERMember("n-isdn", .null), PERMember("gstn", .null)], additions: [PERMember("mobile", .null)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConnectionIdentifier
+    static func t399() -> PERType {
+        .sequence(PERSequenceType("ConnectionIdentifier", root: [PERMember("channelTag", .integer(PERIntegerRange(0, 4294967295))), PERMember("sequenceNumber", .integer(PERIntegerRange(0, 4294967295)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MaximumBitRate
+    static func t400() -> PERType {
+        .integer(PERIntegerRange(0, 4294967295))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelRateRequest
+    static func t401() -> PERType {
+        .sequence(PERSequenceType("LogicalChannelRateRequest", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("maximumBitRate", .reference(400))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelRateAcknowledge
+    static func t402() -> PERType {
+        .sequence(PERSequenceType("LogicalChannelRateAcknowledge", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("maximumBitRate", .reference(400))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelRateReject
+    static func t403() -> PERType {
+        .sequence(PERSequenceType("LogicalChannelRateReject", root: [PERMember("sequenceNumber", .reference(180)), PERMember("logicalChannelNumber", .reference(286)), PERMember("rejectReason", .reference(404)), PERMember("currentMaximumBitRate", .reference(400), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelRateRejectReason
+    static func t404() -> PERType {
+        .choice(PERChoiceType("LogicalChannelRateRejectReason", root: [PERMember("undefinedReason", .null), PERMember("insufficientResources", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.LogicalChannelRateRelease
+    static func t405() -> PERType {
+        .sequence(PERSequenceType("LogicalChannelRateRelease", root: [], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.SendTerminalCapabilitySet
+    static func t406() -> PERType {
+        .choice(PERChoiceType("SendTerminalCapabilitySet", root: [PERMember("specificRequest", .sequence(PERSequenceType("SendTerminalCapabilitySet.specificRequest", root: [PERMember("multiplexCapability", .boolean), PERMember("capabilityTableEntryNumbers", .sequenceOf(PERSequenceOfType(.reference(194), size: PERSize(1, 65535))), optional: true), PERMember("capabilityDescriptorNumbers", .sequenceOf(PERSequenceOfType(.reference(195), size: PERSize(1, 256))), optional: true)], additions: []))), PERMember("genericRequest", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionCommand
+    static func t407() -> PERType {
+        .choice(PERChoiceType("EncryptionCommand", root: [PERMember("encryptionSE", .octetString(.unconstrained)), PERMember("encryptionIVRequest", .null), PERMember("encryptionAlgorithmID", .sequence(PERSequenceType("EncryptionCommand.encryptionAlgorithmID", root: [PERMember("h233AlgorithmIdentifier", .reference(180)), PERMember("associatedAlgorithm", .reference(184))], additions: nil)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FlowControlCommand
+    static func t408() -> PERType {
+        .sequence(PERSequenceType("FlowControlCommand", root: [PERMember("scope", .choice(PERChoiceType("FlowControlCommand.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("restriction", .choice(PERChoiceType("FlowControlCommand.restriction", root: [PERMember("maximumBitRate", .integer(PERIntegerRange(0, 16777215))), PERMember("noRestriction", .null)], additions: nil)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EndSessionCommand
+    static func t409() -> PERType {
+        .choice(PERChoiceType("EndSessionCommand", root: [PERMember("nonStandard", .reference(184)), PERMember("disconnect", .null), PERMember("gstnOptions", .choice(PERChoiceType("EndSessionCommand.gstnOptions", root: [PERMember("telephonyMode", .null), PERMember("v8bis", .null), PERMember("v34DSVD", .null), PERMember("v34DuplexFAX", .null), PERMember("v34H324", .null)], additions: [])))], additions: [PERMember("isdnOptions", .choice(PERChoiceType("EndSessionCommand.isdnOptions", root: [PERMember("telephonyMode", .null), PERMember("v140", .null), PERMember("terminalOnHold", .null)], additions: []))), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceCommand
+    static func t410() -> PERType {
+        .choice(PERChoiceType("ConferenceCommand", root: [PERMember("broadcastMyLogicalChannel", .reference(286)), PERMember("cancelBroadcastMyLogicalChannel", .reference(286)), PERMember("makeTerminalBroadcaster", .reference(382)), PERMember("cancelMakeTerminalBroadcaster", .null), PERMember("sendThisSource", .reference(382)), PERMember("cancelSendThisSource", .null), PERMember("dropConference", .null)], additions: [PERMember("substituteConferenceIDCommand", .reference(411))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.SubstituteConferenceIDCommand
+    static func t411() -> PERType {
+        .sequence(PERSequenceType("SubstituteConferenceIDCommand", root: [PERMember("conferenceIdentifier", .octetString(PERSize(16, 16)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionUpdateDirection
+    static func t412() -> PERType {
+        .choice(PERChoiceType("EncryptionUpdateDirection", root: [PERMember("masterToSlave", .null), PERMember("slaveToMaster", .null)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MiscellaneousCommand
+    static func t413() -> PERType {
+        .sequence(PERSequenceType("MiscellaneousCommand", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("type", .choice(PERChoiceType("MiscellaneousCommand.type", root: [PERMember("equaliseDelay", .null), PERMember("zeroDelay", .null), PERMember("multipointModeCommand", .null), PERMember("cancelMultipointModeCommand", .null), PERMember("videoFreezePicture", .null), PERMember("videoFastUpdatePicture", .null), PERMember("videoFastUpdateGOB", .sequence(PERSequenceType("MiscellaneousCommand.type.videoFastUpdateGOB", root: [PERMember("firstGOB", .integer(PERIntegerRange(0, 17))), PERMember("numberOfGOBs", .integer(PERIntegerRange(1, 18)))], additions: nil))), PERMember("videoTemporalSpatialTradeOff", .integer(PERIntegerRange(0, 31))), PERMember("videoSendSyncEveryGOB", .null), PERMember("videoSendSyncEveryGOBCancel", .null)], additions: [PERMember("videoFastUpdateMB", .sequence(PERSequenceType("MiscellaneousCommand.type.videoFastUpdateMB", root: [PERMember("firstGOB", .integer(PERIntegerRange(0, 255)), optional: true), PERMember("firstMB", .integer(PERIntegerRange(1, 8192)), optional: true), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 8192)))], additions: []))), PERMember("maxH223MUXPDUsize", .integer(PERIntegerRange(1, 65535))), PERMember("encryptionUpdate", .reference(313)), PERMember("encryptionUpdateRequest", .reference(415)), PERMember("switchReceiveMediaOff", .null), PERMember("switchReceiveMediaOn", .null), PERMember("progressiveRefinementStart", .sequence(PERSequenceType("MiscellaneousCommand.type.progressiveRefinementStart", root: [PERMember("repeatCount", .choice(PERChoiceType("MiscellaneousCommand.type.progressiveRefinementStart.repeatCount", root: [PERMember("doOneProgression", .null), PERMember("doContinuousProgressions", .null), PERMember("doOneIndependentProgression", .null), PERMember("doContinuousIndependentProgressions", .null)], additions: [])))], additions: []))), PERMember("progressiveRefinementAbortOne", .null), PERMember("progressiveRefinementAbortContinuous", .null), PERMember("videoBadMBs", .sequence(PERSequenceType("MiscellaneousCommand.type.videoBadMBs", root: [PERMember("firstMB", .integer(PERIntegerRange(1, 9216))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 9216))), PERMember("temporalReference", .integer(PERIntegerRange(0, 1023)))], additions: []))), PERMember("lostPicture", .sequenceOf(PERSequenceOfType(.reference(416), size: .unconstrained))), PERMember("lostPartialPicture", .sequence(PERSequenceType("MiscellaneousCommand.type.lostPartialPicture", root: [PERMember("pictureReference", .reference(416)), PERMember("firstMB", .integer(PERIntegerRange(1, 9216))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 9216)))], additions: []))), PERMember("recoveryReferencePicture", .sequenceOf(PERSequenceOfType(.reference(416), size: .unconstrained))), PERMember("encryptionUpdateCommand", .sequence(PERSequenceType("MiscellaneousCommand.type.encryptionUpdateCommand", root: [PERMember("encryptionSync", .reference(313)), PERMember("multiplePayloadStream", .reference(306), optional: true)], additions: []))), PERMember("encryptionUpdateAck", .sequence(PERSequenceType("MiscellaneousCommand.type.encryptionUpdateAck", root: [PERMember("synchFlag", .integer(PERIntegerRange(0, 255)))], additions: [])))])))], additions: [PERMember("direction", .reference(412), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.KeyProtectionMethod
+    static func t414() -> PERType {
+        .sequence(PERSequenceType("KeyProtectionMethod", root: [PERMember("secureChannel", .boolean), PERMember("sharedSecret", .boolean), PERMember("certProtectedKey", .boolean)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.EncryptionUpdateRequest
+    static func t415() -> PERType {
+        .sequence(PERSequenceType("EncryptionUpdateRequest", root: [PERMember("keyProtectionMethod", .reference(414), optional: true)], additions: [PERMember("synchFlag", .integer(PERIntegerRange(0, 255)), optional: true)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.PictureReference
+    static func t416() -> PERType {
+        .choice(PERChoiceType("PictureReference", root: [PERMember("pictureNumber", .integer(PERIntegerRange(0, 1023))), PERMember("longTermPictureIndex", .integer(PERIntegerRange(0, 255)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223MultiplexReconfiguration
+    static func t417() -> PERType {
+        .choice(PERChoiceType("H223MultiplexReconfiguration", root: [PERMember("h223ModeChange", .choice(PERChoiceType("H223MultiplexReconfiguration.h223ModeChange", root: [PERMember("toLevel0", .null), PERMember("toLevel1", .null), PERMember("toLevel2", .null), PERMember("toLevel2withOptionalHeader", .null)], additions: []))), PERMember("h223AnnexADoubleFlag", .choice(PERChoiceType("H223MultiplexReconfiguration.h223AnnexADoubleFlag", root: [PERMember("start", .null), PERMember("stop", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NewATMVCCommand
+    static func t418() -> PERType {
+        .sequence(PERSequenceType("NewATMVCCommand", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("aal", .choice(PERChoiceType("NewATMVCCommand.aal", root: [PERMember("aal1", .sequence(PERSequenceType("NewATMVCCommand.aal.aal1", root: [PERMember("clockRecovery", .choice(PERChoiceType("NewATMVCCommand.aal.aal1.clockRecovery", root: [PERMember("nullClockRecovery", .null), PERMember("srtsClockRecovery", .null), PERMember("adaptiveClockRecovery", .null)], additions: []))), PERMember("errorCorrection", .choice(PERChoiceType("NewATMVCCommand.aal.aal1.errorCorrection", root: [PERMember("nullErrorCorrection", .null), PERMember("longInterleaver", .null), PERMember("shortInterleaver", .null), PERMember("errorCorrectionOnly", .null)], additions: []))), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: []))), PERMember("aal5", .sequence(PERSequenceType("NewATMVCCommand.aal.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))), PERMember("multiplex", .choice(PERChoiceType("NewATMVCCommand.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: []))), PERMember("reverseParameters", .sequence(PERSequenceType("NewATMVCCommand.reverseParameters", root: [PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("multiplex", .choice(PERChoiceType("NewATMVCCommand.reverseParameters.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MobileMultilinkReconfigurationCommand
+    static func t419() -> PERType {
+        .sequence(PERSequenceType("MobileMultilinkReconfigurationCommand", root: [PERMember("sampleSize", .integer(PERIntegerRange(1, 255))), PERMember("samplesPerFrame", .integer(PERIntegerRange(1, 255))), PERMember("status", .choice(PERChoiceType("MobileMultilinkReconfigurationCommand.status", root: [PERMember("synchronized", .null), PERMember("reconfiguration", .null)], additions: [])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FunctionNotUnderstood
+    static func t420() -> PERType {
+        .choice(PERChoiceType("FunctionNotUnderstood", root: [PERMember("request", .reference(176)), PERMember("response", .reference(177)), PERMember("command", .reference(178))], additions: nil))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FunctionNotSupported
+    static func t421() -> PERType {
+        .sequence(PERSequenceType("FunctionNotSupported", root: [PERMember("cause", .choice(PERChoiceType("FunctionNotSupported.cause", root: [PERMember("syntaxError", .null), PERMember("semanticError", .null), PERMember("unknownFunction", .null)], additions: []))), PERMember("returnedFunction", .octetString(.unconstrained), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.ConferenceIndication
+    static func t422() -> PERType {
+        .choice(PERChoiceType("ConferenceIndication", root: [PERMember("sbeNumber", .integer(PERIntegerRange(0, 9))), PERMember("terminalNumberAssign", .reference(382)), PERMember("terminalJoinedConference", .reference(382)), PERMember("terminalLeftConference", .reference(382)), PERMember("seenByAtLeastOneOther", .null), PERMember("cancelSeenByAtLeastOneOther", .null), PERMember("seenByAll", .null), PERMember("cancelSeenByAll", .null), PERMember("terminalYouAreSeeing", .reference(382)), PERMember("requestForFloor", .null)], additions: [PERMember("withdrawChairToken", .null), PERMember("floorRequested", .reference(382)), PERMember("terminalYouAreSeeingInSubPictureNumber", .reference(423)), PERMember("videoIndicateCompose", .reference(424)), PERMember("masterMCU", .null), PERMember("cancelMasterMCU", .null)]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.TerminalYouAreSeeingInSubPictureNumber
+    static func t423() -> PERType {
+        .sequence(PERSequenceType("TerminalYouAreSeeingInSubPictureNumber", root: [PERMember("terminalNumber", .reference(384)), PERMember("subPictureNumber", .integer(PERIntegerRange(0, 255)))], additions: [PERMember("mcuNumber", .reference(383))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VideoIndicateCompose
+    static func t424() -> PERType {
+        .sequence(PERSequenceType("VideoIndicateCompose", root: [PERMember("compositionNumber", .integer(PERIntegerRange(0, 255)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MiscellaneousIndication
+    static func t425() -> PERType {
+        .sequence(PERSequenceType("MiscellaneousIndication", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("type", .choice(PERChoiceType("MiscellaneousIndication.type", root: [PERMember("logicalChannelActive", .null), PERMember("logicalChannelInactive", .null), PERMember("multipointConference", .null), PERMember("cancelMultipointConference", .null), PERMember("multipointZeroComm", .null), PERMember("cancelMultipointZeroComm", .null), PERMember("multipointSecondaryStatus", .null), PERMember("cancelMultipointSecondaryStatus", .null), PERMember("videoIndicateReadyToActivate", .null), PERMember("videoTemporalSpatialTradeOff", .integer(PERIntegerRange(0, 31)))], additions: [PERMember("videoNotDecodedMBs", .sequence(PERSequenceType("MiscellaneousIndication.type.videoNotDecodedMBs", root: [PERMember("firstMB", .integer(PERIntegerRange(1, 8192))), PERMember("numberOfMBs", .integer(PERIntegerRange(1, 8192))), PERMember("temporalReference", .integer(PERIntegerRange(0, 255)))], additions: []))), PERMember("transportCapability", .reference(223))])))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.JitterIndication
+    static func t426() -> PERType {
+        .sequence(PERSequenceType("JitterIndication", root: [PERMember("scope", .choice(PERChoiceType("JitterIndication.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("estimatedReceivedJitterMantissa", .integer(PERIntegerRange(0, 3))), PERMember("estimatedReceivedJitterExponent", .integer(PERIntegerRange(0, 7))), PERMember("skippedFrameCount", .integer(PERIntegerRange(0, 15)), optional: true), PERMember("additionalDecoderBuffer", .integer(PERIntegerRange(0, 262143)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H223SkewIndication
+    static func t427() -> PERType {
+        .sequence(PERSequenceType("H223SkewIndication", root: [PERMember("logicalChannelNumber1", .reference(286)), PERMember("logicalChannelNumber2", .reference(286)), PERMember("skew", .integer(PERIntegerRange(0, 4095)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.H2250MaximumSkewIndication
+    static func t428() -> PERType {
+        .sequence(PERSequenceType("H2250MaximumSkewIndication", root: [PERMember("logicalChannelNumber1", .reference(286)), PERMember("logicalChannelNumber2", .reference(286)), PERMember("maximumSkew", .integer(PERIntegerRange(0, 4095)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MCLocationIndication
+    static func t429() -> PERType {
+        .sequence(PERSequenceType("MCLocationIndication", root: [PERMember("signalAddress", .reference(310))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.VendorIdentification
+    static func t430() -> PERType {
+        .sequence(PERSequenceType("VendorIdentification", root: [PERMember("vendor", .reference(185)), PERMember("productNumber", .octetString(PERSize(1, 256)), optional: true), PERMember("versionNumber", .octetString(PERSize(1, 256)), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.NewATMVCIndication
+    static func t431() -> PERType {
+        .sequence(PERSequenceType("NewATMVCIndication", root: [PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("aal", .choice(PERChoiceType("NewATMVCIndication.aal", root: [PERMember("aal1", .sequence(PERSequenceType("NewATMVCIndication.aal.aal1", root: [PERMember("clockRecovery", .choice(PERChoiceType("NewATMVCIndication.aal.aal1.clockRecovery", root: [PERMember("nullClockRecovery", .null), PERMember("srtsClockRecovery", .null), PERMember("adaptiveClockRecovery", .null)], additions: []))), PERMember("errorCorrection", .choice(PERChoiceType("NewATMVCIndication.aal.aal1.errorCorrection", root: [PERMember("nullErrorCorrection", .null), PERMember("longInterleaver", .null), PERMember("shortInterleaver", .null), PERMember("errorCorrectionOnly", .null)], additions: []))), PERMember("structuredDataTransfer", .boolean), PERMember("partiallyFilledCells", .boolean)], additions: []))), PERMember("aal5", .sequence(PERSequenceType("NewATMVCIndication.aal.aal5", root: [PERMember("forwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535))), PERMember("backwardMaximumSDUSize", .integer(PERIntegerRange(0, 65535)))], additions: [])))], additions: []))), PERMember("multiplex", .choice(PERChoiceType("NewATMVCIndication.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [PERMember("reverseParameters", .sequence(PERSequenceType("NewATMVCIndication.reverseParameters", root: [PERMember("bitRate", .integer(PERIntegerRange(1, 65535))), PERMember("bitRateLockedToPCRClock", .boolean), PERMember("bitRateLockedToNetworkClock", .boolean), PERMember("multiplex", .choice(PERChoiceType("NewATMVCIndication.reverseParameters.multiplex", root: [PERMember("noMultiplex", .null), PERMember("transportStream", .null), PERMember("programStream", .null)], additions: [])))], additions: [])))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IV8
+    static func t432() -> PERType {
+        .octetString(PERSize(8, 8))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.IV16
+    static func t433() -> PERType {
+        .octetString(PERSize(16, 16))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.Params
+    static func t434() -> PERType {
+        .sequence(PERSequenceType("Params", root: [PERMember("iv8", .reference(432), optional: true), PERMember("iv16", .reference(433), optional: true), PERMember("iv", .octetString(.unconstrained), optional: true)], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.UserInputIndication
+    static func t435() -> PERType {
+        .choice(PERChoiceType("UserInputIndication", root: [PERMember("nonStandard", .reference(184)), PERMember("alphanumeric", .generalString)], additions: [PERMember("userInputSupportIndication", .choice(PERChoiceType("UserInputIndication.userInputSupportIndication", root: [PERMember("nonStandard", .reference(184)), PERMember("basicString", .null), PERMember("iA5String", .null), PERMember("generalString", .null)], additions: [PERMember("encryptedBasicString", .null), PERMember("encryptedIA5String", .null), PERMember("encryptedGeneralString", .null)]))), PERMember("signal", .sequence(PERSequenceType("UserInputIndication.signal", root: [PERMember("signalType", .characterString(PERCharacterStringType(.ia5, size: PERSize(1, 1), from: "0123456789#*ABCD!"))), PERMember("duration", .integer(PERIntegerRange(1, 65535)), optional: true), PERMember("rtp", .sequence(PERSequenceType("UserInputIndication.signal.rtp", root: [PERMember("timestamp", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("expirationTime", .integer(PERIntegerRange(0, 4294967295)), optional: true), PERMember("logicalChannelNumber", .reference(286))], additions: [])), optional: true)], additions: [PERMember("rtpPayloadIndication", .null, optional: true), PERMember("paramS", .reference(434), optional: true), PERMember("encryptedSignalType", .octetString(PERSize(1, 1)), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true)]))), PERMember("signalUpdate", .sequence(PERSequenceType("UserInputIndication.signalUpdate", root: [PERMember("duration", .integer(PERIntegerRange(1, 65535))), PERMember("rtp", .sequence(PERSequenceType("UserInputIndication.signalUpdate.rtp", root: [PERMember("logicalChannelNumber", .reference(286))], additions: [])), optional: true)], additions: []))), PERMember("extendedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.extendedAlphanumeric", root: [PERMember("alphanumeric", .generalString), PERMember("rtpPayloadIndication", .null, optional: true)], additions: [PERMember("encryptedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.extendedAlphanumeric.encryptedAlphanumeric", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(434), optional: true), PERMember("encrypted", .octetString(.unconstrained))], additions: [])), optional: true)]))), PERMember("encryptedAlphanumeric", .sequence(PERSequenceType("UserInputIndication.encryptedAlphanumeric", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(434), optional: true), PERMember("encrypted", .octetString(.unconstrained))], additions: []))), PERMember("genericInformation", .sequenceOf(PERSequenceOfType(.reference(182), size: .unconstrained)))]))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.FlowControlIndication
+    static func t436() -> PERType {
+        .sequence(PERSequenceType("FlowControlIndication", root: [PERMember("scope", .choice(PERChoiceType("FlowControlIndication.scope", root: [PERMember("logicalChannelNumber", .reference(286)), PERMember("resourceID", .integer(PERIntegerRange(0, 65535))), PERMember("wholeMultiplex", .null)], additions: nil))), PERMember("restriction", .choice(PERChoiceType("FlowControlIndication.restriction", root: [PERMember("maximumBitRate", .integer(PERIntegerRange(0, 16777215))), PERMember("noRestriction", .null)], additions: nil)))], additions: []))
+    }
+
+    /// MULTIMEDIA-SYSTEM-CONTROL.MobileMultilinkReconfigurationIndication
+    static func t437() -> PERType {
+        .sequence(PERSequenceType("MobileMultilinkReconfigurationIndication", root: [PERMember("sampleSize", .integer(PERIntegerRange(1, 255))), PERMember("samplesPerFrame", .integer(PERIntegerRange(1, 255)))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.ChallengeString
+    static func t438() -> PERType {
+        .octetString(PERSize(8, 128))
+    }
+
+    /// H235-SECURITY-MESSAGES.TimeStamp
+    static func t439() -> PERType {
+        .integer(PERIntegerRange(1, 4294967295))
+    }
+
+    /// H235-SECURITY-MESSAGES.RandomVal
+    static func t440() -> PERType {
+        .integer(.unconstrained)
+    }
+
+    /// H235-SECURITY-MESSAGES.Password
+    static func t441() -> PERType {
+        .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))
+    }
+
+    /// H235-SECURITY-MESSAGES.Identifier
+    static func t442() -> PERType {
+        .characterString(PERCharacterStringType(.bmp, size: PERSize(1, 128)))
+    }
+
+    /// H235-SECURITY-MESSAGES.KeyMaterial
+    static func t443() -> PERType {
+        .bitString(PERSize(1, 2048))
+    }
+
+    /// H235-SECURITY-MESSAGES.NonStandardParameter
+    static func t444() -> PERType {
+        .sequence(PERSequenceType("NonStandardParameter", root: [PERMember("nonStandardIdentifier", .objectIdentifier), PERMember("data", .octetString(.unconstrained))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.DHset
+    static func t445() -> PERType {
+        .sequence(PERSequenceType("DHset", root: [PERMember("halfkey", .bitString(PERSize(0, 2048))), PERMember("modSize", .bitString(PERSize(0, 2048))), PERMember("generator", .bitString(PERSize(0, 2048)))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.ECpoint
+    static func t446() -> PERType {
+        .sequence(PERSequenceType("ECpoint", root: [PERMember("x", .bitString(PERSize(0, 511)), optional: true), PERMember("y", .bitString(PERSize(0, 511)), optional: true)], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.ECKASDH
+    static func t447() -> PERType {
+        .choice(PERChoiceType("ECKASDH", root: [PERMember("eckasdhp", .sequence(PERSequenceType("ECKASDH.eckasdhp", root: [PERMember("public-key", .reference(446)), PERMember("modulus", .bitString(PERSize(0, 511))), PERMember("base", .reference(446)), PERMember("weierstrassA", .bitString(PERSize(0, 511))), PERMember("weierstrassB", .bitString(PERSize(0, 511)))], additions: nil))), PERMember("eckasdh2", .sequence(PERSequenceType("ECKASDH.eckasdh2", root: [PERMember("public-key", .reference(446)), PERMember("fieldSize", .bitString(PERSize(0, 511))), PERMember("base", .reference(446)), PERMember("weierstrassA", .bitString(PERSize(0, 511))), PERMember("weierstrassB", .bitString(PERSize(0, 511)))], additions: nil)))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.ECGDSASignature
+    static func t448() -> PERType {
+        .sequence(PERSequenceType("ECGDSASignature", root: [PERMember("r", .bitString(PERSize(0, 511))), PERMember("s", .bitString(PERSize(0, 511)))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.TypedCertificate
+    static func t449() -> PERType {
+        .sequence(PERSequenceType("TypedCertificate", root: [PERMember("type", .objectIdentifier), PERMember("certificate", .octetString(.unconstrained))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.AuthenticationBES
+    static func t450() -> PERType {
+        .choice(PERChoiceType("AuthenticationBES", root: [PERMember("default", .null), PERMember("radius", .null)], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.AuthenticationMechanism
+    static func t451() -> PERType {
+        .choice(PERChoiceType("AuthenticationMechanism", root: [PERMember("dhExch", .null), PERMember("pwdSymEnc", .null), PERMember("pwdHash", .null), PERMember("certSign", .null), PERMember("ipsec", .null), PERMember("tls", .null), PERMember("nonStandard", .reference(444))], additions: [PERMember("authenticationBES", .reference(450)), PERMember("keyExch", .objectIdentifier)]))
+    }
+
+    /// H235-SECURITY-MESSAGES.ClearToken
+    static func t452() -> PERType {
+        .sequence(PERSequenceType("ClearToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("timeStamp", .reference(439), optional: true), PERMember("password", .reference(441), optional: true), PERMember("dhkey", .reference(445), optional: true), PERMember("challenge", .reference(438), optional: true), PERMember("random", .reference(440), optional: true), PERMember("certificate", .reference(449), optional: true), PERMember("generalID", .reference(442), optional: true), PERMember("nonStandard", .reference(444), optional: true)], additions: [PERMember("eckasdhkey", .reference(447), optional: true), PERMember("sendersID", .reference(442), optional: true), PERMember("h235Key", .reference(465), optional: true), PERMember("profileInfo", .sequenceOf(PERSequenceOfType(.reference(453), size: .unconstrained)), optional: true)]))
+    }
+
+    /// H235-SECURITY-MESSAGES.ProfileElement
+    static func t453() -> PERType {
+        .sequence(PERSequenceType("ProfileElement", root: [PERMember("elementID", .integer(PERIntegerRange(0, 255))), PERMember("paramS", .reference(460), optional: true), PERMember("element", .reference(454), optional: true)], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.Element
+    static func t454() -> PERType {
+        .choice(PERChoiceType("Element", root: [PERMember("octets", .octetString(.unconstrained)), PERMember("integer", .integer(.unconstrained)), PERMember("bits", .bitString(.unconstrained)), PERMember("name", .characterString(PERCharacterStringType(.bmp, size: .unconstrained))), PERMember("flag", .boolean)], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.SIGNED
+    static func t455() -> PERType {
+        .sequence(PERSequenceType("SIGNED", root: [PERMember("toBeSigned", .openType), PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("signature", .bitString(.unconstrained))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.ENCRYPTED
+    static func t456() -> PERType {
+        .sequence(PERSequenceType("ENCRYPTED", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("encryptedData", .octetString(.unconstrained))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.HASHED
+    static func t457() -> PERType {
+        .sequence(PERSequenceType("HASHED", root: [PERMember("algorithmOID", .objectIdentifier), PERMember("paramS", .reference(460)), PERMember("hash", .bitString(.unconstrained))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.IV8
+    static func t458() -> PERType {
+        .octetString(PERSize(8, 8))
+    }
+
+    /// H235-SECURITY-MESSAGES.IV16
+    static func t459() -> PERType {
+        .octetString(PERSize(16, 16))
+    }
+
+    /// H235-SECURITY-MESSAGES.Params
+    static func t460() -> PERType {
+        .sequence(PERSequenceType("Params", root: [PERMember("ranInt", .integer(.unconstrained), optional: true), PERMember("iv8", .reference(458), optional: true)], additions: [PERMember("iv16", .reference(459), optional: true), PERMember("iv", .octetString(.unconstrained), optional: true), PERMember("clearSalt", .octetString(.unconstrained), optional: true)]))
+    }
+
+    /// H235-SECURITY-MESSAGES.EncodedGeneralToken
+    static func t461() -> PERType {
+        .openType
+    }
+
+    /// H235-SECURITY-MESSAGES.PwdCertToken
+    static func t462() -> PERType {
+        .reference(452)
+    }
+
+    /// H235-SECURITY-MESSAGES.EncodedPwdCertToken
+    static func t463() -> PERType {
+        .openType
+    }
+
+    /// H235-SECURITY-MESSAGES.CryptoToken
+    static func t464() -> PERType {
+        .choice(PERChoiceType("CryptoToken", root: [PERMember("cryptoEncryptedToken", .sequence(PERSequenceType("CryptoToken.cryptoEncryptedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("token", .reference(456))], additions: nil))), PERMember("cryptoSignedToken", .sequence(PERSequenceType("CryptoToken.cryptoSignedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("token", .reference(455))], additions: nil))), PERMember("cryptoHashedToken", .sequence(PERSequenceType("CryptoToken.cryptoHashedToken", root: [PERMember("tokenOID", .objectIdentifier), PERMember("hashedVals", .reference(452)), PERMember("token", .reference(457))], additions: nil))), PERMember("cryptoPwdEncr", .reference(456))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.H235Key
+    static func t465() -> PERType {
+        .choice(PERChoiceType("H235Key", root: [PERMember("secureChannel", .reference(443)), PERMember("sharedSecret", .reference(456)), PERMember("certProtectedKey", .reference(455))], additions: [PERMember("secureSharedSecret", .reference(473))]))
+    }
+
+    /// H235-SECURITY-MESSAGES.KeySignedMaterial
+    static func t466() -> PERType {
+        .sequence(PERSequenceType("KeySignedMaterial", root: [PERMember("generalId", .reference(442)), PERMember("mrandom", .reference(440)), PERMember("srandom", .reference(440), optional: true), PERMember("timeStamp", .reference(439), optional: true), PERMember("encrptval", .reference(456))], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.EncodedKeySignedMaterial
+    static func t467() -> PERType {
+        .openType
+    }
+
+    /// H235-SECURITY-MESSAGES.H235CertificateSignature
+    static func t468() -> PERType {
+        .sequence(PERSequenceType("H235CertificateSignature", root: [PERMember("certificate", .reference(449)), PERMember("responseRandom", .reference(440)), PERMember("requesterRandom", .reference(440), optional: true), PERMember("signature", .reference(455))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.ReturnSig
+    static func t469() -> PERType {
+        .sequence(PERSequenceType("ReturnSig", root: [PERMember("generalId", .reference(442)), PERMember("responseRandom", .reference(440)), PERMember("requestRandom", .reference(440), optional: true), PERMember("certificate", .reference(449), optional: true)], additions: nil))
+    }
+
+    /// H235-SECURITY-MESSAGES.EncodedReturnSig
+    static func t470() -> PERType {
+        .openType
+    }
+
+    /// H235-SECURITY-MESSAGES.KeySyncMaterial
+    static func t471() -> PERType {
+        .sequence(PERSequenceType("KeySyncMaterial", root: [PERMember("generalID", .reference(442)), PERMember("keyMaterial", .reference(443))], additions: []))
+    }
+
+    /// H235-SECURITY-MESSAGES.EncodedKeySyncMaterial
+    static func t472() -> PERType {
+        .openType
+    }
+
+    /// H235-SECURITY-MESSAGES.V3KeySyncMaterial
+    static func t473() -> PERType {
+        .sequence(PERSequenceType("V3KeySyncMaterial", root: [PERMember("generalID", .reference(442), optional: true), PERMember("algorithmOID", .objectIdentifier, optional: true), PERMember("paramS", .reference(460)), PERMember("encryptedSessionKey", .octetString(.unconstrained), optional: true), PERMember("encryptedSaltingKey", .octetString(.unconstrained), optional: true), PERMember("clearSaltingKey", .octetString(.unconstrained), optional: true), PERMember("paramSsalt", .reference(460), optional: true), PERMember("keyDerivationOID", .objectIdentifier, optional: true)], additions: [PERMember("genericKeyMaterial", .octetString(.unconstrained), optional: true)]))
     }
 }
