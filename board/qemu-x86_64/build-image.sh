@@ -104,6 +104,16 @@ data=$work/data
 mkdir -p "$data"/{config,cdr,log,ssh,root/.ssh,home/admin/.ssh,home/operator/.ssh}
 cp "$root/rootfs/etc/bloo/default.conf" "$data/config/bloo.conf"
 chmod 0700 "$data/ssh" "$data/root"
+# The tunnel's TLS identity (the factory default listens on 443 with these files).
+# Made per image build so that a flashed box serves TLS at once; operators replace it
+# with their own certificate. The service user (uid/gid 100) reads it after the
+# privilege drop, when a reload happens.
+mkdir -p "$data/tls"
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
+    -subj "/CN=bloo-appliance" -keyout "$data/tls/key.pem" -out "$data/tls/certificate.pem" 2>/dev/null
+chown -R 100:100 "$data/tls"
+chmod 0700 "$data/tls"
+chmod 0600 "$data/tls/key.pem"
 
 # --- disk: GPT with boot state, slot A, slot B, data --------------------------------
 names=(); sizes=()
