@@ -81,7 +81,7 @@ enum LabCommand {
         config.calls = try args.integer("calls", command: command, range: 1...10_000_000) ?? 1
         let count = try args.integer("count", command: command, range: 1...100_000)
         let exitAfter = try args.integer("exit-after-calls", command: command, range: 1...10_000_000)
-        MirrorCommand.raiseDescriptorLimit()
+        CommandSupport.raiseDescriptorLimit()
         let loop = try EventLoop(maxEvents: 1024)
         var clients: [LabTunnelClient] = []
         // --count N: N clients "<alias>1" ... "<alias>N" sharing the secret (benchmark load).

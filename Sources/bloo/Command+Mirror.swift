@@ -86,13 +86,13 @@ enum MirrorCommand {
         let subscribersPath = try args.required("subscribers", command: command)
         let subscribers: SubscriberTable
         do {
-            subscribers = try SubscriberTable(parsing: try readText(subscribersPath))
+            subscribers = try SubscriberTable(parsing: try CommandSupport.readText(subscribersPath))
         } catch {
             writeLine(STDERR_FILENO, "\(command): \(subscribersPath): \(error)")
             return ExitStatus.failure
         }
         signal(SIGPIPE, SIG_IGN)
-        raiseDescriptorLimit()
+        CommandSupport.raiseDescriptorLimit()
         var signals = sigset_t()
         sigemptyset(&signals)
         for s in [SIGTERM, SIGINT] { sigaddset(&signals, s) }
@@ -124,30 +124,5 @@ enum MirrorCommand {
             return ExitStatus.failure
         }
         return ExitStatus.success
-    }
-
-    /// A mirror holds a tunnel, a RAS port and a listener per client: take the hard limit.
-    static func raiseDescriptorLimit() {
-        var limit = rlimit()
-        let resource = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
-        guard getrlimit(resource, &limit) == 0 else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(resource, &limit)
-    }
-
-    static func readText(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open(\(path))") }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw SystemError("read(\(path))") }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > 4 << 20 { throw SystemError("read(\(path)): larger than 4 MiB", EFBIG) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
     }
 }

@@ -26,7 +26,7 @@ enum PhoneCommand {
         var configuration = PhoneConfiguration()
         if let path = args.value("config") {
             do {
-                configuration = try PhoneConfiguration(parsing: try String(decoding: readFile(path), as: UTF8.self))
+                configuration = try PhoneConfiguration(parsing: try String(decoding: CommandSupport.readFile(path, limit: 1 << 20), as: UTF8.self))
             } catch {
                 writeLine(STDERR_FILENO, "phone: \(path): \(error)")
                 return ExitStatus.failure
@@ -229,20 +229,5 @@ enum PhoneCommand {
         var scale = 1.0
         for _ in 0..<decimals { scale *= 10 }
         return "\((value * scale).rounded() / scale)"
-    }
-
-    static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open(\(path))") }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw SystemError("read(\(path))") }
-            if n == 0 { return bytes }
-            bytes += chunk[0..<n]
-            if bytes.count > 1 << 20 { throw SystemError("read(\(path)): larger than 1 MiB", EFBIG) }
-        }
     }
 }

@@ -64,13 +64,13 @@ enum TunnelCommand {
         let subscribersPath = try args.required("subscribers", command: command)
         let subscribers: SubscriberTable
         do {
-            subscribers = try SubscriberTable(parsing: try readText(subscribersPath))
+            subscribers = try SubscriberTable(parsing: try CommandSupport.readText(subscribersPath))
         } catch {
             writeLine(STDERR_FILENO, "\(command): \(subscribersPath): \(error)")
             return ExitStatus.failure
         }
 
-        raiseDescriptorLimit()
+        CommandSupport.raiseDescriptorLimit()
         signal(SIGPIPE, SIG_IGN)
         // Block the control signals before any worker exists: they are then taken by sigwait below.
         var signals = sigset_t()
@@ -109,33 +109,7 @@ enum TunnelCommand {
         }
         return endpoint
     }
-
-    private static func readText(_ path: String) throws -> String {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw SystemError("open(\(path))") }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if n < 0 { throw SystemError("read(\(path))") }
-            if n == 0 { break }
-            bytes += chunk[0..<n]
-            if bytes.count > 4 << 20 { throw SystemError("read(\(path)): larger than 4 MiB", EFBIG) }
-        }
-        return String(decoding: bytes, as: UTF8.self)
-    }
-
-    /// Many tunnels means many descriptors: take the hard limit.
-    private static func raiseDescriptorLimit() {
-        var limit = rlimit()
-        guard getrlimit(RLIMIT_NOFILE_VALUE, &limit) == 0 else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(RLIMIT_NOFILE_VALUE, &limit)
-    }
 }
-
-private let RLIMIT_NOFILE_VALUE = __rlimit_resource_t(RLIMIT_NOFILE.rawValue)
 
 /// `bloo tunnel-load`: the benchmark's load generator (see bench/tunnel/bench.sh).
 enum TunnelLoadCommand {
@@ -159,7 +133,7 @@ enum TunnelLoadCommand {
         let maximum = try args.integer("max", command: command, range: 1...100_000) ?? 5_000
         let window = Double(try args.integer("window", command: command, range: 1...600) ?? 3)
         let maxLoss = Double(try args.integer("max-loss-ppm", command: command, range: 0...1_000_000) ?? 1_000) / 1e6
-        raiseLimit()
+        CommandSupport.raiseDescriptorLimit()
         let serverPID = try args.integer("server-pid", command: command, range: 1...Int(Int32.max))
         let load = try TunnelLoad(options: options)
         var target = start
@@ -217,12 +191,5 @@ enum TunnelLoadCommand {
         for _ in 0..<decimals { scale *= 10 }
         let rounded = (value * scale).rounded() / scale
         return "\(rounded)"
-    }
-
-    private static func raiseLimit() {
-        var limit = rlimit()
-        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
-        limit.rlim_cur = limit.rlim_max
-        _ = setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit)
     }
 }
