@@ -286,12 +286,16 @@ def test_power_cut_during_commit_leaves_old_or_new(console, bloo, tmp_path):
     paste = "".join(f"set subscriber user{i:04d} secret secret-number-{i}-{'x' * 40}\r" for i in range(600))
     outcomes = set()
     for attempt in range(6):
+        # When an earlier commit won the race against the kill, the prompt carries its hostname.
+        hostname = re.search(r"^set system hostname (\S+)$", old, re.M)
+        hostname = hostname.group(1) if hostname else "bloo"
+        edit = f"admin@{hostname}# "
         c = console()
-        c.login()
-        c.run("configure", EDIT)
-        c.run("delete subscriber", EDIT) if attempt else None
+        c.login(hostname=hostname)
+        c.run("configure", edit)
+        c.run("delete subscriber", edit) if attempt else None
         c.paste(paste)
-        settle(c, EDIT)
+        settle(c, edit)
         c.send("set system hostname cut%d\rcommit\r" % attempt)
         time.sleep(0.02 * attempt)
         c.kill()
