@@ -103,6 +103,15 @@ mksquashfs "$rootfs" "$out/rootfs.squashfs" -all-root -comp xz -Xbcj x86 -noappe
 data=$work/data
 mkdir -p "$data"/{config,cdr,log,ssh,root/.ssh,home/admin/.ssh,home/operator/.ssh}
 cp "$root/rootfs/etc/bloo/default.conf" "$data/config/bloo.conf"
+# The board's configuration, as the store's first commit: the factory default plus the
+# address qemu's user networking forwards to. Without it the daemon would reconcile eth0
+# to the factory default (no address) and cut the box off its forwarded ports.
+mkdir -p "$data/config/commits"
+{
+    printf '#@ sequence 1\n#@ time %s\n#@ user factory\n#@ comment "board default: qemu-x86_64"\n' \
+        "$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)"
+    cat "$root/board/qemu-x86_64/bloo.conf"
+} >"$data/config/commits/0000000001.conf"
 chmod 0700 "$data/ssh" "$data/root"
 # The tunnel's TLS identity (the factory default listens on 443 with these files).
 # Made per image build so that a flashed box serves TLS at once; operators replace it
