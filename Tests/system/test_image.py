@@ -129,8 +129,14 @@ def test_console_login_and_show_version(box, firmware):
     appliance = box()
     appliance.wait_booted()
     appliance.expect(r"login: ", 300)
-    # The default configuration's console user is the console issue's to define.
-    pytest.skip("console credentials come from the console issue's default configuration")
+    # The factory default's administrator (Sources/Config/FactoryDefault.swift).
+    appliance.console.send("admin\r")
+    appliance.expect(r"Password: ", 60)
+    appliance.console.send("bloophone\r")
+    appliance.expect(r"admin@bloo> ", 120)
+    appliance.console.send("show version\r")
+    appliance.expect(r"bloo " + re.escape(firmware["version"]) + r" ", 60)
+    appliance.expect(r"admin@bloo> ", 60)
 
 
 def test_ssh_admin_lands_in_the_cli(box, firmware):
