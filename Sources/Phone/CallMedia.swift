@@ -32,6 +32,16 @@ public struct CallQuality: Sendable, Equatable {
     public var rttMs: Double?
     /// Estimated MOS (ITU-T G.107 E-model).
     public var mos: Double
+    /// RTP and RTCP packets carried as tunnel MEDIA frames, and as UDP datagrams.
+    public var tunnelMedia = MediaCounts()
+    public var udpMedia = MediaCounts()
+}
+
+/// Packets of a call on one path, both directions.
+public struct MediaCounts: Sendable, Equatable {
+    public var sent: UInt64 = 0
+    public var received: UInt64 = 0
+    public init() {}
 }
 
 /// Which way the audio went.

@@ -77,7 +77,16 @@ public final class Phone {
         var nextDTMFAt: UInt64 = 0
         var nextQualityAt: UInt64 = 0
         var nextReportAt: UInt64 = 0
+        /// The UDP upgrade of this call's audio, when the appliance offered it.
+        var udp: ClientUDPLeg?
+        var udpSocket: UDPSocket?
+        var udpTarget: IPv4Endpoint?
+        var udpRegistration: Registration?
+        var tunnelMedia = MediaCounts()
+        var udpMedia = MediaCounts()
+        var usesUDP: Bool { udp?.usesUDP == true }
     }
+    private var udpBuffer = [UInt8](repeating: 0, count: 2048)
     private var calls: [UInt16: Call] = [:]
     private var nextChannel: UInt16 = 1
     private var rttSamples: [Double] = []
@@ -280,7 +289,8 @@ public final class Phone {
     private func open(_ target: Appliance) {
         appliance = target
         let handshake = ClientHandshake(alias: configuration.alias, secret: configuration.secret, crypto: PhoneCrypto(),
-                                        capabilities: [.resume, .dtmf, .rtcp], resumeToken: resumeToken)
+                                        capabilities: configuration.udpAudio ? [.resume, .dtmf, .rtcp, .udpUpgrade] : [.resume, .dtmf, .rtcp],
+                                        resumeToken: resumeToken)
         do {
             let stream = try TunnelStream(appliance: target, tlsContext: tlsContext)
             let connection = Connection(stream: stream, handshake: handshake)
@@ -407,6 +417,15 @@ public final class Phone {
             guard var media = calls[channel]?.media else { return }
             if kind == .rtp { media.receiveRTP(packet, nowNanos: monotonicNanoseconds()) } else { media.receiveRTCP(packet) }
             calls[channel]?.media = media
+            calls[channel]?.tunnelMedia.received += 1
+        case let .udpOffer(port, address, key):
+            if channel != 0, calls[channel] != nil { offerUDP(channel: channel, port: port, address: address, key: key, on: connection) }
+        case let .udpPath(path):
+            guard var call = calls[channel], var leg = call.udp else { return }
+            let actions = leg.peerReported(path, now: monotonicNanoseconds())
+            call.udp = leg
+            calls[channel] = call
+            perform(actions, channel: channel)
         case let .ping(time):
             connection.stream.send(.pong(clientTime: time, serverTime: nowMicros(), activeCalls: UInt32(calls.count), capacity: 1))
         case let .pong(clientTime, _, _, _):
@@ -475,12 +494,22 @@ public final class Phone {
             nextPingAt = now + UInt64(configuration.pingIntervalSeconds * 1e9)
             sent = true
         }
+        for channel in calls.keys.sorted() where calls[channel]?.udp != nil {
+            guard var call = calls[channel], var leg = call.udp else { continue }
+            let actions = leg.tick(now: now)
+            call.udp = leg
+            calls[channel] = call
+            if !actions.isEmpty {
+                perform(actions, channel: channel)
+                sent = true
+            }
+        }
         if nextMediaTick == 0 || now > nextMediaTick + 200_000_000 { nextMediaTick = now }
         while now >= nextMediaTick {
             for channel in calls.keys.sorted() {
                 guard var call = calls[channel], var media = call.media else { continue }
                 let packet = media.nextPacket()
-                connection.stream.send(.media(kind: .rtp, packet: packet), channel: channel)
+                sendMedia(&call, kind: .rtp, packet: packet, on: connection)
                 if now >= call.nextDTMFAt, !call.dtmfQueue.isEmpty {
                     let digit = call.dtmfQueue.removeFirst()
                     connection.stream.send(.dtmf(digit: digit, durationMs: 100), channel: channel)
@@ -489,7 +518,7 @@ public final class Phone {
                 }
                 if now >= call.nextReportAt {
                     if let report = media.receiverReport() {
-                        connection.stream.send(.media(kind: .rtcp, packet: report), channel: channel)
+                        sendMedia(&call, kind: .rtcp, packet: report, on: connection)
                     }
                     call.nextReportAt = now + 5_000_000_000
                 }
@@ -512,14 +541,104 @@ public final class Phone {
         let sentStats = media.stats(received: false)
         let loss = max(received.lossPercent, sentStats.lossPercent)
         let jitter = max(received.jitterMs ?? 0, sentStats.jitterMs ?? 0)
-        return CallQuality(durationSeconds: Double(monotonicNanoseconds() - connectedAt) / 1e9, codec: media.codec,
-                           path: .tunnelTCP, sent: sentStats, received: received, rttMs: rttMs,
+        var result = CallQuality(durationSeconds: Double(monotonicNanoseconds() - connectedAt) / 1e9, codec: media.codec,
+                           path: call.usesUDP ? .tunnelUDP : .tunnelTCP, sent: sentStats, received: received, rttMs: rttMs,
                            mos: estimatedMOS(rttMs: rttMs, jitterMs: jitter, lossPercent: loss))
+        result.tunnelMedia = call.tunnelMedia
+        result.udpMedia = call.udpMedia
+        return result
+    }
+
+    // MARK: UDP audio (docs/tunnel-protocol.md §8)
+
+    /// One RTP or RTCP packet of a call: on UDP once the upgrade proved it, else in the tunnel.
+    private func sendMedia(_ call: inout Call, kind: MediaKind, packet: [UInt8], on connection: Connection) {
+        if call.usesUDP, let socket = call.udpSocket, let target = call.udpTarget {
+            _ = socket.send(packet, to: target)
+            call.udpMedia.sent += 1
+        } else {
+            connection.stream.send(.media(kind: kind, packet: packet), channel: call.id.value)
+            call.tunnelMedia.sent += 1
+        }
+    }
+
+    private func offerUDP(channel: UInt16, port: UInt16, address: UInt32, key: [UInt8], on connection: Connection) {
+        guard configuration.udpAudio, var call = calls[channel], call.udp == nil else { return }
+        let target = IPv4Endpoint(address: address == 0 ? connection.stream.appliance.endpoint.address : address, port: port)
+        let socket: UDPSocket
+        do {
+            socket = try UDPSocket.open()
+            try socket.connect(target)  // the kernel then drops datagrams from anyone else
+        } catch {
+            emit(.progress("cannot open UDP towards \(target) for \(call.id) (\(error)): audio stays in the tunnel"))
+            return
+        }
+        let fd = socket.fd
+        guard let registration = try? loop.register(fd: fd, events: .readable, handler: ClosureHandler { [weak self] _ in
+            self?.udpReadable(channel: channel, fd: fd)
+        }) else {
+            socket.close()
+            return
+        }
+        var leg = ClientUDPLeg(channel: channel, config: configuration.udpUpgrade, crypto: PhoneCrypto())
+        leg.offer(key: key, now: monotonicNanoseconds())
+        call.udp = leg
+        call.udpSocket = socket
+        call.udpTarget = target
+        call.udpRegistration = registration
+        calls[channel] = call
+        emit(.progress("the appliance offers UDP audio for \(call.id) at \(target): proving that UDP gets through"))
+    }
+
+    private func udpReadable(channel: UInt16, fd: Int32) {
+        guard var call = calls[channel], let socket = call.udpSocket, socket.fd == fd, var leg = call.udp else { return }
+        let now = monotonicNanoseconds()
+        var actions: [ClientUDPLeg.Action] = []
+        for _ in 0..<8 {
+            guard let (count, _) = udpBuffer.withUnsafeMutableBytes({ socket.receive(into: $0) }) else { break }
+            let verdict = udpBuffer.withUnsafeBytes { leg.receive(UnsafeRawBufferPointer(rebasing: $0[0..<count]), now: now) }
+            switch verdict {
+            case let .media(kind):
+                call.udpMedia.received += 1
+                guard var media = call.media else { continue }
+                let packet = Array(udpBuffer[0..<count])
+                if kind == .rtp { media.receiveRTP(packet, nowNanos: now) } else { media.receiveRTCP(packet) }
+                call.media = media
+            case let .control(more):
+                actions += more
+            case .dropped:
+                break
+            }
+        }
+        call.udp = leg
+        calls[channel] = call
+        perform(actions, channel: channel)
+        if !actions.isEmpty { flush() }
+    }
+
+    private func perform(_ actions: [ClientUDPLeg.Action], channel: UInt16) {
+        guard let call = calls[channel] else { return }
+        for action in actions {
+            switch action {
+            case let .send(bytes):
+                if let socket = call.udpSocket, let target = call.udpTarget { _ = socket.send(bytes, to: target) }
+            case let .pathChanged(path, tellAppliance, reason):
+                if tellAppliance { connection?.stream.send(.udpPath(path), channel: channel) }
+                emit(.progress(path == .udp ? "audio of \(call.id) moved to UDP: \(reason)"
+                                            : "audio of \(call.id) back in the tunnel: \(reason)"))
+            }
+        }
+    }
+
+    private func closeUDP(_ call: Call) {
+        if let registration = call.udpRegistration { loop.unregister(registration) }
+        call.udpSocket?.close()
     }
 
     private func endCall(_ channel: UInt16, reason: String) {
         guard let call = calls.removeValue(forKey: channel) else { return }
         let summary = quality(call)
+        closeUDP(call)
         if var media = call.media {
             do { try media.sink.finish() } catch { emit(.progress("could not finish the recording: \(error)")) }
             if let error = media.sinkError { emit(.progress("audio sink failed during the call: \(error)")) }

@@ -38,6 +38,11 @@ public final class TunnelClient {
     var pending: [(UInt16, Message)] = []
     static let maxPending = 128
     var overflowed = false
+    /// What the client's HELLO and the appliance agreed on (the latest connection's).
+    var capabilities: Capabilities = []
+    /// Calls whose audio may move to UDP (docs/tunnel-protocol.md §8).
+    var udpLegs: [UInt16: UDPAudioLeg] = [:]
+    weak var worker: TerminatorWorker?
 
     init(alias: String, resumeToken: [UInt8], workerIndex: Int) {
         self.alias = alias
@@ -49,6 +54,16 @@ public final class TunnelClient {
 
     /// Signalling to the client; kept across a reconnect, never dropped.
     public func send(_ message: Message, channel: UInt16 = 0) {
+        deliver(message, channel: channel)
+        guard channel != 0 else { return }
+        switch message {
+        case .connected: offerUDP(channel: channel)
+        case .hangup: closeUDP(channel: channel)
+        default: break
+        }
+    }
+
+    private func deliver(_ message: Message, channel: UInt16) {
         if let connection {
             connection.sendSignalling(message, channel: channel)
         } else if pending.count < TunnelClient.maxPending {
@@ -60,6 +75,28 @@ public final class TunnelClient {
 
     /// Media to the client; dropped while detached or when it waited too long.
     public func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) {
+        if let leg = udpLegs[channel], leg.send(packet) { return }
         connection?.sendMedia(channel: channel, kind: kind, packet: packet)
+    }
+
+    /// After CONNECTED: a UDP port and key for the call's audio, if the client can use them.
+    private func offerUDP(channel: UInt16) {
+        guard capabilities.contains(.udpUpgrade), udpLegs[channel] == nil, let worker, worker.shared.config.udp.enabled,
+              let local = try? connection?.socket.localEndpoint() else { return }
+        do {
+            let leg = try UDPAudioLeg(worker: worker, client: self, channel: channel, bindAddress: local.address)
+            udpLegs[channel] = leg
+            deliver(.udpOffer(port: leg.port, address: 0, key: leg.leg.key), channel: channel)
+        } catch {
+            worker.log.warning("tunnel-udp-offer-failed", ["alias": alias, "channel": "\(channel)", "error": "\(error)"])
+        }
+    }
+
+    func closeUDP(channel: UInt16) {
+        udpLegs.removeValue(forKey: channel)?.close()
+    }
+
+    func closeAllUDP() {
+        for channel in Array(udpLegs.keys) { closeUDP(channel: channel) }
     }
 }

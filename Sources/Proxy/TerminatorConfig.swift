@@ -28,7 +28,20 @@ public struct TerminatorConfig: Sendable {
     public var probe = true
     /// Deadlines, frame size, grace period, media age bound.
     public var session = ServerSessionConfig()
+    /// The UDP upgrade of calls' audio (docs/tunnel-protocol.md §8).
+    public var udp = UDPUpgradeSettings()
 
+    public init() {}
+}
+
+/// Whether calls are offered UDP audio, and the upgrade's timings.
+public struct UDPUpgradeSettings: Sendable {
+    public var enabled = true
+    public var protocolConfig = UDPUpgradeConfig()
+    public var fallbackAfterNanos: UInt64 {
+        get { protocolConfig.fallbackAfterNanos }
+        set { protocolConfig.fallbackAfterNanos = newValue }
+    }
     public init() {}
 }
 

@@ -158,7 +158,7 @@ final class TunnelConnection: IOHandler {
                 worker.resumed(self, alias: alias, token: token)
                 if finished { return }  // handed to the client's worker, which carries on
             case let .signalling(channel, message):
-                if let client { worker.backend.clientSignalling(client, channel: channel, message: message) }
+                if let client { worker.clientSignalling(client, channel: channel, message: message) }
             case let .media(channel, kind, packet):
                 if let client { worker.backend.clientMedia(client, channel: channel, kind: kind, packet: packet) }
             case let .close(reason):

@@ -27,6 +27,9 @@ public final class TerminatorShared: Sendable {
     public let refusedRateLimited = Atomic<Int>(0)
     public let handshakeFailures = Atomic<Int>(0)
     public let mediaDroppedStale = Atomic<Int>(0)
+    /// Calls whose audio moved to UDP, and moved back (counted per event, not per packet).
+    public let udpUpgrades = Atomic<Int>(0)
+    public let udpFallbacks = Atomic<Int>(0)
 
     init(config: TerminatorConfig, subscribers: SubscriberTable, tls: TLSContext?) {
         self.config = config

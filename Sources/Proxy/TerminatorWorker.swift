@@ -147,7 +147,8 @@ public final class TerminatorWorker {
         let grace = UInt64(shared.config.session.graceSeconds) * 1_000_000_000
         for client in Array(clients.values) {
             if client.overflowed { endClient(client, graceExpired: true); continue }
-            if let since = client.detachedSince, now &- since >= grace { endClient(client, graceExpired: true) }
+            if let since = client.detachedSince, now &- since >= grace { endClient(client, graceExpired: true); continue }
+            for leg in client.udpLegs.values { leg.tick() }
         }
     }
 
@@ -179,7 +180,9 @@ public final class TerminatorWorker {
             }
             tls = engine
         }
-        let session = ServerSession(config: shared.config.session, crypto: crypto, credentials: credentials, now: now)
+        var sessionConfig = shared.config.session
+        if !shared.config.udp.enabled { sessionConfig.capabilities.remove(.udpUpgrade) }
+        let session = ServerSession(config: sessionConfig, crypto: crypto, credentials: credentials, now: now)
         let connection = TunnelConnection(worker: self, socket: socket, peer: peer, tls: tls, session: session)
         add(connection)
     }
@@ -213,6 +216,8 @@ public final class TerminatorWorker {
     func authenticated(_ connection: TunnelConnection, alias: String, token: [UInt8]) {
         let client = TunnelClient(alias: alias, resumeToken: token, workerIndex: index)
         client.connection = connection
+        client.worker = self
+        client.capabilities = connection.session.peerCapabilities
         connection.client = client
         clients[token] = client
         shared.resumable.withLock { $0[token] = ResumeEntry(alias: alias, worker: index) }
@@ -266,6 +271,7 @@ public final class TerminatorWorker {
             old.afterSessionActivity()
         }
         client.connection = connection
+        client.capabilities = connection.session.peerCapabilities
         client.detachedSince = nil
         connection.client = client
         let pending = client.pending
@@ -315,6 +321,20 @@ public final class TerminatorWorker {
             connection.afterSessionActivity()
         }
         backend.clientEnded(client, graceExpired: graceExpired)
+        client.closeAllUDP()
+    }
+
+    /// Call control from a client: the UDP path reports stay here, the rest goes to the backend.
+    func clientSignalling(_ client: TunnelClient, channel: UInt16, message: Message) {
+        switch message {
+        case let .udpPath(path):
+            client.udpLegs[channel]?.peerReported(path)
+        case .hangup:
+            backend.clientSignalling(client, channel: channel, message: message)
+            client.closeUDP(channel: channel)
+        default:
+            backend.clientSignalling(client, channel: channel, message: message)
+        }
     }
 }
 

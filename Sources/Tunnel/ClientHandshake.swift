@@ -20,7 +20,7 @@ public struct ClientHandshake: Sendable {
     private var serverNonce: [UInt8] = []
     private var version: UInt16 = 0
 
-    public init(alias: String, secret: [UInt8], crypto: TunnelCrypto, capabilities: Capabilities = .all,
+    public init(alias: String, secret: [UInt8], crypto: TunnelCrypto, capabilities: Capabilities = [.resume, .dtmf, .rtcp],
                 resumeToken: [UInt8]? = nil) {
         self.alias = alias
         self.secret = secret

@@ -22,6 +22,8 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case hangup = 0x26
     case dtmf = 0x27
     case media = 0x30
+    case udpOffer = 0x31
+    case udpPath = 0x32
     case ping = 0x40
     case pong = 0x41
     case error = 0x50
@@ -95,6 +97,11 @@ public enum Message: Equatable, Sendable {
     case hangup(cause: UInt8)
     case dtmf(digit: UInt8, durationMs: UInt16)
     case media(kind: MediaKind, packet: [UInt8])
+    /// The appliance's UDP port for this call's audio (address 0: the tunnel's address)
+    /// and the key that proves the client's probes (docs/tunnel-protocol.md §8).
+    case udpOffer(port: UInt16, address: UInt32, key: [UInt8])
+    /// Which way the sender now carries this call's audio.
+    case udpPath(AudioPath)
     case ping(clientTime: UInt64)
     case pong(clientTime: UInt64, serverTime: UInt64, activeCalls: UInt32, capacity: UInt32)
     case error(code: UInt16, text: String)
@@ -120,6 +127,8 @@ public enum Message: Equatable, Sendable {
         case .hangup: .hangup
         case .dtmf: .dtmf
         case .media: .media
+        case .udpOffer: .udpOffer
+        case .udpPath: .udpPath
         case .ping: .ping
         case .pong: .pong
         case .error: .error
@@ -165,6 +174,10 @@ public enum Message: Equatable, Sendable {
             w.u8(digit); w.u16(duration)
         case let .media(kind, packet):
             w.u8(kind.rawValue); w.raw(packet)
+        case let .udpOffer(port, address, key):
+            w.u16(port); w.u32(address); w.raw(fixed(key, UDPUpgradeWire.keySize))
+        case let .udpPath(path):
+            w.u8(path.rawValue)
         case let .ping(clientTime):
             w.u64(clientTime)
         case let .pong(clientTime, serverTime, calls, capacity):
@@ -248,6 +261,13 @@ public enum Message: Equatable, Sendable {
         case .media:
             guard let raw = r.u8(), let kind = MediaKind(rawValue: raw) else { return nil }
             return .media(kind: kind, packet: r.rest())
+        case .udpOffer:
+            guard let port = r.u16(), let address = r.u32(), let key = r.raw(UDPUpgradeWire.keySize) else { return nil }
+            return .udpOffer(port: port, address: address, key: key)
+        case .udpPath:
+            // A path this side does not know (a newer peer) reads as the tunnel: the safe one.
+            guard let raw = r.u8() else { return nil }
+            return .udpPath(AudioPath(rawValue: raw) ?? .tunnel)
         case .ping:
             guard let t = r.u64() else { return nil }
             return .ping(clientTime: t)

@@ -260,7 +260,7 @@ public struct ServerSession: Sendable {
 
         case (.established, .register), (.established, .unregister), (.established, .call),
              (.established, .progress), (.established, .ringing), (.established, .answer),
-             (.established, .hangup), (.established, .dtmf):
+             (.established, .hangup), (.established, .dtmf), (.established, .udpPath):
             outputs.append(.signalling(channel: frame.channel, message))
 
         default:

@@ -13,15 +13,15 @@ enum PhoneCommand {
         bloo phone scan | register | call NUMBER | listen \
         [--config FILE] [--alias A --secret S] [--ca PEM] [--appliances tls:ADDR:PORT/NAME,tcp:ADDR:PORT] \
         [--play FILE.wav | --tone HZ] [--record OUT.wav] [--duration S] [--dtmf DIGITS] [--expect-tone HZ] \
-        [--rounds N] [--no-udp-probe] [--gatekeeper ADDR[:PORT] [--state FILE]]
+        [--rounds N] [--no-udp-probe] [--no-udp-audio] [--udp-fallback-ms MS] [--gatekeeper ADDR[:PORT] [--state FILE]]
         """
 
     static func run(_ words: [String]) throws -> Int32 {
         let command = "phone"
         let args = try Arguments(words, command: command,
                                  options: ["config", "alias", "secret", "ca", "appliances", "play", "tone", "record",
-                                           "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state"],
-                                 flags: ["no-udp-probe"])
+                                           "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state", "udp-fallback-ms"],
+                                 flags: ["no-udp-probe", "no-udp-audio"])
         guard let verb = args.positionals.first else { throw UsageError("phone: say scan, register, call NUMBER or listen") }
         var configuration = PhoneConfiguration()
         if let path = args.value("config") {
@@ -52,6 +52,10 @@ enum PhoneCommand {
         if let state = args.value("state") { configuration.statePath = state }
         if let rounds = try args.integer("rounds", command: command, range: 1...50) { configuration.scan.rounds = rounds }
         if args.has("no-udp-probe") { configuration.scan.useUDP = false }
+        if args.has("no-udp-audio") { configuration.udpAudio = false }
+        if let ms = try args.integer("udp-fallback-ms", command: command, range: 100...60_000) {
+            configuration.udpUpgrade.fallbackAfterNanos = UInt64(ms) * 1_000_000
+        }
         let duration = try args.integer("duration", command: command, range: 0...86_400)
         if args.value("play") != nil && args.value("tone") != nil { throw UsageError("phone: --play and --tone exclude each other") }
         let tone = try args.integer("tone", command: command, range: 50...3900)
@@ -210,6 +214,7 @@ enum PhoneCommand {
         say("summary: path \(q.path.rawValue)")
         say("summary: sent packets \(q.sent.packets), loss \(q.sent.jitterMs == nil ? "n/a" : pct(q.sent.lossPercent)), jitter \(ms(q.sent.jitterMs))")
         say("summary: received packets \(q.received.packets), lost \(q.received.lost), loss \(pct(q.received.lossPercent)), jitter \(ms(q.received.jitterMs))")
+        say("summary: audio packets in the tunnel sent \(q.tunnelMedia.sent) received \(q.tunnelMedia.received), on UDP sent \(q.udpMedia.sent) received \(q.udpMedia.received)")
         say("summary: rtt \(ms(q.rttMs))")
         say("summary: estimated MOS \(fmt(q.mos, 2)) (ITU-T G.107 E-model)")
     }

@@ -13,7 +13,7 @@ enum TunnelCommand {
         bloo tunnel-serve --subscribers FILE [--tls ADDR:PORT|off] [--tcp ADDR:PORT] \
         [--cert PEM --key PEM] [--workers N] [--cpus 0,1] [--max-connections N] [--rate PER_S] [--burst N] \
         [--capacity CALLS] [--auth-timeout S] [--idle-timeout S] [--grace S] [--media-age-ms MS] \
-        [--max-frame BYTES] [--no-probe]
+        [--max-frame BYTES] [--no-probe] [--no-udp-audio] [--udp-fallback-ms MS]
         """
 
     static func run(_ words: [String]) throws -> Int32 {
@@ -21,8 +21,8 @@ enum TunnelCommand {
         let args = try Arguments(words, command: command,
                                  options: ["tls", "tcp", "cert", "key", "subscribers", "workers", "cpus", "max-connections",
                                            "rate", "burst", "capacity", "auth-timeout", "idle-timeout", "grace",
-                                           "media-age-ms", "max-frame"],
-                                 flags: ["no-probe"])
+                                           "media-age-ms", "max-frame", "udp-fallback-ms"],
+                                 flags: ["no-probe", "no-udp-audio"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = TerminatorConfig()
         config.tlsListen = try endpoint(args.value("tls") ?? "0.0.0.0:443", "tls", allowOff: true)
@@ -60,6 +60,10 @@ enum TunnelCommand {
         }
         config.session.maxPayload = try args.integer("max-frame", command: command, range: 256...1_048_576) ?? config.session.maxPayload
         config.probe = !args.has("no-probe")
+        config.udp.enabled = !args.has("no-udp-audio")
+        if let ms = try args.integer("udp-fallback-ms", command: command, range: 100...60_000) {
+            config.udp.fallbackAfterNanos = UInt64(ms) * 1_000_000
+        }
 
         let subscribersPath = try args.required("subscribers", command: command)
         let subscribers: SubscriberTable
