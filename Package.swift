@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "System", dependencies: ["CSystem", "CNetlink", "CCap", "Log"]),
         .target(name: "Update", dependencies: ["CBoot", "COpenSSL", "Log"]),
         .target(name: "Proxy", dependencies: ["Tunnel", "IO", "Relay", "Endpoint", "H323", "RTP", "Config", "Log"]),
-        .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "H323", "RTP", "Log"]),
+        .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "EndpointIO", "H323", "RTP", "Log"]),
         .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
 
         // MARK: The daemon: composes the system layer, the control socket, the

@@ -16,23 +16,40 @@ public struct DirectOutcome: Sendable, Equatable {
 }
 
 public enum DirectRegistration {
+    /// A registration kept alive for direct calls: the RAS socket (connected to the
+    /// gatekeeper) and the RAS client that holds the registration.
+    struct Live {
+        var socket: UDPSocket
+        var client: RASClient
+        var local: IPv4Endpoint
+        var gatekeeper: EndpointAddress
+    }
+
     /// Registers `alias` at `gatekeeper` over UDP and waits for RCF, RRJ or the end of
-    /// the RRQ retries (H.225.0: 3 s, 2 retries). Unregisters again when `keep` is false.
+    /// the RRQ retries (H.225.0: 3 s, 2 retries), then unregisters: a check of the network only.
     public static func attempt(gatekeeper: IPv4Endpoint, alias: String, retry: RASRetryPolicy = .rrq,
                                progress: (String) -> Void = { _ in }) -> DirectOutcome {
-        guard let socket = try? UDPSocket.open() else { return DirectOutcome(registered: false, reason: "cannot open a UDP socket") }
-        defer { socket.close() }
+        attempt(gatekeeper: gatekeeper, alias: alias, retry: retry, callSignalPort: 1720, keep: false, progress: progress).0
+    }
+
+    /// The same, keeping the registration when `keep` (the caller then owns `Live`);
+    /// `callSignalPort` is where the phone listens for incoming calls.
+    static func attempt(gatekeeper: IPv4Endpoint, alias: String, retry: RASRetryPolicy, callSignalPort: UInt16, keep: Bool,
+                        progress: (String) -> Void) -> (DirectOutcome, Live?) {
+        guard let socket = try? UDPSocket.open() else { return (DirectOutcome(registered: false, reason: "cannot open a UDP socket"), nil) }
+        var kept = false
+        defer { if !kept { socket.close() } }
         do { try socket.connect(gatekeeper) } catch {
-            return DirectOutcome(registered: false, reason: "no route to the gatekeeper \(gatekeeper): \(error)")
+            return (DirectOutcome(registered: false, reason: "no route to the gatekeeper \(gatekeeper): \(error)"), nil)
         }
         guard let local = try? socket.localEndpoint() else {
-            return DirectOutcome(registered: false, reason: "cannot read the local address")
+            return (DirectOutcome(registered: false, reason: "cannot read the local address"), nil)
         }
         let alias: AliasAddress = alias.allSatisfy({ "+0123456789#*,".contains($0) })
             ? .dialledDigits(alias.filter { $0 != "+" }) : .h323ID(alias)
         let config = RASConfig(gatekeeper: EndpointAddress(ip: gatekeeper.address, port: gatekeeper.port),
                                rasAddress: EndpointAddress(ip: local.address, port: local.port),
-                               callSignalAddress: EndpointAddress(ip: local.address, port: 1720),
+                               callSignalAddress: EndpointAddress(ip: local.address, port: callSignalPort),
                                aliases: [alias], discover: false)
         var client = RASClient(config: config)
         progress("registering directly to the gatekeeper \(gatekeeper) from \(local)")
@@ -46,25 +63,30 @@ public enum DirectRegistration {
                 case let .send(message, _):
                     if let bytes = try? message.encoded() { _ = bytes.withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, 0) } }
                 case let .registered(identifier, _):
-                    // Registration proven; leave the gatekeeper clean (this build carries calls in the tunnel).
+                    let outcome = DirectOutcome(registered: true, reason: "the gatekeeper \(gatekeeper) confirmed the registration (RCF)",
+                                                endpointIdentifier: identifier)
+                    if keep {
+                        kept = true
+                        return (outcome, Live(socket: socket, client: client, local: local, gatekeeper: config.gatekeeper))
+                    }
+                    // Registration proven; leave the gatekeeper clean.
                     for unregister in client.handle(.unregister, now: milliseconds()) {
                         if case let .send(message, _) = unregister, let bytes = try? message.encoded() {
                             _ = bytes.withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, 0) }
                         }
                     }
-                    return DirectOutcome(registered: true, reason: "the gatekeeper \(gatekeeper) confirmed the registration (RCF)",
-                                         endpointIdentifier: identifier)
+                    return (outcome, nil)
                 case let .registrationRejected(why):
-                    return DirectOutcome(registered: false, reason: "the gatekeeper \(gatekeeper) rejected the registration (RRJ, \(rejectText(why)))")
+                    return (DirectOutcome(registered: false, reason: "the gatekeeper \(gatekeeper) rejected the registration (RRJ, \(rejectText(why)))"), nil)
                 case let .registrationLost(why):
-                    return DirectOutcome(registered: false, reason: "no RAS answer from \(gatekeeper) within the H.225.0 retries (\(why)); a firewall may be in the way")
+                    return (DirectOutcome(registered: false, reason: "no RAS answer from \(gatekeeper) within the H.225.0 retries (\(why)); a firewall may be in the way"), nil)
                 default:
                     break
                 }
             }
             let now = milliseconds()
             guard now < deadline else {
-                return DirectOutcome(registered: false, reason: "no RAS answer from \(gatekeeper) within the H.225.0 retries; a firewall may be in the way")
+                return (DirectOutcome(registered: false, reason: "no RAS answer from \(gatekeeper) within the H.225.0 retries; a firewall may be in the way"), nil)
             }
             var pfd = pollfd(fd: socket.fd, events: Int16(POLLIN), revents: 0)
             let wait = min(deadline - now, client.nextDeadline.map { $0 > now ? $0 - now : 0 } ?? 200)

@@ -7,6 +7,8 @@
 // Threading: a Phone lives on one thread, the one that calls `run`. Every method
 // and every event callback runs there. Other threads (a GUI's main thread) use
 // `perform { phone in ... }`, which is safe from anywhere.
+import Endpoint
+import EndpointIO
 import Glibc
 import IO
 import Log
@@ -85,7 +87,15 @@ public final class Phone {
         var tunnelMedia = MediaCounts()
         var udpMedia = MediaCounts()
         var usesUDP: Bool { udp?.usesUDP == true }
+        /// Placed or received in direct mode (RTP straight to the far end, no tunnel).
+        var direct = false
     }
+    /// The phone's own H.323 endpoint while registered directly.
+    private var directLine: DirectLine?
+    /// The network direct mode was tried on, for remembering what it needed.
+    private var network: NetworkKey?
+    /// Why direct mode was given up during this run (a call's media never arrived).
+    public private(set) var directFallbackReason: String?
     private var udpBuffer = [UInt8](repeating: 0, count: 2048)
     private var calls: [UInt16: Call] = [:]
     private var nextChannel: UInt16 = 1
@@ -140,17 +150,22 @@ public final class Phone {
             if let remembered = memory?.decision(for: network), remembered.tunnel {
                 emit(.progress("this network (\(network)) needed the tunnel before (\(remembered.reason)): going straight to the tunnel"))
             } else {
-                let outcome = DirectRegistration.attempt(gatekeeper: gatekeeper, alias: configuration.alias, retry: configuration.rasRetry) {
-                    [weak self] in self?.emit(.progress($0))
-                }
+                self.network = network
+                // Incoming direct calls arrive here; its port goes into the RRQ.
+                let listener = try? TCPListener(loop: loop, address: EndpointAddress(ip: 0, port: 0))
+                let (outcome, live) = DirectRegistration.attempt(
+                    gatekeeper: gatekeeper, alias: configuration.alias, retry: configuration.rasRetry,
+                    callSignalPort: listener?.address.port ?? 1720, keep: listener != nil) { [weak self] in self?.emit(.progress($0)) }
                 memory?.remember(network, tunnel: !outcome.registered, reason: outcome.reason)
-                if outcome.registered {
+                if outcome.registered, let live, let listener {
+                    startDirectLine(live, listener: listener)
                     isRegistered = true
                     directRegistered = true
                     emit(.progress("direct: \(outcome.reason); no tunnel needed on this network (\(network))"))
                     emit(.registered(aliases: [configuration.alias], path: "direct to the gatekeeper \(gatekeeper)"))
                     return
                 }
+                listener?.close()
                 emit(.progress("falling back to the tunnel: \(outcome.reason)"))
             }
         }
@@ -164,6 +179,8 @@ public final class Phone {
     /// version carries calls through the tunnel only).
     public func openTunnel(because reason: String) {
         wantRegistration = true
+        directLine?.close()
+        directLine = nil
         directRegistered = false
         isRegistered = false
         emit(.progress(reason))
@@ -173,6 +190,20 @@ public final class Phone {
     /// Places a call; events follow (ringing, connected, quality, ended).
     @discardableResult
     public func call(_ number: String, source: any AudioSource = SilenceSource(), sink: any AudioSink = NullSink()) -> CallID? {
+        if let directLine {
+            let channel = nextChannel
+            nextChannel = nextChannel >= 0xFFFD ? 1 : nextChannel + 2
+            var call = Call(id: CallID(value: channel), outgoing: true, source: source, sink: sink)
+            call.direct = true
+            calls[channel] = call
+            if let failure = directLine.place(channel: channel, number: number) {
+                calls[channel] = nil
+                emit(.failed("cannot call \(number) directly: \(failure)"))
+                return nil
+            }
+            emit(.progress("calling \(number) directly (ARQ to the gatekeeper, then Setup with fast start)"))
+            return CallID(value: channel)
+        }
         guard let connection, connection.established else {
             emit(.failed("cannot call \(number): no tunnel is open"))
             return nil
@@ -188,18 +219,27 @@ public final class Phone {
 
     /// Answers an incoming call.
     public func answer(_ id: CallID, source: any AudioSource = SilenceSource(), sink: any AudioSink = NullSink()) {
-        guard var call = calls[id.value], !call.outgoing, let connection else { return }
+        guard var call = calls[id.value], !call.outgoing else { return }
         call.source = source
         call.sink = sink
         calls[id.value] = call
+        if call.direct {
+            directLine?.answer(channel: id.value)
+            return
+        }
+        guard let connection else { return }
         connection.stream.send(.answer(codecs: configuration.codecs), channel: id.value)
         flush()
     }
 
     /// Ends a call (Q.850 cause 16, normal clearing, unless told otherwise).
     public func hangup(_ id: CallID, cause: UInt8 = 16) {
-        guard calls[id.value] != nil else { return }
-        connection?.stream.send(.hangup(cause: cause), channel: id.value)
+        guard let call = calls[id.value] else { return }
+        if call.direct {
+            directLine?.hangup(channel: id.value, cause: cause)
+        } else {
+            connection?.stream.send(.hangup(cause: cause), channel: id.value)
+        }
         flush()
         endCall(id.value, reason: "hung up here")
     }
@@ -238,8 +278,19 @@ public final class Phone {
     /// Ends calls, says BYE and closes the tunnel.
     public func shutdown() {
         for channel in calls.keys.sorted() {
-            connection?.stream.send(.hangup(cause: 16), channel: channel)
+            if calls[channel]?.direct == true {
+                directLine?.hangup(channel: channel, cause: 16)
+            } else {
+                connection?.stream.send(.hangup(cause: 16), channel: channel)
+            }
             endCall(channel, reason: "phone shut down")
+        }
+        if let directLine {
+            directLine.close()
+            self.directLine = nil
+            // Let the ReleaseComplete and URQ leave.
+            let deadline = monotonicNanoseconds() + 200_000_000
+            while monotonicNanoseconds() < deadline { _ = try? loop.runOnce(timeoutMilliseconds: 20) }
         }
         if let connection {
             connection.stream.send(.bye)
@@ -399,6 +450,15 @@ public final class Phone {
         case .ringing, .progress:
             if calls[channel] != nil, message == .ringing { emit(.ringing(CallID(value: channel))) }
         case let .connected(codec, _):
+            callConnected(channel, codec: codec)
+        case let .hangup(cause):
+            if calls[channel] != nil { endCall(channel, reason: "the far end hung up (\(causeText(cause)))") }
+        default:
+            handleMore(message, channel: channel, on: connection)
+        }
+    }
+
+    private func callConnected(_ channel: UInt16, codec: Codec) {
             guard var call = calls[channel], call.media == nil else { return }
             let now = monotonicNanoseconds()
             call.media = CallMedia(codec: codec, source: call.source, sink: call.sink, random: PhoneCrypto().randomBytes(10))
@@ -409,8 +469,10 @@ public final class Phone {
             calls[channel] = call
             nextPingAt = 0  // measure the round trip now
             emit(.connected(CallID(value: channel), codec: codec))
-        case let .hangup(cause):
-            if calls[channel] != nil { endCall(channel, reason: "the far end hung up (\(causeText(cause)))") }
+    }
+
+    private func handleMore(_ message: Message, channel: UInt16, on connection: Connection) {
+        switch message {
         case let .dtmf(digit, _):
             if calls[channel] != nil { emit(.dtmf(CallID(value: channel), digit: Character(Unicode.Scalar(digit)))) }
         case let .media(kind, packet):
@@ -487,10 +549,11 @@ public final class Phone {
     /// Media every 20 ms on a fixed schedule (no drift), DTMF, RTCP, PING, quality events.
     private func tick() {
         let now = monotonicNanoseconds()
-        guard let connection, connection.established else { return }
+        let tunnel = connection.flatMap { $0.established ? $0 : nil }
+        guard tunnel != nil || directLine != nil else { return }
         var sent = false
-        if now >= nextPingAt {
-            connection.stream.send(.ping(clientTime: nowMicros()))
+        if let tunnel, now >= nextPingAt {
+            tunnel.stream.send(.ping(clientTime: nowMicros()))
             nextPingAt = now + UInt64(configuration.pingIntervalSeconds * 1e9)
             sent = true
         }
@@ -504,21 +567,26 @@ public final class Phone {
                 sent = true
             }
         }
+        checkDirectMedia(now: now)
         if nextMediaTick == 0 || now > nextMediaTick + 200_000_000 { nextMediaTick = now }
         while now >= nextMediaTick {
             for channel in calls.keys.sorted() {
                 guard var call = calls[channel], var media = call.media else { continue }
                 let packet = media.nextPacket()
-                sendMedia(&call, kind: .rtp, packet: packet, on: connection)
+                sendMedia(&call, kind: .rtp, packet: packet, on: tunnel)
                 if now >= call.nextDTMFAt, !call.dtmfQueue.isEmpty {
                     let digit = call.dtmfQueue.removeFirst()
-                    connection.stream.send(.dtmf(digit: digit, durationMs: 100), channel: channel)
+                    if call.direct {
+                        directLine?.dtmf(channel: channel, digit: Character(Unicode.Scalar(digit)))
+                    } else {
+                        tunnel?.stream.send(.dtmf(digit: digit, durationMs: 100), channel: channel)
+                    }
                     emit(.progress("sent DTMF \(Character(Unicode.Scalar(digit)))"))
                     call.nextDTMFAt = now + 200_000_000
                 }
                 if now >= call.nextReportAt {
                     if let report = media.receiverReport() {
-                        sendMedia(&call, kind: .rtcp, packet: report, on: connection)
+                        sendMedia(&call, kind: .rtcp, packet: report, on: tunnel)
                     }
                     call.nextReportAt = now + 5_000_000_000
                 }
@@ -532,7 +600,74 @@ public final class Phone {
             nextMediaTick += 20_000_000
             sent = true
         }
-        if sent { service(connection) }
+        if sent, let tunnel { service(tunnel) }
+    }
+
+    // MARK: Direct mode calls
+
+    private func startDirectLine(_ live: DirectRegistration.Live, listener: TCPListener) {
+        let codecs = configuration.codecs.compactMap { AudioCodec(rawValue: $0.rawValue) }
+        guard let line = try? DirectLine(loop: loop, live: live, listener: listener, alias: configuration.alias, codecs: codecs) else {
+            live.socket.close()
+            listener.close()
+            return
+        }
+        line.onProgress = { [weak self] in self?.emit(.progress($0)) }
+        line.allocateIncoming = { [weak self] in
+            guard let self else { return 2 }
+            var channel: UInt16 = 2
+            while self.calls[channel] != nil { channel += 2 }
+            return channel
+        }
+        line.onCall = { [weak self] channel, event in self?.directEvent(channel, event) }
+        directLine = line
+    }
+
+    private func directEvent(_ channel: UInt16, _ event: DirectLine.CallEvent) {
+        switch event {
+        case let .incoming(from, to):
+            var call = Call(id: CallID(value: channel), outgoing: false, source: SilenceSource(), sink: NullSink())
+            call.direct = true
+            calls[channel] = call
+            emit(.incoming(CallID(value: channel), from: from, to: to))
+        case .ringing:
+            if calls[channel] != nil { emit(.ringing(CallID(value: channel))) }
+        case let .connected(codec):
+            callConnected(channel, codec: codec)
+        case let .dtmf(digit):
+            if calls[channel] != nil { emit(.dtmf(CallID(value: channel), digit: digit)) }
+        case let .media(kind, packet):
+            guard var call = calls[channel], var media = call.media else { return }
+            if kind == .rtp { media.receiveRTP(packet, nowNanos: monotonicNanoseconds()) } else { media.receiveRTCP(packet) }
+            call.media = media
+            call.udpMedia.received += 1
+            calls[channel] = call
+        case let .released(cause, _):
+            if calls[channel] != nil { endCall(channel, reason: "the far end hung up (\(causeText(cause)))") }
+        }
+    }
+
+    /// A direct call whose audio never arrived: an H.323-unaware NAT or a firewall eats
+    /// the media although signalling passes. Hang up, remember that this network needs
+    /// the tunnel, and open it.
+    private func checkDirectMedia(now: UInt64) {
+        let limit = UInt64(configuration.directMediaTimeoutSeconds * 1e9)
+        for channel in calls.keys.sorted() {
+            guard let call = calls[channel], call.direct, let connectedAt = call.connectedAt, now >= connectedAt + limit,
+                  let media = call.media, media.reception.received == 0 else { continue }
+            let seconds = configuration.directMediaTimeoutSeconds
+            let reason = "the direct call connected but no audio arrived within \(seconds == seconds.rounded() ? "\(Int(seconds))" : "\(seconds)") s "
+                + "(\(call.udpMedia.sent) packets sent): a NAT or firewall on this network lets H.323 signalling through but not the media"
+            directFallbackReason = reason
+            if let gatekeeper = configuration.gatekeeper, let path = configuration.statePath {
+                var memory = NetworkMemory(path: path)
+                memory.remember(network ?? NetworkKey.current(towards: gatekeeper), tunnel: true, reason: reason)
+            }
+            directLine?.hangup(channel: channel, cause: Q850.temporaryFailure)
+            endCall(channel, reason: "no audio: \(reason)")
+            openTunnel(because: "falling back to the tunnel: \(reason)")
+            return
+        }
     }
 
     private func quality(_ call: Call) -> CallQuality? {
@@ -542,7 +677,7 @@ public final class Phone {
         let loss = max(received.lossPercent, sentStats.lossPercent)
         let jitter = max(received.jitterMs ?? 0, sentStats.jitterMs ?? 0)
         var result = CallQuality(durationSeconds: Double(monotonicNanoseconds() - connectedAt) / 1e9, codec: media.codec,
-                           path: call.usesUDP ? .tunnelUDP : .tunnelTCP, sent: sentStats, received: received, rttMs: rttMs,
+                           path: call.direct ? .direct : call.usesUDP ? .tunnelUDP : .tunnelTCP, sent: sentStats, received: received, rttMs: rttMs,
                            mos: estimatedMOS(rttMs: rttMs, jitterMs: jitter, lossPercent: loss))
         result.tunnelMedia = call.tunnelMedia
         result.udpMedia = call.udpMedia
@@ -552,11 +687,13 @@ public final class Phone {
     // MARK: UDP audio (docs/tunnel-protocol.md §8)
 
     /// One RTP or RTCP packet of a call: on UDP once the upgrade proved it, else in the tunnel.
-    private func sendMedia(_ call: inout Call, kind: MediaKind, packet: [UInt8], on connection: Connection) {
-        if call.usesUDP, let socket = call.udpSocket, let target = call.udpTarget {
+    private func sendMedia(_ call: inout Call, kind: MediaKind, packet: [UInt8], on connection: Connection?) {
+        if call.direct {
+            if directLine?.sendMedia(channel: call.id.value, kind: kind, packet: packet) == true { call.udpMedia.sent += 1 }
+        } else if call.usesUDP, let socket = call.udpSocket, let target = call.udpTarget {
             _ = socket.send(packet, to: target)
             call.udpMedia.sent += 1
-        } else {
+        } else if let connection {
             connection.stream.send(.media(kind: kind, packet: packet), channel: call.id.value)
             call.tunnelMedia.sent += 1
         }

@@ -35,6 +35,8 @@ public struct PhoneConfiguration: Sendable {
     public var statePath: String?
     /// RRQ timeout and retries (H.225.0 defaults: 3 s, 2 retries).
     public var rasRetry = RASRetryPolicy.rrq
+    /// A direct call whose audio has not arrived this long after connecting falls back to the tunnel.
+    public var directMediaTimeoutSeconds = 4.0
     /// Move a tunnelled call's audio to UDP when the appliance offers it and UDP gets through.
     public var udpAudio = true
     /// The UDP upgrade's timings (fallback after silence, probes).

@@ -13,14 +13,14 @@ enum PhoneCommand {
         bloo phone scan | register | call NUMBER | listen \
         [--config FILE] [--alias A --secret S] [--ca PEM] [--appliances tls:ADDR:PORT/NAME,tcp:ADDR:PORT] \
         [--play FILE.wav | --tone HZ] [--record OUT.wav] [--duration S] [--dtmf DIGITS] [--expect-tone HZ] \
-        [--rounds N] [--no-udp-probe] [--no-udp-audio] [--udp-fallback-ms MS] [--gatekeeper ADDR[:PORT] [--state FILE]]
+        [--rounds N] [--no-udp-probe] [--no-udp-audio] [--udp-fallback-ms MS] [--direct-media-timeout S] [--gatekeeper ADDR[:PORT] [--state FILE]]
         """
 
     static func run(_ words: [String]) throws -> Int32 {
         let command = "phone"
         let args = try Arguments(words, command: command,
                                  options: ["config", "alias", "secret", "ca", "appliances", "play", "tone", "record",
-                                           "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state", "udp-fallback-ms"],
+                                           "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state", "udp-fallback-ms", "direct-media-timeout"],
                                  flags: ["no-udp-probe", "no-udp-audio"])
         guard let verb = args.positionals.first else { throw UsageError("phone: say scan, register, call NUMBER or listen") }
         var configuration = PhoneConfiguration()
@@ -53,6 +53,9 @@ enum PhoneCommand {
         if let rounds = try args.integer("rounds", command: command, range: 1...50) { configuration.scan.rounds = rounds }
         if args.has("no-udp-probe") { configuration.scan.useUDP = false }
         if args.has("no-udp-audio") { configuration.udpAudio = false }
+        if let seconds = try args.integer("direct-media-timeout", command: command, range: 1...60) {
+            configuration.directMediaTimeoutSeconds = Double(seconds)
+        }
         if let ms = try args.integer("udp-fallback-ms", command: command, range: 100...60_000) {
             configuration.udpUpgrade.fallbackAfterNanos = UInt64(ms) * 1_000_000
         }
@@ -154,32 +157,41 @@ enum PhoneCommand {
         case "call":
             guard args.positionals.count == 2 else { throw UsageError("phone call: needs exactly one NUMBER") }
             let number = args.positionals[1]
-            let audio = try makeAudio(args, tone: tone, expectTone: expectTone)
+            var audio = try makeAudio(args, tone: tone, expectTone: expectTone)
             phone.register()
             phone.run { interrupted() || failure != nil || phone.isRegistered }
-            if phone.directRegistered {
-                phone.openTunnel(because: "direct calls are not in this version yet: placing the call through the tunnel")
-                phone.run { interrupted() || failure != nil || phone.isRegistered }
-            }
-            guard failure == nil, phone.isRegistered, let id = phone.call(number, source: audio.source, sink: audio.sink) else {
-                phone.shutdown()
-                return ExitStatus.failure
-            }
             var connectedAt: UInt64?
-            var dtmfSent = false
-            phone.run {
-                if connectedAt == nil, phone.quality(of: id) != nil { connectedAt = monotonicNanoseconds() }
-                if let connectedAt, !dtmfSent, let digits = args.value("dtmf") {
-                    phone.sendDTMF(digits, on: id)
-                    dtmfSent = true
-                    _ = connectedAt
+            var retried = false
+            while true {
+                guard failure == nil, phone.isRegistered, let id = phone.call(number, source: audio.source, sink: audio.sink) else {
+                    phone.shutdown()
+                    return ExitStatus.failure
                 }
-                if let connectedAt, let duration, monotonicNanoseconds() >= connectedAt + UInt64(duration) * 1_000_000_000 {
-                    return true
+                ended = false
+                connectedAt = nil
+                var dtmfSent = false
+                phone.run {
+                    if connectedAt == nil, phone.quality(of: id) != nil { connectedAt = monotonicNanoseconds() }
+                    if connectedAt != nil, !dtmfSent, let digits = args.value("dtmf") {
+                        phone.sendDTMF(digits, on: id)
+                        dtmfSent = true
+                    }
+                    if let connectedAt, let duration, monotonicNanoseconds() >= connectedAt + UInt64(duration) * 1_000_000_000 {
+                        return true
+                    }
+                    return ended || interrupted() || failure != nil && !phone.activeCalls.contains(id)
                 }
-                return ended || interrupted() || failure != nil && !phone.activeCalls.contains(id)
+                if !ended { phone.hangup(id) }
+                // A direct call whose audio never arrived: the phone opened the tunnel; call again through it.
+                if !retried, phone.directFallbackReason != nil, !interrupted(), failure == nil {
+                    retried = true
+                    say("placing the call again, through the tunnel")
+                    phone.run { interrupted() || failure != nil || phone.isRegistered }
+                    audio = try makeAudio(args, tone: tone, expectTone: expectTone)
+                    continue
+                }
+                break
             }
-            if !ended { phone.hangup(id) }
             phone.shutdown()
             if expectTone != nil, !(finishedSink is ToneDetectingSink) { return ExitStatus.failure }
             return connectedAt != nil ? ExitStatus.success : ExitStatus.failure

@@ -114,7 +114,7 @@ class TunnelClient:
             pass
         return result
 
-    def handshake(self, alias, secret, token=None, capabilities=0xF):
+    def handshake(self, alias, secret, token=None, capabilities=0x7):
         self.send(HELLO, struct.pack(">HHI", 1, 1, capabilities) + string("pytest"))
         _, payload = self.receive_type(WELCOME)
         version, caps, max_payload = struct.unpack(">HII", payload[:10])

@@ -1,0 +1,382 @@
+// Direct mode, once registered: the phone is its own H.323 endpoint, with the same
+// Endpoint state machines as the appliance's mirror (RASClient for ARQ/DRQ and the
+// registration's keep-alive, H323Call for Setup with fast start), EndpointIO's thin
+// drivers for the call-signalling connections, and RTP over UDP straight to the far end.
+// No tunnel. The phone (Phone.swift) owns the audio and decides when media that never
+// arrives means this network needs the tunnel after all.
+import Endpoint
+import EndpointIO
+import Glibc
+import H323
+import IO
+import Log
+import Tunnel
+
+final class DirectLine {
+    enum CallEvent {
+        case incoming(from: String, to: String)
+        case ringing
+        case connected(Codec)
+        case dtmf(Character)
+        case media(MediaKind, [UInt8])
+        case released(cause: UInt8, byRemote: Bool)
+    }
+
+    unowned let loop: EventLoop
+    let gatekeeper: EndpointAddress
+    let localIP: UInt32
+    let alias: String
+    let codecs: [AudioCodec]
+    private let ras: UDPSocket
+    private var rasRegistration: Registration?
+    private var rasClient: RASClient
+    private let listener: TCPListener
+    private var rasTimer: TimerID?
+    private var calls: [UInt16: DirectCall] = [:]
+    private var byKey: [Int: DirectCall] = [:]
+    private var nextKey = 1
+    private var nextCRV: UInt16 = 1
+    private var buffer = [UInt8](repeating: 0, count: 4096)
+    private let log = Logger(subsystem: "phone")
+    private(set) var closed = false
+
+    /// Call events, keyed by the phone's call channel.
+    var onCall: (UInt16, CallEvent) -> Void = { _, _ in }
+    var onProgress: (String) -> Void = { _ in }
+    /// A channel for an incoming call (even, not in use).
+    var allocateIncoming: () -> UInt16 = { 2 }
+
+    init(loop: EventLoop, live: DirectRegistration.Live, listener: TCPListener, alias: String, codecs: [AudioCodec]) throws {
+        self.loop = loop
+        gatekeeper = live.gatekeeper
+        localIP = live.local.address
+        ras = live.socket
+        rasClient = live.client
+        self.listener = listener
+        self.alias = alias
+        self.codecs = codecs
+        rasRegistration = try loop.register(fd: ras.fd, events: .readable, handler: ClosureHandler { [weak self] _ in self?.rasReadable() })
+        listener.onAccept = { [weak self] socket, from in self?.accept(socket, from: from) }
+        scheduleRAS()
+    }
+
+    var isRegistered: Bool { rasClient.isRegistered }
+
+    // MARK: RAS
+
+    private func rasReadable() {
+        for _ in 0..<16 {
+            let count = buffer.withUnsafeMutableBytes { recv(ras.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            guard count > 0 else { return }
+            guard let message = try? RasMessage(decoding: Array(buffer[0..<count])) else { continue }
+            rasEvent(.received(message, from: gatekeeper))
+        }
+    }
+
+    private func rasEvent(_ event: RASEvent) {
+        guard !closed || event.isUnregisterTraffic else { return }
+        let actions = rasClient.handle(event, now: millisecondsNow())
+        for action in actions {
+            switch action {
+            case let .send(message, _):
+                if let bytes = try? message.encoded() { _ = bytes.withUnsafeBytes { send(ras.fd, $0.baseAddress, $0.count, 0) } }
+            case .registered:
+                break  // keep-alive RRQ confirmed
+            case let .registrationRejected(reason):
+                onProgress("the gatekeeper refused the registration's renewal (\(reason))")
+            case let .registrationLost(reason):
+                onProgress("direct registration lost: \(reason)")
+            case .unregistered:
+                break
+            case let .admitted(key, destination, _):
+                byKey[key]?.admitted(destination: destination)
+            case let .admissionFailed(key, cause):
+                byKey[key]?.finish(cause: cause, byRemote: true)
+            case let .disengageRequested(key):
+                byKey[key]?.event(.hangup(cause: Q850.normalClearing))
+            case .disengaged:
+                break
+            }
+        }
+        scheduleRAS()
+    }
+
+    private func scheduleRAS() {
+        if let rasTimer { loop.cancel(rasTimer) }
+        rasTimer = nil
+        guard let deadline = rasClient.nextDeadline else { return }
+        let now = millisecondsNow()
+        rasTimer = loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
+            self?.rasTimer = nil
+            self?.rasEvent(.tick)
+        }
+    }
+
+    // MARK: Calls
+
+    static func alias(_ text: String) -> AliasAddress {
+        !text.isEmpty && text.allSatisfy({ "+0123456789#*".contains($0) }) ? .dialledDigits(text.filter { $0 != "+" }) : .h323ID(text)
+    }
+
+    /// ARQ, then Setup to where the gatekeeper says. Nil when no call could be started.
+    func place(channel: UInt16, number: String) -> String? {
+        guard rasClient.isRegistered else { return "not registered at the gatekeeper" }
+        let call: DirectCall
+        do { call = try DirectCall(line: self, channel: channel, key: nextKey) } catch {
+            return "no RTP port: \(error)"
+        }
+        nextKey += 1
+        let guid = PhoneCrypto().randomBytes(16)
+        let crv = nextCRV
+        nextCRV = nextCRV >= 0x7FFF ? 1 : nextCRV + 1
+        let info = OutgoingCallInfo(callReference: crv, callIdentifier: guid, conferenceID: guid, source: [Self.alias(alias)],
+                                    destination: [Self.alias(number)])
+        call.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.localRTP)
+        add(call)
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(crv), conferenceID: guid, callIdentifier: guid,
+                                            destination: info.destination, source: info.source, answerCall: false)))
+        return nil
+    }
+
+    func answer(channel: UInt16) { calls[channel]?.event(.answer(codecs: codecs)) }
+
+    func hangup(channel: UInt16, cause: UInt8) { calls[channel]?.hangupHere(cause: cause) }
+
+    func dtmf(channel: UInt16, digit: Character) { calls[channel]?.event(.dtmf(digit, durationMs: 100)) }
+
+    func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8]) -> Bool {
+        calls[channel]?.send(kind: kind, packet: packet) ?? false
+    }
+
+    private func add(_ call: DirectCall) {
+        calls[call.channel] = call
+        byKey[call.key] = call
+    }
+
+    fileprivate func forget(_ call: DirectCall, cause: UInt8) {
+        guard byKey.removeValue(forKey: call.key) != nil else { return }
+        calls[call.channel] = nil
+        if rasClient.isRegistered { rasEvent(.disengage(callKey: call.key, cause: cause)) }
+    }
+
+    private func accept(_ socket: TCPSocket, from: EndpointAddress) {
+        guard let connection = try? TPKTConnection(loop: loop, socket: socket, remote: from) else { return socket.close() }
+        var first = true
+        connection.onPacket = { [weak self] conn, packet in
+            guard first else { return }
+            first = false
+            guard let self, let setup = try? Q931Message(decoding: packet), setup.messageType == .setup else { return conn.close() }
+            self.incoming(setup, on: conn)
+        }
+    }
+
+    private func incoming(_ setup: Q931Message, on connection: TPKTConnection) {
+        guard !closed, rasClient.isRegistered, let info = try? H323Call.describe(setup: setup) else {
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.temporaryFailure).encoded()) ?? [])
+            return connection.close()
+        }
+        let channel = allocateIncoming()
+        guard let call = try? DirectCall(line: self, channel: channel, key: nextKey) else {
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.resourceUnavailable).encoded()) ?? [])
+            return connection.close()
+        }
+        nextKey += 1
+        do {
+            call.call = try H323Call(incoming: setup, localRTP: call.localRTP, acceptable: codecs)
+        } catch {
+            call.close()
+            connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.protocolError).encoded()) ?? [])
+            return connection.close()
+        }
+        call.from = info.callingNumber ?? IncomingCallInfo.text(info.source) ?? ""
+        call.to = info.calledNumber ?? IncomingCallInfo.text(info.destination) ?? alias
+        call.attach(connection)
+        add(call)
+        call.event(.proceed)
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.call?.callReference ?? 0),
+                                            conferenceID: info.conferenceID, callIdentifier: info.callIdentifier,
+                                            destination: [Self.alias(alias)], source: info.source, answerCall: true)))
+    }
+
+    /// Hangs up every call and unregisters (URQ sent; the UCF is not waited for).
+    func close() {
+        guard !closed else { return }
+        for call in Array(calls.values) { call.hangupHere(cause: Q850.normalClearing) }
+        closed = true
+        if rasClient.isRegistered { rasEvent(.unregister) }
+        if let rasTimer { loop.cancel(rasTimer) }
+        rasTimer = nil
+        if let rasRegistration { loop.unregister(rasRegistration) }
+        rasRegistration = nil
+        ras.close()
+        listener.close()
+    }
+}
+
+private extension RASEvent {
+    var isUnregisterTraffic: Bool {
+        if case .unregister = self { return true }
+        return false
+    }
+}
+
+/// One direct call: its H.323 side and its RTP socket.
+final class DirectCall {
+    unowned let line: DirectLine
+    let channel: UInt16
+    let key: Int
+    var call: H323Call?
+    var signalling: TPKTConnection?
+    var h245: TPKTConnection?
+    let rtp: UDPPort
+    let rtcp: UDPPort?
+    var transmit: MediaChannel?
+    var from = ""
+    var to = ""
+    private var connected = false
+    private var announced = false
+    private var done = false
+    private var hungUpHere = false
+    private var timer: TimerID?
+
+    init(line: DirectLine, channel: UInt16, key: Int) throws {
+        self.line = line
+        self.channel = channel
+        self.key = key
+        // An even RTP port with RTCP on the next one, as fast start advertises.
+        var pair: (UDPPort, UDPPort?)?
+        for _ in 0..<32 {
+            let port = UInt16(20_000 + 2 * Int.random(in: 0..<5_000))
+            guard let rtp = try? UDPPort(loop: line.loop, address: EndpointAddress(ip: line.localIP, port: port)) else { continue }
+            pair = (rtp, try? UDPPort(loop: line.loop, address: EndpointAddress(ip: line.localIP, port: port + 1)))
+            break
+        }
+        guard let pair else { throw PhoneError.failed("no free RTP port on this machine") }
+        (rtp, rtcp) = pair
+        rtp.onDatagram = { [unowned self] bytes, from in self.received(.rtp, bytes, from: from) }
+        rtcp?.onDatagram = { [unowned self] bytes, from in self.received(.rtcp, bytes, from: from) }
+    }
+
+    var localRTP: EndpointAddress { rtp.address }
+
+    func attach(_ connection: TPKTConnection) {
+        signalling = connection
+        connection.onPacket = { [unowned self] _, packet in
+            guard let m = try? Q931Message(decoding: packet) else { return }
+            self.event(.signalling(m))
+        }
+        connection.onClose = { [unowned self] _ in self.event(.transportClosed) }
+    }
+
+    func admitted(destination: EndpointAddress?) {
+        guard let call, !done else { return }
+        if call.role == .incoming {
+            line.onCall(channel, .incoming(from: from, to: to))
+            event(.alert)
+            return
+        }
+        guard let destination, let connection = try? TPKTConnection.connect(loop: line.loop, to: destination) else {
+            return finish(cause: Q850.noRouteToDestination, byRemote: true)
+        }
+        attach(connection)
+        event(.place)
+    }
+
+    func hangupHere(cause: UInt8) {
+        hungUpHere = true
+        if call == nil || call?.state == .null || signalling == nil { return finish(cause: cause, byRemote: false) }
+        event(.hangup(cause: cause))
+    }
+
+    func event(_ e: Endpoint.CallEvent) {
+        guard !done, var c = call else { return }
+        let actions = c.handle(e, now: millisecondsNow())
+        call = c
+        for action in actions { perform(action) }
+        if done { return }
+        if let timer { line.loop.cancel(timer) }
+        timer = nil
+        if let deadline = call?.nextDeadline {
+            let now = millisecondsNow()
+            timer = line.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
+                self?.timer = nil
+                self?.event(.tick)
+            }
+        }
+    }
+
+    private func perform(_ action: CallAction) {
+        switch action {
+        case let .sendSignalling(m):
+            if let bytes = try? m.encoded() { signalling?.send(packet: bytes) }
+        case let .sendH245(m):
+            if let bytes = try? m.encoded() { h245?.send(packet: bytes) }
+        case let .connectH245(address):
+            guard let connection = try? TPKTConnection.connect(loop: line.loop, to: address) else { return }
+            h245 = connection
+            connection.onPacket = { [unowned self] _, packet in
+                guard let m = try? MultimediaSystemControlMessage(decoding: packet) else { return }
+                self.event(.h245(m))
+            }
+            connection.onConnected = { [unowned self] _ in self.event(.h245Connected) }
+            connection.onClose = { [unowned self] _ in self.h245 = nil }
+        case .ringing:
+            if call?.role == .outgoing { line.onCall(channel, .ringing) }
+        case .connected:
+            connected = true
+            announce()
+        case let .transmit(media):
+            transmit = media
+            announce()
+        case let .dtmf(c, _):
+            line.onCall(channel, .dtmf(c))
+        case let .released(cause, byRemote):
+            finish(cause: cause, byRemote: byRemote)
+        case .proceeding, .progress, .receive, .roundTripDelay:
+            break
+        }
+    }
+
+    /// CONNECTED for the phone once the call is up and the far end's media address known.
+    private func announce() {
+        guard connected, !announced, let transmit, let codec = Codec(rawValue: transmit.codec.rawValue) else { return }
+        announced = true
+        line.onCall(channel, .connected(codec))
+    }
+
+    func send(kind: MediaKind, packet: [UInt8]) -> Bool {
+        guard let transmit else { return false }
+        switch kind {
+        case .rtp:
+            guard let to = transmit.remoteRTP else { return false }
+            rtp.send(packet, to: to)
+        case .rtcp:
+            guard let to = transmit.remoteRTCP ?? transmit.remoteRTP.map({ EndpointAddress(ip: $0.ip, port: $0.port &+ 1) }) else { return false }
+            (rtcp ?? rtp).send(packet, to: to)
+        }
+        return true
+    }
+
+    private func received(_ kind: MediaKind, _ bytes: UnsafeRawBufferPointer, from: EndpointAddress) {
+        // Only the far end the call negotiated may play into the call.
+        guard let expected = transmit?.remoteRTP, from.ip == expected.ip else { return }
+        line.onCall(channel, .media(kind, Array(bytes)))
+    }
+
+    func finish(cause: UInt8, byRemote: Bool) {
+        guard !done else { return }
+        done = true
+        if let timer { line.loop.cancel(timer) }
+        timer = nil
+        h245?.close()
+        signalling?.close()
+        close()
+        line.forget(self, cause: cause)
+        if !hungUpHere { line.onCall(channel, .released(cause: cause, byRemote: byRemote)) }
+    }
+
+    func close() {
+        rtp.close()
+        rtcp?.close()
+    }
+}
