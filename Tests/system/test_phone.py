@@ -52,7 +52,8 @@ def test_call_over_tls_carries_tone_both_ways_with_dtmf_and_summary(bloo, serve,
     host, port = server.tls
     result = phone(bloo, "call", "echo", *CREDENTIALS, "--ca", str(pki["ca"]),
                    "--appliances", f"tls:{host}:{port}/localhost", "--tone", "1000", "--expect-tone", "1000",
-                   "--record", str(recording), "--duration", "3", "--dtmf", "159#")
+                   "--record", str(recording), "--duration", "3", "--dtmf", "159#",
+                   "--no-udp-audio")  # the audio stays in the TLS tunnel (test_phone_udp.py covers UDP audio)
     assert result.returncode == 0, result.stdout + result.stderr
     out = result.stdout
     assert "registered alice" in out
@@ -105,7 +106,7 @@ def test_broken_connection_resumes_and_the_call_continues(bloo, serve):
     try:
         process = subprocess.Popen([str(bloo), "phone", "call", "echo", *CREDENTIALS,
                                     "--appliances", f"tcp:127.0.0.1:{relay.port}", "--tone", "700",
-                                    "--expect-tone", "700", "--duration", "6"],
+                                    "--expect-tone", "700", "--duration", "6", "--no-udp-audio"],
                                    stdout=subprocess.PIPE, text=True)
         lines = []
         for line in process.stdout:

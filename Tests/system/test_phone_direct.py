@@ -84,7 +84,7 @@ def test_nat_rejected_falls_back_to_the_tunnel_with_audio_both_ways(bloo, pki, n
         assert "rejected the registration (RRJ, invalidRASAddress" in out, out
         assert "falling back to the tunnel" in out
         assert "tunnel open to tls:10.234.0.2:4433/localhost" in out
-        assert "summary: path tunnel over TCP" in out
+        assert "summary: path tunnel with UDP audio" in out  # UDP crosses a MASQUERADE NAT
         line = next(l for l in out.splitlines() if l.startswith("tone 1000 Hz"))
         presence = int(line.split("present in ")[1].split("%")[0])
         assert presence >= 90, out
@@ -119,3 +119,120 @@ def test_no_ras_answer_falls_back_after_the_retries(bloo, pki, netns, tmp_path):
         assert "registered alice (tunnel over TCP via tcp:10.235.0.1:8443)" in out
     finally:
         stop(gatekeeper, terminator)
+
+
+def gateway_releases(proc, count, timeout=30.0):
+    """The gateway's first `count` 'call released' lines, as dicts."""
+    import re
+    import time
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        found = re.findall(r"call released (.*)", proc.log())
+        if len(found) >= count:
+            return [dict(re.findall(r'(\w+)=("[^"]*"|\S+)', line)) for line in found[:count]]
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} calls released:\n{proc.log()}")
+
+
+def test_open_network_direct_call_with_tones_both_ways_and_no_tunnel(bloo, netns, tmp_path):
+    from test_mirror import Proc
+    oper_ns, phone_ns = netns("oper"), netns("phone")
+    veth(phone_ns, "vp0", "10.237.0.2/24", oper_ns, "vo0", "10.237.0.1/24")
+    gk = Proc(oper_ns, tmp_path, "gatekeeper", [str(bloo), "lab", "gatekeeper", "--ras", "10.237.0.1:1719",
+                                                "--route", "0=10.237.0.1:1720"])
+    gw = Proc(oper_ns, tmp_path, "gateway", [str(bloo), "lab", "gateway", "--signalling", "10.237.0.1:1720",
+                                             "--tone", "2000", "--expect-tone", "1000"])
+    state = tmp_path / "phone-state"
+    try:
+        gk.wait_for("lab gatekeeper started")
+        gw.wait_for("lab gateway started")
+        # The appliance listed is not even running: an open network must not need it.
+        result = phone(phone_ns, bloo, "call", "0123456", *CREDENTIALS, "--gatekeeper", "10.237.0.1:1719",
+                       "--appliances", "tcp:10.237.0.1:8443", "--state", str(state), "--tone", "1000",
+                       "--expect-tone", "2000", "--duration", "4", "--dtmf", "7")
+        out = result.stdout
+        assert result.returncode == 0, out + result.stderr
+        assert "registered alice (direct to the gatekeeper 10.237.0.1:1719)" in out, out
+        assert "calling 0123456 directly" in out
+        assert "connected (call 1), codec PCMA" in out, out
+        assert "summary: path direct" in out, out
+        assert "connecting to" not in out and "tunnel open" not in out and "scan" not in out.lower(), out
+        presence = int(out.split("tone 2000 Hz: present in ")[1].split("%")[0])
+        assert presence >= 80, out
+        at_gateway = gateway_releases(gw, 1)[0]
+        assert float(at_gateway["tone_presence"]) >= 0.8, at_gateway
+        # ARQ and DRQ went to the gatekeeper: the call was admitted and disengaged there.
+        gk.wait_for(r"admitted")
+        gk.wait_for(r"disengaged")
+        assert state.read_text().startswith("10.237.0.2 none direct ")
+    finally:
+        gk.stop()
+        gw.stop()
+
+
+def test_incoming_direct_call_is_answered_with_audio(bloo, netns, tmp_path):
+    from test_mirror import Proc
+    oper_ns, phone_ns = netns("oper"), netns("phone")
+    veth(phone_ns, "vp0", "10.238.0.2/24", oper_ns, "vo0", "10.238.0.1/24")
+    gk = Proc(oper_ns, tmp_path, "gatekeeper", [str(bloo), "lab", "gatekeeper", "--ras", "10.238.0.1:1719"])
+    listener = None
+    caller = None
+    try:
+        gk.wait_for("lab gatekeeper started")
+        listener = phone_ns.popen(str(bloo), "phone", "listen", *CREDENTIALS, "--gatekeeper", "10.238.0.1:1719",
+                                  "--appliances", "tcp:10.238.0.1:8443", "--tone", "1000", "--expect-tone", "2000",
+                                  "--duration", "20", stdout=subprocess.PIPE, text=True)
+        gk.wait_for("registered endpoint=.* aliases=alice")
+        caller = Proc(oper_ns, tmp_path, "caller", [str(bloo), "lab", "gateway", "--signalling", "10.238.0.1:1730",
+                                                    "--gatekeeper", "10.238.0.1:1719", "--alias", "labcaller",
+                                                    "--call", "alice", "--tone", "2000", "--expect-tone", "1000",
+                                                    "--hangup-after", "4000", "--cause", "16"])
+        at_caller = gateway_releases(caller, 1)[0]
+        assert float(at_caller["tone_presence"]) >= 0.8, at_caller
+    finally:
+        if listener:
+            listener.terminate()
+            out, _ = listener.communicate(timeout=15)
+        if caller:
+            caller.stop()
+        gk.stop()
+    assert "registered alice (direct to the gatekeeper" in out, out
+    assert "incoming call 2 from labcaller to alice" in out, out
+    assert "call ended (call 2): the far end hung up (normal clearing)" in out, out
+    assert "summary: path direct" in out
+    assert "tunnel open" not in out
+    presence = int(out.split("tone 2000 Hz: present in ")[1].split("%")[0])
+    assert presence >= 80, out
+
+
+def test_nat_that_eats_media_falls_back_to_the_tunnel_and_says_why(lab, bloo):
+    """Behind an H.323-unaware NAT the registration and the call signalling pass (the
+    gatekeeper answers the NAT's address), but the gateway sends its RTP to the phone's
+    private address, which nobody routes: the phone hears nothing, hangs up, remembers
+    that this network needs the tunnel, and places the call again through it."""
+    from test_mirror import NAT_IN, OPER, PHONE
+    from test_phone_mirror import PHONE_ARGS, route_operator_to_nat
+    gk, gw = lab.operator()
+    lab.appliance()
+    route_operator_to_nat(lab)
+    state = lab.directory / "phone-state"
+    result = lab.namespaces["phone"].run(str(bloo), "phone", "call", "0123456", *PHONE_ARGS, "--gatekeeper",
+                                         f"{OPER}:1719", "--state", str(state), "--tone", "1000",
+                                         "--expect-tone", "2000", "--duration", "4", "--direct-media-timeout", "3",
+                                         check=False, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert f"registered alice (direct to the gatekeeper {OPER}:1719)" in out, out
+    assert "calling 0123456 directly" in out
+    assert ("the direct call connected but no audio arrived within 3 s" in out
+            and "lets H.323 signalling through but not the media" in out), out
+    assert "falling back to the tunnel" in out
+    assert "placing the call again, through the tunnel" in out
+    assert "registered alice (tunnel over TCP" in out
+    summaries = [l for l in out.splitlines() if l.startswith("summary: path")]
+    assert summaries[0] == "summary: path direct" and summaries[-1].startswith("summary: path tunnel"), summaries
+    tones = [int(l.split("present in ")[1].split("%")[0]) for l in out.splitlines() if l.startswith("tone 2000 Hz")]
+    assert tones[0] == 0 and tones[-1] >= 80, out
+    releases = gateway_releases(gw, 2)
+    assert float(releases[1]["tone_presence"]) >= 0.8, releases
+    assert f"{PHONE} {NAT_IN} tunnel the direct call connected but no audio arrived" in state.read_text()

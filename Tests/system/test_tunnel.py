@@ -347,3 +347,59 @@ def test_stale_media_is_dropped_and_signalling_still_arrives(serve):
         time.sleep(0.05)
     dropped = int(re.search(r"tunnel-closed .*media_dropped_stale=(\d+)", server.log()).group(1))
     assert dropped > 0 and dropped + media <= sent + 1
+
+
+def test_udp_upgrade_as_the_document_describes(serve, pki):
+    """The client side of §8 written from the document: offer after CONNECTED, keyed
+    probes, latching, audio on UDP both ways (MEDIA frames stop), forged and replayed
+    probes ignored, and the fallback to MEDIA frames when UDP falls silent."""
+    from tunnel_client import CAP_UDP_UPGRADE, PONG, UDP_OFFER, UDP_PATH, udp_control
+    server = serve("--udp-fallback-ms", "400")
+    client = TunnelClient(server.tls, tls_ca=str(pki["ca"])).handshake("alice", SECRETS["alice"],
+                                                                        capabilities=0x7 | CAP_UDP_UPGRADE)
+    assert client.call(5, "echo", codecs=(PCMA,)) == (PCMA, 20)
+    channel, offer = client.receive_type(UDP_OFFER)
+    port, address = struct.unpack(">HI", offer[:6])
+    key = offer[6:22]
+    assert channel == 5 and address == 0 and len(key) == 16 and port > 0
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.settimeout(2)
+    udp.connect((server.tls[0], port))
+    # RTP before any proof and a probe made with the wrong key get nothing back.
+    udp.send(rtp_packet(0))
+    udp.send(udp_control(1, 5, 1, bytes(16)))
+    with pytest.raises(socket.timeout):
+        udp.settimeout(0.5)
+        udp.recv(2048)
+    udp.settimeout(2)
+    udp.send(udp_control(1, 5, 2, key))
+    assert udp.recv(2048) == udp_control(2, 5, 2, key)
+    # A replay of the accepted probe is not answered.
+    udp.send(udp_control(1, 5, 2, key))
+    # Audio on UDP: the echo comes back on UDP, and the appliance says the path is UDP.
+    for sequence in range(1, 11):
+        udp.send(rtp_packet(sequence))
+        assert udp.recv(2048) == rtp_packet(sequence)
+    assert client.receive_type(UDP_PATH, skip=(PONG,)) == (5, bytes([1]))
+    # No MEDIA frame came through the tunnel meanwhile: the next frame is our PONG.
+    client.send(PING, struct.pack(">Q", 1))
+    ftype, _, _ = client.receive()
+    assert ftype == PONG
+    # UDP falls silent: after 0.4 s the appliance falls back and says so; MEDIA frames echo again.
+    assert client.receive_type(UDP_PATH, skip=(PONG,)) == (5, bytes([0]))
+    client.media(5, rtp_packet(20))
+    assert client.receive_media() == (5, 0, rtp_packet(20))
+    # The old source is forgotten: its RTP is dropped until a fresh probe proves it again.
+    udp.send(rtp_packet(21))
+    time.sleep(0.2)
+    client.send(PING, struct.pack(">Q", 2))
+    ftype, _, _ = client.receive()
+    assert ftype == PONG  # no echo of packet 21, neither in the tunnel nor (below) on UDP
+    udp.send(udp_control(1, 5, 3, key))
+    assert udp.recv(2048) == udp_control(2, 5, 3, key)
+    client.close()
+    udp.close()
+    server.stop()
+    log = server.log()
+    assert re.search(r"tunnel-udp-audio .*channel=5", log), log
+    assert re.search(r"tunnel-udp-fallback .*channel=5", log), log

@@ -16,6 +16,8 @@ HELLO, WELCOME, AUTH, AUTH_OK, RESUME = 0x01, 0x02, 0x03, 0x04, 0x05
 REGISTER, REGISTERED, REJECTED, UNREGISTER = 0x10, 0x11, 0x12, 0x13
 CALL, INCOMING, PROGRESS, RINGING, ANSWER, CONNECTED, HANGUP, DTMF = range(0x20, 0x28)
 MEDIA, PING, PONG, ERROR, BYE = 0x30, 0x40, 0x41, 0x50, 0x51
+UDP_OFFER, UDP_PATH = 0x31, 0x32
+CAP_UDP_UPGRADE = 0x8
 PCMU, PCMA = 0, 8
 
 E_MALFORMED, E_VERSION, E_TOO_LARGE, E_UNEXPECTED = 100, 101, 102, 103
@@ -192,3 +194,9 @@ def parse_error(payload):
 
 def rtp_packet(sequence, ssrc=0x1234, payload_type=PCMU, size=160):
     return struct.pack(">BBHII", 0x80, payload_type, sequence & 0xFFFF, sequence * 160 & 0xFFFFFFFF, ssrc) + bytes(size)
+
+
+def udp_control(kind, channel, counter, key):
+    """A PROBE (kind 1) or ANSWER (kind 2) datagram of the UDP upgrade (§8)."""
+    mac = hmac.new(key, b"bloo/1 udp\0" + struct.pack(">BHI", kind, channel, counter), hashlib.sha256).digest()[:16]
+    return b"BLU\x01" + struct.pack(">BBHI", kind, 0, channel, counter) + mac
