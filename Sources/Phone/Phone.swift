@@ -104,8 +104,22 @@ public final class Phone {
     private var nextPingAt: UInt64 = 0
     private var stopped = false
 
-    private let inbox = Mutex<[@Sendable (Phone) -> Void]>([])
-    private let wakeup: Wakeup
+    /// What other threads hand to the phone's thread (`perform`), and the doorbell.
+    private final class Door: Sendable {
+        let inbox = Mutex<[@Sendable (Phone) -> Void]>([])
+        let wakeup: Wakeup
+        init() throws { wakeup = try Wakeup() }
+        func post(_ body: @escaping @Sendable (Phone) -> Void) {
+            inbox.withLock { $0.append(body) }
+            wakeup.signal()
+        }
+    }
+    private let door: Door
+    private var wakeup: Wakeup { door.wakeup }
+    /// The scan that picks the next appliance runs on its own thread: the loop keeps
+    /// moving audio and timers meanwhile.
+    private var scanThread: WorkerThread?
+    private var scanning = false
 
     public init(configuration: PhoneConfiguration) throws {
         try configuration.validate()
@@ -118,16 +132,15 @@ public final class Phone {
         } else {
             tlsContext = nil
         }
-        wakeup = try Wakeup()
-        try loop.register(fd: wakeup.fd, events: .readable, handler: ClosureHandler { [weak self] _ in self?.drainInbox() })
+        door = try Door()
+        try loop.register(fd: door.wakeup.fd, events: .readable, handler: ClosureHandler { [weak self] _ in self?.drainInbox() })
     }
 
     // MARK: API (call on the phone's thread, or through `perform`)
 
     /// Runs `body` on the phone's thread at its next turn; callable from any thread.
     public func perform(_ body: @escaping @Sendable (Phone) -> Void) {
-        inbox.withLock { $0.append(body) }
-        wakeup.signal()
+        door.post(body)
     }
 
     /// Scans the appliances and returns what each answered, best first is the
@@ -311,7 +324,7 @@ public final class Phone {
 
     private func drainInbox() {
         _ = wakeup.drain()
-        let bodies = inbox.withLock { bodies -> [@Sendable (Phone) -> Void] in
+        let bodies = door.inbox.withLock { bodies -> [@Sendable (Phone) -> Void] in
             defer { bodies.removeAll() }
             return bodies
         }
@@ -319,7 +332,30 @@ public final class Phone {
     }
 
     private func connectToBest(reason: String?) {
-        let results = scan()
+        guard !scanning else { return }
+        scanning = true
+        let appliances = configuration.appliances
+        let tls = tlsContext
+        let options = configuration.scan
+        let door = self.door
+        scanThread?.join()
+        do {
+            scanThread = try WorkerThread.start(name: "phone-scan") {
+                let results = ApplianceScanner.scan(appliances, tlsContext: tls, options: options) { text in
+                    door.post { $0.emit(.progress(text)) }
+                }
+                door.post { $0.scanFinished(results, reason: reason) }
+            }
+        } catch {
+            // No thread to spare: scan here, blocking the loop for the scan's duration.
+            scanFinished(ApplianceScanner.scan(appliances, tlsContext: tls, options: options) { [weak self] in self?.emit(.progress($0)) },
+                         reason: reason)
+        }
+    }
+
+    private func scanFinished(_ results: [ApplianceMeasurement], reason: String?) {
+        scanning = false
+        lastScan = results
         let usable = results.filter { !failedAppliances.contains($0.appliance) }
         var pick = selector.choose(usable)
         if pick == nil, !failedAppliances.isEmpty {

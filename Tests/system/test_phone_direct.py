@@ -6,6 +6,7 @@ import subprocess
 
 import pytest
 
+from test_mirror import lab  # noqa: F401  (fixture)
 from tunnel_fixtures import SECRETS, pki  # noqa: F401  (fixture)
 
 CREDENTIALS = ["--alias", "alice", "--secret", SECRETS["alice"].decode()]
@@ -154,8 +155,9 @@ def test_open_network_direct_call_with_tones_both_ways_and_no_tunnel(bloo, netns
         assert result.returncode == 0, out + result.stderr
         assert "registered alice (direct to the gatekeeper 10.237.0.1:1719)" in out, out
         assert "calling 0123456 directly" in out
-        assert "connected (call 1), codec PCMA" in out, out
+        assert "connected (call 1), codec PCM" in out, out  # the gateway picks from PCMA, PCMU
         assert "summary: path direct" in out, out
+        assert "sent DTMF 7" in out
         assert "connecting to" not in out and "tunnel open" not in out and "scan" not in out.lower(), out
         presence = int(out.split("tone 2000 Hz: present in ")[1].split("%")[0])
         assert presence >= 80, out
@@ -205,16 +207,23 @@ def test_incoming_direct_call_is_answered_with_audio(bloo, netns, tmp_path):
     assert presence >= 80, out
 
 
-def test_nat_that_eats_media_falls_back_to_the_tunnel_and_says_why(lab, bloo):
-    """Behind an H.323-unaware NAT the registration and the call signalling pass (the
-    gatekeeper answers the NAT's address), but the gateway sends its RTP to the phone's
-    private address, which nobody routes: the phone hears nothing, hangs up, remembers
-    that this network needs the tunnel, and places the call again through it."""
-    from test_mirror import NAT_IN, OPER, PHONE
-    from test_phone_mirror import PHONE_ARGS, route_operator_to_nat
+def test_a_middlebox_that_eats_media_makes_the_phone_fall_back_and_say_why(lab, bloo):
+    """Between the phone and the operator a router passes H.323 signalling (RAS on UDP
+    1719, call signalling on TCP) but drops every other UDP datagram, as an H.323-unaware
+    NAT or firewall does to RTP: the direct registration and the call's signalling work,
+    the audio never arrives. The phone hangs up, says why, remembers that this network
+    needs the tunnel, and places the call again through it (TCP passes the router)."""
+    from test_mirror import APPL_OUT, NAT_IN, NAT_OUT, OPER, PHONE
+    from test_phone_mirror import PHONE_ARGS
+    nat, appl, oper = (lab.namespaces[n] for n in ("nat", "appl", "oper"))
+    nat.run("iptables", "-t", "nat", "-F")  # routed, not translated: the gatekeeper sees the phone itself
+    appl.run("sysctl", "-qw", "net.ipv4.ip_forward=1")
+    appl.run("ip", "route", "add", "10.77.1.0/24", "via", NAT_OUT)
+    oper.run("ip", "route", "add", "10.77.1.0/24", "via", APPL_OUT)
+    for rule in (["--dport", "1719", "-j", "ACCEPT"], ["--sport", "1719", "-j", "ACCEPT"], ["-j", "DROP"]):
+        nat.run("iptables", "-A", "FORWARD", "-p", "udp", *rule)
     gk, gw = lab.operator()
     lab.appliance()
-    route_operator_to_nat(lab)
     state = lab.directory / "phone-state"
     result = lab.namespaces["phone"].run(str(bloo), "phone", "call", "0123456", *PHONE_ARGS, "--gatekeeper",
                                          f"{OPER}:1719", "--state", str(state), "--tone", "1000",
@@ -236,3 +245,5 @@ def test_nat_that_eats_media_falls_back_to_the_tunnel_and_says_why(lab, bloo):
     releases = gateway_releases(gw, 2)
     assert float(releases[1]["tone_presence"]) >= 0.8, releases
     assert f"{PHONE} {NAT_IN} tunnel the direct call connected but no audio arrived" in state.read_text()
+    dropped = nat.run("iptables", "-L", "FORWARD", "-v", "-n", "-x").stdout
+    assert int(next(l.split()[0] for l in dropped.splitlines() if " DROP " in l)) >= 50, dropped  # the RTP

@@ -400,6 +400,6 @@ def test_udp_upgrade_as_the_document_describes(serve, pki):
     client.close()
     udp.close()
     server.stop()
-    log = server.log()
+    log = server.stderr_path.read_text()
     assert re.search(r"tunnel-udp-audio .*channel=5", log), log
     assert re.search(r"tunnel-udp-fallback .*channel=5", log), log
