@@ -146,6 +146,10 @@ public final class LabTunnelClient: IOHandler {
                 established = true
                 log.info("authenticated", ["alias": config.alias])
                 send(.register(aliases: config.register.isEmpty ? [config.alias] : config.register))
+            case .deferred:  // the lab client is not configured for gatekeeper verification
+                log.warning("handshake failed", ["why": "the appliance defers to the gatekeeper; use bloo phone --gatekeeper-auth"])
+                failed = true
+                close()
             case .failed(let why):
                 log.warning("handshake failed", ["why": why])
                 failed = true
@@ -186,7 +190,7 @@ public final class LabTunnelClient: IOHandler {
             startMedia(call)
             var delay: UInt64 = 500
             for c in config.sendDTMF {
-                if let d = DTMF.event(c) {
+                if let d = DTMF.tunnelByte(c) {
                     loop.schedule(afterNanoseconds: delay * 1_000_000) { [weak self] in self?.send(.dtmf(digit: d, durationMs: 100), channel: channel) }
                 }
                 delay += 120
@@ -209,7 +213,7 @@ public final class LabTunnelClient: IOHandler {
             guard let call = calls[channel] else { return }
             ended(call, cause: cause, by: "remote")
         case .dtmf(let digit, let duration):
-            guard let call = calls[channel], let c = DTMF.character(digit) else { return }
+            guard let call = calls[channel], let c = DTMF.character(tunnelByte: digit) else { return }
             call.digits.append(c)
             log.info("dtmf received", ["digit": String(c), "duration_ms": "\(duration)", "digits": call.digits])
         case .media(let kind, let packet):

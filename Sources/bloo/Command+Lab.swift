@@ -13,7 +13,8 @@ import Tunnel
 enum LabCommand {
     static let usage = """
         bloo lab gatekeeper [--ras ADDR:PORT] [--signalling ADDR:PORT] [--mode direct|routed] [--reject-nat] \
-        [--route PREFIX=ADDR:PORT[,...]] [--ttl S] [--id NAME] [--duration S]
+        [--route PREFIX=ADDR:PORT[,...]] [--ttl S] [--id NAME] [--duration S] \
+        [--h235-passwords FILE [--h235-window S]]
                bloo lab gateway [--signalling ADDR:PORT] [--media-ip ADDR] [--codecs PCMU,PCMA] \
         [--h245 fast-start|tunnelled|separate] [--tone HZ | --wav FILE] [--record DIR] [--expect-tone HZ] \
         [--dtmf DIGITS] [--dtmf-signal] [--hangup-after MS] [--cause N] [--answer-delay MS] \
@@ -115,7 +116,8 @@ enum LabCommand {
 
     static func gatekeeper(_ words: [String]) throws -> Int32 {
         let command = "lab gatekeeper"
-        let args = try Arguments(words, command: command, options: ["ras", "signalling", "mode", "route", "ttl", "id", "duration"],
+        let args = try Arguments(words, command: command, options: ["ras", "signalling", "mode", "route", "ttl", "id", "duration",
+                                                                    "h235-passwords", "h235-window"],
                                  flags: ["reject-nat"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = LabGatekeeperConfig(rasAddress: try address(args.value("ras") ?? "0.0.0.0:1719", "ras"),
@@ -127,6 +129,14 @@ enum LabCommand {
         config.rejectNATed = args.has("reject-nat")
         config.timeToLive = try args.integer("ttl", command: command, range: 5...86_400) ?? 60
         if let id = args.value("id") { config.identifier = id }
+        if let path = args.value("h235-passwords") {
+            // Full RRQs must carry a matching H.235 password token (MD5 pwdHash); RRJ securityDenial otherwise.
+            do { config.h235Passwords = try LabGatekeeperConfig.parsePasswords(try CommandSupport.readText(path)) } catch {
+                writeLine(STDERR_FILENO, "\(command): \(path): \(error)")
+                return ExitStatus.usage
+            }
+        }
+        config.h235WindowSeconds = try args.integer("h235-window", command: command, range: 1...86_400) ?? 120
         for item in (args.value("route") ?? "").split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, parts[0].allSatisfy({ $0.isNumber || $0 == "*" || $0 == "#" }) else {
