@@ -22,6 +22,8 @@ public struct LabTunnelClientConfig {
     public var codecs: [Tunnel.Codec] = [.pcmu, .pcma]
     public var toneHz: Double = 1000
     public var expectToneHz: Double?
+    /// Report how much of the media received before CONNECTED (early media) holds this tone.
+    public var expectEarlyToneHz: Double?
     public var sendDTMF = ""
     public var hangupAfterMs: UInt64?
     public var hangupCause: UInt8 = 16
@@ -66,6 +68,9 @@ public final class LabTunnelClient: IOHandler {
         var codec: Tunnel.Codec = .pcmu
         var generator: ToneGenerator
         var detector: ToneDetector?
+        var earlyDetector: ToneDetector?
+        var connected = false
+        var earlyPackets = 0
         var mediaTimer: TimerID?
         var sequence: UInt16 = 0
         var timestamp: UInt32 = 0
@@ -77,6 +82,7 @@ public final class LabTunnelClient: IOHandler {
             generator = ToneGenerator(frequency: toneHz)
             detector = expect.map { ToneDetector(frequency: $0) }
         }
+        var earlyPresencePct: String { earlyDetector.map { String(Int(($0.presence * 100).rounded())) } ?? "-" }
     }
 
     public init(loop: EventLoop, config: LabTunnelClientConfig) throws {
@@ -176,6 +182,10 @@ public final class LabTunnelClient: IOHandler {
                 }
             }
         case .progress: log.info("call progress", ["channel": "\(channel)"])
+        case .earlyMedia(let codec, let ptime):
+            guard let call = calls[channel] else { return }
+            call.earlyDetector = config.expectEarlyToneHz.map { ToneDetector(frequency: $0) }
+            log.info("early media", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
         case .ringing: log.info("call ringing", ["channel": "\(channel)"])
         case .connected(let codec, let ptime):
             guard let call = calls[channel] else { return }
@@ -185,7 +195,9 @@ public final class LabTunnelClient: IOHandler {
                 send(.hangup(cause: config.hangupCause), channel: channel)
                 return ended(call, cause: config.hangupCause, by: "local")
             }
-            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
+            call.connected = true
+            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)",
+                                        "early_packets": "\(call.earlyPackets)", "early_tone_presence_pct": call.earlyPresencePct])
             call.codec = codec
             startMedia(call)
             var delay: UInt64 = 500
@@ -223,7 +235,13 @@ public final class LabTunnelClient: IOHandler {
             guard pt == 0 || pt == 8 else { return }
             let offset = 12 + Int(packet[0] & 0x0F) * 4
             guard packet.count > offset else { return }
-            call.detector?.feed(G711.decode(packet[offset...], law: pt == 0 ? .muLaw : .aLaw))
+            let samples = G711.decode(packet[offset...], law: pt == 0 ? .muLaw : .aLaw)
+            if call.connected {
+                call.detector?.feed(samples)
+            } else {
+                call.earlyPackets += 1
+                call.earlyDetector?.feed(samples)
+            }
         case .error(let code, let text):
             log.warning("appliance error", ["code": "\(code)", "text": text])
         default:

@@ -373,6 +373,7 @@ final class MirrorCall {
     var transmit: MediaChannel?
     var connected = false
     var connectedSent = false
+    var earlyMediaSent = false
     var offered: [AudioCodec] = []
     var record: CallRecord
     var timer: TimerID?
@@ -493,6 +494,13 @@ final class MirrorCall {
         case .transmit(let media):
             transmit = media
             record.codec = media.codec.description
+            if !connected, !earlyMediaSent, call?.role == .outgoing, let codec = media.codec.tunnelCodec {
+                // Fast start answered in Progress/Alerting: the far end's ringback or
+                // announcement flows into the tunnel before CONNECTED.
+                earlyMediaSent = true
+                owner.send(.earlyMedia(codec: codec, packetTimeMs: UInt8(AudioCodec.packetTimeMs)), channel: channel)
+                log.info("mirror-early-media", ["alias": owner.alias, "channel": "\(channel)", "codec": media.codec.description])
+            }
             sendConnectedIfReady()
         case .receive:
             break

@@ -23,6 +23,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case connected = 0x25
     case hangup = 0x26
     case dtmf = 0x27
+    case earlyMedia = 0x28
     case media = 0x30
     case ping = 0x40
     case pong = 0x41
@@ -107,6 +108,8 @@ public enum Message: Equatable, Sendable {
     case connected(codec: Codec, packetTimeMs: UInt8)
     case hangup(cause: UInt8)
     case dtmf(digit: UInt8, durationMs: UInt16)
+    /// Media flows before CONNECTED (ringback, announcements from the far end), in this codec.
+    case earlyMedia(codec: Codec, packetTimeMs: UInt8)
     case media(kind: MediaKind, packet: [UInt8])
     case ping(clientTime: UInt64)
     case pong(clientTime: UInt64, serverTime: UInt64, activeCalls: UInt32, capacity: UInt32)
@@ -134,6 +137,7 @@ public enum Message: Equatable, Sendable {
         case .connected: .connected
         case .hangup: .hangup
         case .dtmf: .dtmf
+        case .earlyMedia: .earlyMedia
         case .media: .media
         case .ping: .ping
         case .pong: .pong
@@ -182,6 +186,8 @@ public enum Message: Equatable, Sendable {
             w.u8(cause)
         case let .dtmf(digit, duration):
             w.u8(digit); w.u16(duration)
+        case let .earlyMedia(codec, packetTime):
+            w.u8(codec.rawValue); w.u8(packetTime)
         case let .media(kind, packet):
             w.u8(kind.rawValue); w.raw(packet)
         case let .ping(clientTime):
@@ -271,6 +277,9 @@ public enum Message: Equatable, Sendable {
         case .dtmf:
             guard let digit = r.u8(), let duration = r.u16() else { return nil }
             return .dtmf(digit: digit, durationMs: duration)
+        case .earlyMedia:
+            guard let raw = r.u8(), let codec = Codec(rawValue: raw), let ptime = r.u8() else { return nil }
+            return .earlyMedia(codec: codec, packetTimeMs: ptime)
         case .media:
             guard let raw = r.u8(), let kind = MediaKind(rawValue: raw) else { return nil }
             return .media(kind: kind, packet: r.rest())
