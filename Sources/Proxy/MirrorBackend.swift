@@ -97,6 +97,9 @@ final class MirrorClient {
     var rasClient: RASClient?
     var rasTimer: TimerID?
     var aliases: [String] = []
+    /// The client's H.235 password token (CREDENTIALS), put in the RRQ as it is: the
+    /// appliance never holds this subscriber's secret.
+    var h235: (timeStamp: Int, hash: [UInt8])?
     var calls: [UInt16: MirrorCall] = [:]
     var callsByKey: [Int: MirrorCall] = [:]
     var nextKey = 1
@@ -151,11 +154,20 @@ final class MirrorClient {
 
     func signalling(channel: UInt16, message: Message) {
         switch message {
+        case .credentials(.h235PasswordMD5, let timeStamp, let hash):
+            h235 = (Int(timeStamp), hash)
         case .register(let list):
             aliases = list.isEmpty ? [alias] : Array(list.prefix(8))
+            var tokens: [CryptoH323Token]?
+            if let h235 {
+                tokens = [H235Password.cryptoToken(alias: alias, timeStamp: h235.timeStamp, hash: h235.hash)]
+            } else if client?.verifiedByGatekeeper == true {
+                return send(.rejected(reason: RegistrationRejectReason.securityDenial.index,
+                                      text: "no H.235 credentials were sent before REGISTER"))
+            }
             rasClient = RASClient(config: RASConfig(
                 gatekeeper: config.gatekeeper, rasAddress: publicRAS, callSignalAddress: publicSignalling,
-                aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive))
+                aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive, cryptoTokens: tokens))
             rasEvent(.start)
         case .unregister:
             rasEvent(.unregister)
@@ -168,7 +180,7 @@ final class MirrorClient {
         case .hangup(let cause):
             calls[channel]?.hangupFromClient(cause: cause)
         case .dtmf(let digit, let duration):
-            if let c = DTMF.character(digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
+            if let c = DTMF.character(tunnelByte: digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
         default:
             break
         }
@@ -279,8 +291,8 @@ final class MirrorClient {
                 log.info("mirror-registered", ["alias": alias, "endpoint": id, "ras": "\(publicRAS)"])
                 send(.registered(aliases: aliases, ttlSeconds: UInt16(clamping: ttl ?? config.timeToLive)))
             case .registrationRejected(let reason):
-                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)"])
-                send(.rejected(reason: 403, text: "gatekeeper refused the registration (\(reason))"))
+                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)", "h235": h235 == nil ? "no" : "yes"])
+                send(.rejected(reason: reason.index, text: reason.displayText))
             case .registrationLost(let why):
                 log.warning("mirror-registration-lost", ["alias": alias, "why": why])
             case .unregistered:
@@ -361,6 +373,7 @@ final class MirrorCall {
     var transmit: MediaChannel?
     var connected = false
     var connectedSent = false
+    var earlyMediaSent = false
     var offered: [AudioCodec] = []
     var record: CallRecord
     var timer: TimerID?
@@ -481,11 +494,18 @@ final class MirrorCall {
         case .transmit(let media):
             transmit = media
             record.codec = media.codec.description
+            if !connected, !earlyMediaSent, call?.role == .outgoing, let codec = media.codec.tunnelCodec {
+                // Fast start answered in Progress/Alerting: the far end's ringback or
+                // announcement flows into the tunnel before CONNECTED.
+                earlyMediaSent = true
+                owner.send(.earlyMedia(codec: codec, packetTimeMs: UInt8(AudioCodec.packetTimeMs)), channel: channel)
+                log.info("mirror-early-media", ["alias": owner.alias, "channel": "\(channel)", "codec": media.codec.description])
+            }
             sendConnectedIfReady()
         case .receive:
             break
         case .dtmf(let c, let duration):
-            if let digit = DTMF.event(c) { owner.send(.dtmf(digit: digit, durationMs: UInt16(clamping: duration)), channel: channel) }
+            if let digit = DTMF.tunnelByte(c) { owner.send(.dtmf(digit: digit, durationMs: UInt16(clamping: duration)), channel: channel) }
         case .roundTripDelay:
             break
         case .released(let cause, let byRemote):

@@ -30,6 +30,10 @@ public struct TerminatorConfig: Sendable {
     public var session = ServerSessionConfig()
     /// The UDP upgrade of calls' audio (docs/tunnel-protocol.md §8).
     public var udp = UDPUpgradeSettings()
+    /// Aliases missing from the subscriber table are left to the operator's gatekeeper:
+    /// the client sends an H.235 password token, the mirror puts it in its RRQ, and the
+    /// RCF or RRJ decides (docs/tunnel-protocol.md §4). Only meaningful with the mirror.
+    public var gatekeeperVerification = false
 
     public init() {}
 }

@@ -213,17 +213,18 @@ public final class TerminatorWorker {
 
     // MARK: Client lifecycle
 
-    func authenticated(_ connection: TunnelConnection, alias: String, token: [UInt8]) {
+    func authenticated(_ connection: TunnelConnection, alias: String, token: [UInt8], byGatekeeper: Bool = false) {
         let client = TunnelClient(alias: alias, resumeToken: token, workerIndex: index)
+        client.verifiedByGatekeeper = byGatekeeper
         client.connection = connection
         client.worker = self
         client.capabilities = connection.session.peerCapabilities
         connection.client = client
         clients[token] = client
-        shared.resumable.withLock { $0[token] = ResumeEntry(alias: alias, worker: index) }
+        if !byGatekeeper { shared.resumable.withLock { $0[token] = ResumeEntry(alias: alias, worker: index) } }
         shared.authenticatedClients.add(1, ordering: .relaxed)
-        log.info("tunnel-authenticated", ["alias": alias, "peer": "\(connection.peer)", "worker": "\(index)",
-                                          "tls": connection.tls?.protocolVersion ?? "none"])
+        log.info(byGatekeeper ? "tunnel-deferred-to-gatekeeper" : "tunnel-authenticated",
+                 ["alias": alias, "peer": "\(connection.peer)", "worker": "\(index)", "tls": connection.tls?.protocolVersion ?? "none"])
         backend.clientStarted(client)
     }
 
@@ -288,7 +289,7 @@ public final class TerminatorWorker {
             return
         }
         connection.client = nil
-        if reason == .bye {
+        if reason == .bye || client.verifiedByGatekeeper {
             endClient(client, graceExpired: false)
         } else {
             detach(client)
@@ -298,7 +299,8 @@ public final class TerminatorWorker {
     func sessionLost(_ connection: TunnelConnection) {
         guard let client = connection.client else { return }
         connection.client = nil
-        detach(client)
+        // A gatekeeper-verified client cannot resume: nothing to wait for.
+        if client.verifiedByGatekeeper { endClient(client, graceExpired: false) } else { detach(client) }
     }
 
     private func detach(_ client: TunnelClient) {

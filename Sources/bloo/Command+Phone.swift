@@ -21,7 +21,7 @@ enum PhoneCommand {
         let args = try Arguments(words, command: command,
                                  options: ["config", "alias", "secret", "ca", "appliances", "play", "tone", "record",
                                            "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state", "udp-fallback-ms", "direct-media-timeout"],
-                                 flags: ["no-udp-probe", "no-udp-audio"])
+                                 flags: ["no-udp-probe", "no-udp-audio", "gatekeeper-auth"])
         guard let verb = args.positionals.first else { throw UsageError("phone: say scan, register, call NUMBER or listen") }
         var configuration = PhoneConfiguration()
         if let path = args.value("config") {
@@ -59,6 +59,7 @@ enum PhoneCommand {
         if let ms = try args.integer("udp-fallback-ms", command: command, range: 100...60_000) {
             configuration.udpUpgrade.fallbackAfterNanos = UInt64(ms) * 1_000_000
         }
+        if args.has("gatekeeper-auth") { configuration.gatekeeperVerification = true }
         let duration = try args.integer("duration", command: command, range: 0...86_400)
         if args.value("play") != nil && args.value("tone") != nil { throw UsageError("phone: --play and --tone exclude each other") }
         let tone = try args.integer("tone", command: command, range: 50...3900)

@@ -251,3 +251,21 @@ def test_gatekeeper_routed_mode(lab):
     at_gateway = released(gw)
     assert at_gateway["cause"] == "16" and at_gateway["by"] == "remote"
     assert int(at_client["tone_presence_pct"]) >= 80 and float(at_gateway["tone_presence"]) >= 0.8
+
+
+def test_early_media_ringback_reaches_the_client_before_connected(lab):
+    # The gateway answers fast start in Progress and plays a 425 Hz ringback for 3 s before
+    # Connect, then its 2 kHz tone: the client hears the ringback before CONNECTED.
+    _, gw = lab.operator(gateway_args=["--early-media", "425", "--answer-delay", "3000"])
+    appliance = lab.appliance()
+    client = lab.client("--call", "0123456", "--expect-early-tone", "425", "--hangup-after", "2000", "--cause", "16",
+                        "--exit-after-calls", "1")
+    client.wait_for("early media channel=1 codec=pcmu ptime=20")
+    connected = client.wait_for(r"call connected channel=1 codec=pcmu ptime=20 early_packets=(\d+) early_tone_presence_pct=(\d+)")
+    assert int(connected.group(1)) >= 100, client.log()  # ~3 s of 20 ms packets before CONNECTED
+    assert int(connected.group(2)) >= 80, client.log()
+    appliance.wait_for("mirror-early-media alias=alice channel=1 codec=PCMU")
+    gw.wait_for("call progress|media transmit codec=PCMU")
+    at_client = released(client)
+    assert at_client["cause"] == "16"
+    assert int(at_client["tone_presence_pct"]) >= 80, at_client  # the 2 kHz after the answer
