@@ -4,6 +4,8 @@
 // - every message that decodes re-encodes to a frame that decodes to the same message;
 // - an unauthenticated session never reports signalling or media.
 // The first input byte picks the read size, so frames split across reads are covered.
+// The same bytes, as UDP datagrams on a call's UDP leg (UDP upgrade, §8), never move
+// the appliance's latch nor the client's path: without the call's key nothing is proven.
 import FuzzSupport
 import IO
 import Tunnel
@@ -62,6 +64,21 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
         offset = end
     }
     session.tick(now: 11_000_000_000)
+
+    let key = [UInt8](repeating: 0x33, count: UDPUpgradeWire.keySize)
+    var applianceLeg = ApplianceUDPLeg<UInt32>(channel: 1, key: key, crypto: FuzzCrypto())
+    var clientLeg = ClientUDPLeg(channel: 1, crypto: FuzzCrypto())
+    clientLeg.offer(key: key, now: 0)
+    _ = clientLeg.tick(now: 0)  // probe 1 sent: an answer to it would need the key
+    var start = 0
+    while start < input.count {
+        let end = min(input.count, start + chunk)
+        let datagram = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(input)[start..<end])
+        if case .answer = applianceLeg.receive(datagram, from: 7, now: 1) { fatalError("a forged probe was answered") }
+        if case .control(let actions) = clientLeg.receive(datagram, now: 1), !actions.isEmpty { fatalError("a forged answer moved the path") }
+        start = end
+    }
+    if applianceLeg.latched != nil || applianceLeg.udpDestination != nil || clientLeg.usesUDP { fatalError("latched without the key") }
     return 0
 }
 
