@@ -84,6 +84,14 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private var backlog: ContiguousArray<UInt64> = []
     private var backlogInService: ContiguousArray<UInt64> = []
     private var stopped = false
+    /// Media from tunnels toward gateways: copied out of the tunnel's buffer (which is
+    /// reused as soon as the frame is handled), then sent with one sendmmsg per socket
+    /// at the end of the loop iteration. One socket (one session) at a time.
+    private let tunnelBatch: UDPSendBatch
+    private let tunnelArena: UnsafeMutableRawPointer
+    private static let tunnelSlotBytes = 2048
+    private var tunnelBatchFD: Int32 = -1
+    private var tunnelBatchSlot = -1
     /// Events lost because the control plane did not keep up (the queue is bounded).
     public private(set) var eventsDropped: UInt64 = 0
 
@@ -99,9 +107,15 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         sendBatch = UDPSendBatch(capacity: configuration.batchSize, maxSegments: 64,
                                  segmentationOffload: configuration.segmentationOffload)
         nanosecondsPerTick = 1_000_000_000 / UInt64(max(configuration.clockRate, 1))
+        tunnelBatch = UDPSendBatch(capacity: configuration.batchSize, maxSegments: 64,
+                                   segmentationOffload: configuration.segmentationOffload)
+        tunnelArena = .allocate(byteCount: configuration.batchSize * Self.tunnelSlotBytes, alignment: 16)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
+        loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
         scheduleScan()
     }
+
+    deinit { tunnelArena.deallocate() }
 
     public var sessionCount: Int { slotByID.count }
 
@@ -186,7 +200,8 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
                 continue
             }
             if count == 0 { return false }
-            let now = monotonicNanoseconds()
+            // The wake-up time: one clock read per epoll_wait, not per socket.
+            let now = loop.wakeTime
             let ticks = UInt32(truncatingIfNeeded: now / nanosecondsPerTick)
             if let drops = receiveBatch.ancillary(at: count - 1).drops {
                 let previous = rtcpSocket ? from.kernelDropsRTCP : from.kernelDropsRTP
@@ -295,14 +310,40 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
             let destination = isRTCP ? gateway.rtcpDestination : gateway.rtpDestination
             let fd = isRTCP && !gateway.rtcpMux ? gateway.rtcpFD : gateway.rtpFD
             guard let destination else { table[slot].client.counters.drops.noDestination &+= 1; return }
-            var address = destination.sockaddr
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
+            guard bytes.count <= Self.tunnelSlotBytes, let source = bytes.baseAddress else {
+                table[slot].client.counters.drops.oversize &+= 1
+                return
             }
-            if rc < 0 { table[slot].client.counters.drops.sendFailed &+= 1 } else { table[slot].client.counters.forwarded &+= 1 }
+            if fd != tunnelBatchFD || tunnelBatch.datagramCount == tunnelBatch.capacity {
+                flushTunnelBatch(table)
+            }
+            let copy = tunnelArena + tunnelBatch.datagramCount * Self.tunnelSlotBytes
+            copy.copyMemory(from: source, byteCount: bytes.count)
+            if tunnelBatch.append(copy, length: bytes.count, to: destination) {
+                tunnelBatchFD = fd
+                tunnelBatchSlot = slot
+            } else {
+                table[slot].client.counters.drops.sendFailed &+= 1
+            }
         }
+    }
+
+    /// Sends the queued tunnel media (end of iteration, another socket, or a full batch).
+    private func flushTunnelBatch() {
+        guard tunnelBatch.datagramCount > 0 else { return }
+        sessions.withUnsafeMutableBufferPointer { flushTunnelBatch($0) }
+    }
+
+    private func flushTunnelBatch(_ table: UnsafeMutableBufferPointer<SessionState>) {
+        let queued = tunnelBatch.datagramCount
+        guard queued > 0 else { return }
+        let sent = tunnelBatch.flush(tunnelBatchFD)
+        if tunnelBatchSlot >= 0 && tunnelBatchSlot < table.count {
+            table[tunnelBatchSlot].client.counters.forwarded &+= UInt64(sent)
+            table[tunnelBatchSlot].client.counters.drops.sendFailed &+= UInt64(queued - sent)
+        }
+        tunnelBatchFD = -1
+        tunnelBatchSlot = -1
     }
 
     // MARK: Control plane
@@ -383,6 +424,8 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     }
 
     private func destroy(slot: Int) {
+        // Queued media must leave before its socket is closed (and its number reused).
+        if tunnelBatchSlot == slot { flushTunnelBatch() }
         var session = sessions[slot]
         for registration in [session.gateway.rtpRegistration, session.gateway.rtcpRegistration,
                              session.client.rtpRegistration, session.client.rtcpRegistration] {
