@@ -165,19 +165,28 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         guard slot < sessions.count else { return }
         var leftData = false
         sessions.withUnsafeMutableBufferPointer { table in
-            guard table[slot].active else { return }
-            let sink = table[slot].sink
-            let id = table[slot].id
+            // Through pointers: `table[slot].field` reads copy the whole SessionState
+            // (a memmove plus a retain and release of each reference in it) per packet.
+            guard let base = table.baseAddress else { return }
+            let session = base + slot
+            guard session.pointee.active else { return }
+            let raw = UnsafeMutableRawPointer(session)
+            let gateway = (raw + Self.gatewayLegOffset).assumingMemoryBound(to: LegState.self)
+            let client = (raw + Self.clientLegOffset).assumingMemoryBound(to: LegState.self)
             if fromClient {
-                leftData = drain(from: &table[slot].client, to: &table[slot].gateway, toSink: nil, id: id,
+                leftData = drain(from: &client.pointee, to: &gateway.pointee, toSink: nil, id: session.pointee.id,
                                  side: .client, rtcpSocket: rtcpSocket)
             } else {
-                leftData = drain(from: &table[slot].gateway, to: &table[slot].client, toSink: sink, id: id,
-                                 side: .gateway, rtcpSocket: rtcpSocket)
+                leftData = drain(from: &gateway.pointee, to: &client.pointee, toSink: session.pointee.sink,
+                                 id: session.pointee.id, side: .gateway, rtcpSocket: rtcpSocket)
             }
         }
         if leftData { backlog.append(tag) }
     }
+
+    // SessionState is a plain struct of stored properties: these offsets always exist.
+    private static let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
+    private static let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
 
     /// Drains one socket with recvmmsg and forwards each batch with one sendmmsg.
     /// At most `batchesPerWake` batches, so a flooded socket cannot starve the others or
@@ -444,8 +453,11 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
 
     private func scheduleScan() {
         // A repeating timer: nothing is allocated when it fires.
-        loop.scheduleRepeating(everyNanoseconds: configuration.scanIntervalNanoseconds) { [weak self] in
-            guard let self, !self.stopped else { return }
+        // Unowned, not weak: a weak reference gives the worker a side table, and every
+        // retain and release of it (one per dispatched event) then takes the slow path.
+        // The loop, and so this timer, never outlives the worker.
+        loop.scheduleRepeating(everyNanoseconds: configuration.scanIntervalNanoseconds) { [unowned self] in
+            guard !self.stopped else { return }
             self.scan(now: monotonicNanoseconds())
         }
     }
