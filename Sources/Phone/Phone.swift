@@ -515,6 +515,10 @@ public final class Phone {
             emit(.incoming(CallID(value: channel), from: from, to: to))
         case .ringing, .progress:
             if calls[channel] != nil, message == .ringing { emit(.ringing(CallID(value: channel))) }
+        case let .earlyMedia(codec, _):
+            // Ringback or an announcement before the answer: said, not played yet (the
+            // call's media starts at CONNECTED).
+            if calls[channel] != nil { emit(.progress("early media from the far end (codec \(codec)), call \(channel)")) }
         case let .connected(codec, _):
             callConnected(channel, codec: codec)
         case let .hangup(cause):

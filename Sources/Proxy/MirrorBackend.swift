@@ -113,31 +113,39 @@ final class MirrorClient {
         self.backend = backend
         self.client = client
         alias = client.alias
-        guard let r = backend.rasPool.take() else { throw SystemError("RAS port pool exhausted", 0) }
-        guard let s = backend.signallingPool.take() else {
-            backend.rasPool.give(r)
-            throw SystemError("call-signalling port pool exhausted", 0)
-        }
+        let ip = backend.config.bindIP
+        let loop = backend.loop
+        (ras, rasPort) = try Self.bind(from: &backend.rasPool, "RAS") { try UDPPort(loop: loop, address: EndpointAddress(ip: ip, port: $0)) }
         do {
-            ras = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: r))
-            do {
-                listener = try TCPListener(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: s))
-            } catch {
-                ras.close()
-                throw error
+            (listener, signallingPort) = try Self.bind(from: &backend.signallingPool, "call-signalling") {
+                try TCPListener(loop: loop, address: EndpointAddress(ip: ip, port: $0))
             }
         } catch {
-            backend.rasPool.give(r)
-            backend.signallingPool.give(s)
+            ras.close()
+            backend.rasPool.give(rasPort)
             throw error
         }
-        rasPort = r
-        signallingPort = s
         ras.onDatagram = { [unowned self] bytes, from in
             guard let m = try? RasMessage(decoding: Array(bytes)) else { return }
             self.rasEvent(.received(m, from: from))
         }
         listener.onAccept = { [unowned self] socket, from in self.accept(socket, from: from) }
+    }
+
+    /// Binds the next free port of a pool; a port another program holds is set aside
+    /// (tried again last) and the next one is tried, so one squatter costs one attempt.
+    static func bind<T>(from pool: inout PortPool, _ what: String, _ open: (UInt16) throws -> T) throws -> (T, UInt16) {
+        var lastError: Error = SystemError("\(what) port pool exhausted", 0)
+        for _ in 0..<8 {
+            guard let port = pool.take() else { break }
+            do {
+                return (try open(port), port)
+            } catch {
+                pool.setAside(port)
+                lastError = error
+            }
+        }
+        throw lastError
     }
 
     var publicRAS: EndpointAddress { EndpointAddress(ip: config.publicIP, port: rasPort) }

@@ -254,11 +254,12 @@ def test_gatekeeper_routed_mode(lab):
 
 
 def test_early_media_ringback_reaches_the_client_before_connected(lab):
-    # The gateway answers fast start in Progress and plays a 425 Hz ringback for 3 s before
-    # Connect, then its 2 kHz tone: the client hears the ringback before CONNECTED.
-    _, gw = lab.operator(gateway_args=["--early-media", "425", "--answer-delay", "3000"])
+    # The gateway answers fast start in Progress and plays a 400 Hz ringback for 3 s before
+    # Connect, then its 2 kHz tone: the client hears the ringback before CONNECTED. (400 Hz,
+    # not 425: the ToneDetector's Goertzel bins are 50 Hz apart at 20 ms frames.)
+    _, gw = lab.operator(gateway_args=["--early-media", "400", "--answer-delay", "3000"])
     appliance = lab.appliance()
-    client = lab.client("--call", "0123456", "--expect-early-tone", "425", "--hangup-after", "2000", "--cause", "16",
+    client = lab.client("--call", "0123456", "--expect-early-tone", "400", "--hangup-after", "2000", "--cause", "16",
                         "--exit-after-calls", "1")
     client.wait_for("early media channel=1 codec=pcmu ptime=20")
     connected = client.wait_for(r"call connected channel=1 codec=pcmu ptime=20 early_packets=(\d+) early_tone_presence_pct=(\d+)")

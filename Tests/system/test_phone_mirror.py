@@ -130,7 +130,7 @@ def test_h235_bad_secret_is_rejected_with_a_readable_reason(lab, bloo):
     assert "registration rejected: the operator's gatekeeper refused the credentials: " \
            "the gatekeeper refused the credentials (securityDenial)" in out, out
     assert "connected" not in out
-    gk.wait_for(r"registration rejected from=10\.77\.3\.1:4000\d reason=securityDenial h235=wrong password hash for carol")
+    gk.wait_for(r"registration rejected from=10\.77\.3\.1:4000\d reason=securityDenial h235=\"wrong password hash for carol\"")
 
 
 def test_without_gatekeeper_auth_an_unknown_alias_is_refused_by_the_appliance(lab, bloo):

@@ -110,11 +110,17 @@ for s in $(seq 0 $((SHARDS - 1))); do
         --duration 3600 > /dev/null 2> "$work/reg$s.err" &
     pids+=($!)
 done
+# Until all are registered, or nothing moved for 15 s (clients send no PING: the
+# appliance drops idle tunnels after 90 s, so the measurement must come before that).
 registered=0
+previous=-1
+still=0
 for _ in $(seq 3000); do
     registered=0
     for s in $(seq 0 $((SHARDS - 1))); do registered=$(( registered + $(registered_in "$s") - 1 )); done
     [ "$registered" -ge $((PER_SHARD * SHARDS)) ] && break
+    if [ "$registered" -eq "$previous" ]; then still=$((still + 1)); else still=0; previous=$registered; fi
+    [ "$still" -ge 75 ] && { echo "bench/mirror: registrations stalled at $registered"; break; }
     sleep 0.2
 done
 t1=$(date +%s%N)
@@ -124,7 +130,7 @@ growth=0
 total_after=0
 for s in $(seq 0 $((SHARDS - 1))); do
     after=$(rss_kib "${mirrors[$s]}")
-    echo "bench/mirror: mirror-serve $s: VmRSS ${bases[$s]} KiB with 1 client, $after KiB with $(( $(registered_in "$s") - 1 )) more registered"
+    echo "bench/mirror: mirror-serve $s: VmRSS ${bases[$s]} KiB with 1 client, $after KiB with $(( $(registered_in "$s") - 1 )) more registered ($(grep -c mirror-no-public-face "$work/mirror$s.err" || true) without a public face)"
     growth=$(( growth + after - bases[s] ))
     total_after=$(( total_after + after ))
 done
