@@ -47,3 +47,44 @@ import Testing
         #expect(outcome.reason.contains("no RAS answer"))
     }
 }
+
+/// What the phone's thread saw, in order (touched on that thread only).
+private final class Seen: @unchecked Sendable {
+    var events: [String] = []
+    var otherThread = false
+}
+
+@Suite struct ScanOffTheLoopTests {
+    /// The scan that picks an appliance runs on its own thread: `register()` returns at
+    /// once, the loop keeps serving (here: a `perform` body) while the scan runs, and the
+    /// scan's outcome arrives later, on the phone's thread.
+    @Test func registerReturnsBeforeTheScanAndTheLoopKeepsServing() throws {
+        var configuration = PhoneConfiguration()
+        configuration.alias = "alice"
+        configuration.secret = Array("alice-secret-1".utf8)
+        configuration.appliances = [Appliance(parsing: "tcp:127.0.0.1:9")!]  // discard port: nobody there
+        configuration.scan.rounds = 3
+        configuration.scan.probeTimeoutMs = 100  // the UDP probes alone take 300 ms
+        let phone = try Phone(configuration: configuration)
+        let seen = Seen()
+        let thread = pthread_self()
+        phone.onEvent = { event in
+            if pthread_equal(pthread_self(), thread) == 0 { seen.otherThread = true }
+            switch event {
+            case .progress(let text): seen.events.append("progress: \(text)")
+            case .failed(let text): seen.events.append("failed: \(text)")
+            default: seen.events.append("other")
+            }
+        }
+        phone.register()
+        #expect(seen.events.isEmpty)  // a blocking scan would have reported its failure by now
+        phone.perform { _ in seen.events.append("served") }
+        phone.run { seen.events.contains { $0.hasPrefix("failed") } }
+        let served = seen.events.firstIndex(of: "served")
+        let failed = seen.events.firstIndex { $0.hasPrefix("failed") }
+        #expect(served != nil && failed != nil && served! < failed!, "\(seen.events)")
+        #expect(seen.events.contains { $0.contains("no UDP probe answer") })  // the scan's progress, relayed
+        #expect(seen.events.last?.contains("no appliance reachable") == true)
+        #expect(!seen.otherThread)
+    }
+}
