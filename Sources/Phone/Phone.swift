@@ -340,9 +340,9 @@ public final class Phone {
     /// CREDENTIALS for the gatekeeper: the H.235.1 MD5 password hash over this alias, the
     /// secret as password and a timestamp that never repeats (replay protection).
     private func h235Credentials() -> Message? {
-        guard let password = H235Password.password(fromSecret: configuration.secret) else { return nil }
+        guard let password = H235PasswordHash.password(fromSecret: configuration.secret) else { return nil }
         let timeStamp = h235Stamps.next(nowSeconds: Int(time(nil)))
-        guard let bytes = try? H235Password.hashedBytes(alias: configuration.alias, password: password, timeStamp: timeStamp) else {
+        guard let bytes = try? H235PasswordHash.hashedBytes(alias: configuration.alias, password: password, timeStamp: timeStamp) else {
             return nil
         }
         return .credentials(method: .h235PasswordMD5, timeStamp: UInt32(clamping: timeStamp), hash: TLSCrypto.md5(bytes))
