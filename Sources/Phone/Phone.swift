@@ -75,6 +75,8 @@ public final class Phone {
         var source: any AudioSource
         var sink: any AudioSink
         var connectedAt: UInt64?
+        /// Media before the answer (ringback): played, while the phone itself sends silence.
+        var early = false
         var dtmfQueue: [UInt8] = []
         var nextDTMFAt: UInt64 = 0
         var nextQualityAt: UInt64 = 0
@@ -420,13 +422,21 @@ public final class Phone {
         case .ringing, .progress:
             if calls[channel] != nil, message == .ringing { emit(.ringing(CallID(value: channel))) }
         case let .earlyMedia(codec, _):
-            // Ringback or an announcement before the answer: said, not played yet (the
-            // call's media starts at CONNECTED).
-            if calls[channel] != nil { emit(.progress("early media from the far end (codec \(codec)), call \(channel)")) }
-        case let .connected(codec, _):
+            // Ringback or an announcement before the answer: played to the user; the phone
+            // sends silence until CONNECTED.
             guard var call = calls[channel], call.media == nil else { return }
+            call.media = CallMedia(codec: codec, source: SilenceSource(), sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            call.early = true
+            calls[channel] = call
+            emit(.progress("early media from the far end (codec \(codec)), call \(channel): playing it until the answer"))
+        case let .connected(codec, _):
+            guard var call = calls[channel], call.media == nil || call.early else { return }
+            call.early = false
             let now = monotonicNanoseconds()
-            call.media = CallMedia(codec: codec, source: call.source, sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            // The sink goes on from the early media (a recording keeps the ringback); the
+            // statistics start afresh with the answer.
+            call.media = CallMedia(codec: codec, source: call.source, sink: call.media?.sink ?? call.sink,
+                                   random: PhoneCrypto().randomBytes(10))
             call.connectedAt = now
             call.nextQualityAt = now + UInt64(configuration.qualityIntervalSeconds * 1e9)
             call.nextReportAt = now + 2_000_000_000  // first report early: short calls get one too
