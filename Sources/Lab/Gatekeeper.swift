@@ -163,7 +163,9 @@ public struct GatekeeperCore: Sendable {
             let aliases = rrq.terminalAlias ?? []
             let names = aliases.compactMap(Self.aliasText)
             let presented = H235PasswordHash.presented(in: rrq.cryptoTokens)
-            let retransmission = presented != nil && acceptedRRQ[from].map { $0.seq == rrq.requestSeqNum && $0.token == presented } == true
+            // Only while that registration lives: after URQ the same bytes are a replay.
+            let retransmission = presented != nil && byRAS[from] != nil
+                && acceptedRRQ[from].map { $0.seq == rrq.requestSeqNum && $0.token == presented } == true
             if var verifier = h235, !retransmission {
                 let verdict = verifier.check(rrq.cryptoTokens, aliases: names, nowSeconds: wallClockSeconds, md5: TLSCrypto.md5)
                 h235 = verifier

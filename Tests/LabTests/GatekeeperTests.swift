@@ -90,6 +90,11 @@ import Testing
         let elsewhere = EndpointAddress(ip: 0xC000_020B, port: 40_000)
         #expect(Self.outcome(gk.handle(message, from: elsewhere, now: 2, wallClockSeconds: Self.now + 5))
                 == "RRJ securityError(H323.SecurityErrors.securityReplay)")
+        // After URQ the same bytes from the same address are a replay, not a retransmission.
+        _ = gk.handle(.unregistrationRequest(UnregistrationRequest(requestSeqNum: 9, callSignalAddress: [],
+                                                                   endpointIdentifier: "EP1")), from: from, now: 2)
+        #expect(Self.outcome(gk.handle(message, from: from, now: 2, wallClockSeconds: Self.now + 5))
+                == "RRJ securityError(H323.SecurityErrors.securityReplay)")
         let next = try Self.token(alias: "alice", password: "s3cret", at: Self.now + 1)
         #expect(Self.outcome(gk.handle(Self.rrq(alias: "alice", port: 40_000, tokens: [next]), from: from, now: 3,
                                        wallClockSeconds: Self.now + 5)) == "RCF")
