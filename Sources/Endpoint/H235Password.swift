@@ -8,7 +8,7 @@
 import H323
 import PER
 
-public enum H235Password {
+public enum H235PasswordHash {
     /// MD5 (RFC 1321), the algorithm OID of the HASHED token.
     public static let md5OID = PERObjectIdentifier([1, 2, 840, 113549, 2, 5])
     static let clearTokenOID = PERObjectIdentifier([0, 0])
@@ -102,12 +102,12 @@ public struct H235PasswordVerifier: Sendable {
     /// Checks the tokens of a full RRQ whose aliases are `aliases`. `md5` is the digest function.
     public mutating func check(_ tokens: [CryptoH323Token]?, aliases: [String], nowSeconds: Int,
                                md5: ([UInt8]) -> [UInt8]) -> Verdict {
-        guard let token = H235Password.presented(in: tokens) else { return .denied("no H.235 pwdHash (MD5) token") }
+        guard let token = H235PasswordHash.presented(in: tokens) else { return .denied("no H.235 pwdHash (MD5) token") }
         guard aliases.isEmpty || aliases.contains(token.alias) else {
             return .denied("token alias \(token.alias) is not among the registered aliases")
         }
         guard let password = passwords[token.alias] else { return .denied("unknown subscriber \(token.alias)") }
-        guard let bytes = try? H235Password.hashedBytes(alias: token.alias, password: password, timeStamp: token.timeStamp),
+        guard let bytes = try? H235PasswordHash.hashedBytes(alias: token.alias, password: password, timeStamp: token.timeStamp),
               constantTimeEqual(md5(bytes), token.hash) else {
             return .denied("wrong password hash for \(token.alias)")
         }

@@ -40,8 +40,8 @@ public struct LabGatekeeperConfig: Sendable {
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" || $0 == "\r" })
             if fields.isEmpty { continue }
             guard fields.count == 2 else { throw LabConfigError("line \(number + 1): expected 'alias password'") }
-            guard H235Password.password(fromSecret: Array(fields[1].utf8)) != nil,
-                  H235Password.password(fromSecret: Array(fields[0].utf8)) != nil else {
+            guard H235PasswordHash.password(fromSecret: Array(fields[1].utf8)) != nil,
+                  H235PasswordHash.password(fromSecret: Array(fields[0].utf8)) != nil else {
                 throw LabConfigError("line \(number + 1): alias and password must be BMP text")
             }
             guard table[String(fields[0])] == nil else { throw LabConfigError("line \(number + 1): duplicate alias \(fields[0])") }
@@ -76,6 +76,9 @@ public struct GatekeeperCore: Sendable {
     private var nextEndpoint = 1
     private var nextSweep: UInt64 = 0
     private var h235: H235PasswordVerifier?
+    /// The last RRQ whose token was accepted, per RAS source: its retransmission (same
+    /// sequence number and token, the RCF was lost) is answered again, not taken for a replay.
+    private var acceptedRRQ: [EndpointAddress: (seq: Int, token: H235PasswordHash.Presented)] = [:]
     /// Why the last RRJ for security reasons was sent (for the log).
     public private(set) var lastSecurityRefusal: String?
 
@@ -159,11 +162,16 @@ public struct GatekeeperCore: Sendable {
             if config.rejectNATed && ras != from { return reject(.invalidRASAddress) }
             let aliases = rrq.terminalAlias ?? []
             let names = aliases.compactMap(Self.aliasText)
-            if var verifier = h235 {
+            let presented = H235PasswordHash.presented(in: rrq.cryptoTokens)
+            // Only while that registration lives: after URQ the same bytes are a replay.
+            let retransmission = presented != nil && byRAS[from] != nil
+                && acceptedRRQ[from].map { $0.seq == rrq.requestSeqNum && $0.token == presented } == true
+            if var verifier = h235, !retransmission {
                 let verdict = verifier.check(rrq.cryptoTokens, aliases: names, nowSeconds: wallClockSeconds, md5: TLSCrypto.md5)
                 h235 = verifier
                 switch verdict {
-                case .accepted: break
+                case .accepted:
+                    if let presented { acceptedRRQ[from] = (rrq.requestSeqNum, presented) }
                 case .denied(let why):
                     lastSecurityRefusal = why
                     return reject(.securityDenial)

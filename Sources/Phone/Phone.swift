@@ -76,6 +76,8 @@ public final class Phone {
         var source: any AudioSource
         var sink: any AudioSink
         var connectedAt: UInt64?
+        /// Media before the answer (ringback): played, while the phone itself sends silence.
+        var early = false
         var dtmfQueue: [UInt8] = []
         var nextDTMFAt: UInt64 = 0
         var nextQualityAt: UInt64 = 0
@@ -436,9 +438,9 @@ public final class Phone {
     /// CREDENTIALS for the gatekeeper: the H.235.1 MD5 password hash over this alias, the
     /// secret as password and a timestamp that never repeats (replay protection).
     private func h235Credentials() -> Message? {
-        guard let password = H235Password.password(fromSecret: configuration.secret) else { return nil }
+        guard let password = H235PasswordHash.password(fromSecret: configuration.secret) else { return nil }
         let timeStamp = h235Stamps.next(nowSeconds: Int(time(nil)))
-        guard let bytes = try? H235Password.hashedBytes(alias: configuration.alias, password: password, timeStamp: timeStamp) else {
+        guard let bytes = try? H235PasswordHash.hashedBytes(alias: configuration.alias, password: password, timeStamp: timeStamp) else {
             return nil
         }
         return .credentials(method: .h235PasswordMD5, timeStamp: UInt32(clamping: timeStamp), hash: TLSCrypto.md5(bytes))
@@ -516,9 +518,13 @@ public final class Phone {
         case .ringing, .progress:
             if calls[channel] != nil, message == .ringing { emit(.ringing(CallID(value: channel))) }
         case let .earlyMedia(codec, _):
-            // Ringback or an announcement before the answer: said, not played yet (the
-            // call's media starts at CONNECTED).
-            if calls[channel] != nil { emit(.progress("early media from the far end (codec \(codec)), call \(channel)")) }
+            // Ringback or an announcement before the answer: played to the user; the phone
+            // sends silence until CONNECTED.
+            guard var call = calls[channel], call.media == nil else { return }
+            call.media = CallMedia(codec: codec, source: SilenceSource(), sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            call.early = true
+            calls[channel] = call
+            emit(.progress("early media from the far end (codec \(codec)), call \(channel): playing it until the answer"))
         case let .connected(codec, _):
             callConnected(channel, codec: codec)
         case let .hangup(cause):
@@ -529,9 +535,13 @@ public final class Phone {
     }
 
     private func callConnected(_ channel: UInt16, codec: Codec) {
-            guard var call = calls[channel], call.media == nil else { return }
+            guard var call = calls[channel], call.media == nil || call.early else { return }
+            call.early = false
             let now = monotonicNanoseconds()
-            call.media = CallMedia(codec: codec, source: call.source, sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            // The sink goes on from the early media (a recording keeps the ringback); the
+            // statistics start afresh with the answer.
+            call.media = CallMedia(codec: codec, source: call.source, sink: call.media?.sink ?? call.sink,
+                                   random: PhoneCrypto().randomBytes(10))
             call.connectedAt = now
             call.nextQualityAt = now + UInt64(configuration.qualityIntervalSeconds * 1e9)
             call.nextReportAt = now + 2_000_000_000  // first report early: short calls get one too

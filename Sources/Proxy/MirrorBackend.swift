@@ -168,7 +168,7 @@ final class MirrorClient {
             aliases = list.isEmpty ? [alias] : Array(list.prefix(8))
             var tokens: [CryptoH323Token]?
             if let h235 {
-                tokens = [H235Password.cryptoToken(alias: alias, timeStamp: h235.timeStamp, hash: h235.hash)]
+                tokens = [H235PasswordHash.cryptoToken(alias: alias, timeStamp: h235.timeStamp, hash: h235.hash)]
             } else if client?.verifiedByGatekeeper == true {
                 return send(.rejected(reason: RegistrationRejectReason.securityDenial.index,
                                       text: "no H.235 credentials were sent before REGISTER"))

@@ -277,7 +277,8 @@ public struct ServerSession: Sendable {
             outputs.append(.resumed(alias: alias, resumeToken: token))
 
         case (.awaitingGatekeeper, .credentials), (.awaitingGatekeeper, .register):
-            outputs.append(.signalling(channel: frame.channel, message))
+            guard frame.channel == 0 else { fail(.unexpectedMessage, "\(message.type) on channel \(frame.channel)", now); return }
+            outputs.append(.signalling(channel: 0, message))
 
         case let (.awaitingAuth, .ping(clientTime)), let (.awaitingGatekeeper, .ping(clientTime)),
              let (.established, .ping(clientTime)):

@@ -21,23 +21,23 @@ func hex(_ text: String) -> [UInt8] {
     @Test func clearTokenBytesMatchTheOracle() throws {
         // per_oracle.py encode ClearToken '{"tokenOID":"0.0","timeStamp":1700000000,
         //   "password":"s3cret\u0000","generalID":"alice\u0000"}'
-        #expect(try H235Password.hashedBytes(alias: "alice", password: "s3cret", timeStamp: 1_700_000_000)
+        #expect(try H235PasswordHash.hashedBytes(alias: "alice", password: "s3cret", timeStamp: 1_700_000_000)
                 == hex("61000100c06553f0ff0c00730033006300720065007400000a0061006c0069006300650000"))
         // Non-ASCII BMP characters are two-byte BMPString characters.
-        #expect(try H235Password.hashedBytes(alias: "1001", password: "pässwörd-ß", timeStamp: 1_234_567_890)
+        #expect(try H235PasswordHash.hashedBytes(alias: "1001", password: "pässwörd-ß", timeStamp: 1_234_567_890)
                 == hex("61000100c0499602d114007000e400730073007700f600720064002d00df00000800310030003000310000"))
     }
 
     @Test func textOutsideTheBMPIsRefused() {
-        #expect(throws: H235Password.Failure.notBMPText) { try H235Password.hashedBytes(alias: "alice", password: "🔑secret", timeStamp: 1) }
-        #expect(throws: H235Password.Failure.notBMPText) { try H235Password.hashedBytes(alias: "", password: "secret", timeStamp: 1) }
-        #expect(H235Password.password(fromSecret: [0xFF, 0xFE, 0x41]) == nil)
-        #expect(H235Password.password(fromSecret: Array("alice-secret".utf8)) == "alice-secret")
+        #expect(throws: H235PasswordHash.Failure.notBMPText) { try H235PasswordHash.hashedBytes(alias: "alice", password: "🔑secret", timeStamp: 1) }
+        #expect(throws: H235PasswordHash.Failure.notBMPText) { try H235PasswordHash.hashedBytes(alias: "", password: "secret", timeStamp: 1) }
+        #expect(H235PasswordHash.password(fromSecret: [0xFF, 0xFE, 0x41]) == nil)
+        #expect(H235PasswordHash.password(fromSecret: Array("alice-secret".utf8)) == "alice-secret")
     }
 
     @Test func theTokenSurvivesTheRRQEncodingAndIsFoundAgain() throws {
         let hash = Array(UInt8(0)..<16)
-        let token = H235Password.cryptoToken(alias: "alice", timeStamp: 1_700_000_000, hash: hash)
+        let token = H235PasswordHash.cryptoToken(alias: "alice", timeStamp: 1_700_000_000, hash: hash)
         let rrq = RasMessage.registrationRequest(RegistrationRequest(
             requestSeqNum: 1, protocolIdentifier: EndpointIdentity.h2250Protocol, discoveryComplete: false,
             callSignalAddress: [], rasAddress: [], terminalType: EndpointIdentity.terminal, terminalAlias: [.h323ID("alice")],
@@ -46,12 +46,12 @@ func hex(_ text: String) -> [UInt8] {
             Issue.record("not an RRQ")
             return
         }
-        #expect(H235Password.presented(in: decoded.cryptoTokens)
-                == H235Password.Presented(alias: "alice", timeStamp: 1_700_000_000, hash: hash))
+        #expect(H235PasswordHash.presented(in: decoded.cryptoTokens)
+                == H235PasswordHash.Presented(alias: "alice", timeStamp: 1_700_000_000, hash: hash))
         // A token with another algorithm is not taken for an MD5 password hash.
         let sha1 = CryptoH323Token.cryptoEPPwdHash(.init(alias: .h323ID("alice"), timeStamp: 1, token: HASHED(
             algorithmOID: PERObjectIdentifier([1, 3, 14, 3, 2, 26]), paramS: H235Params(), hash: PERBitString(bytes: hash, count: 128))))
-        #expect(H235Password.presented(in: [sha1]) == nil)
+        #expect(H235PasswordHash.presented(in: [sha1]) == nil)
     }
 
     @Test func timeStampsNeverRepeat() {

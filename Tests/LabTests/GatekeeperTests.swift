@@ -30,8 +30,8 @@ import Testing
     }
 
     static func token(alias: String, password: String, at timeStamp: Int) throws -> CryptoH323Token {
-        let bytes = try H235Password.hashedBytes(alias: alias, password: password, timeStamp: timeStamp)
-        return H235Password.cryptoToken(alias: alias, timeStamp: timeStamp, hash: TLSCrypto.md5(bytes))
+        let bytes = try H235PasswordHash.hashedBytes(alias: alias, password: password, timeStamp: timeStamp)
+        return H235PasswordHash.cryptoToken(alias: alias, timeStamp: timeStamp, hash: TLSCrypto.md5(bytes))
     }
 
     static func outcome(_ replies: [(RasMessage, EndpointAddress)]) -> String {
@@ -44,9 +44,9 @@ import Testing
 
     @Test func md5MatchesHashlibOverTheOracleBytes() throws {
         // python3 -c 'import hashlib; print(hashlib.md5(bytes.fromhex("6100...")).hexdigest())'
-        #expect(TLSCrypto.md5(try H235Password.hashedBytes(alias: "alice", password: "s3cret", timeStamp: 1_700_000_000))
+        #expect(TLSCrypto.md5(try H235PasswordHash.hashedBytes(alias: "alice", password: "s3cret", timeStamp: 1_700_000_000))
                 == hex("ac6cd9b1a516bc861a91ed9b0e5ae90e"))
-        #expect(TLSCrypto.md5(try H235Password.hashedBytes(alias: "1001", password: "pässwörd-ß", timeStamp: 1_234_567_890))
+        #expect(TLSCrypto.md5(try H235PasswordHash.hashedBytes(alias: "1001", password: "pässwörd-ß", timeStamp: 1_234_567_890))
                 == hex("a97bb33231ead1f38a12823527bc95e2"))
     }
 
@@ -81,6 +81,18 @@ import Testing
         let fresh = try Self.token(alias: "alice", password: "s3cret", at: Self.now)
         let message = Self.rrq(alias: "alice", port: 40_000, tokens: [fresh])
         #expect(Self.outcome(gk.handle(message, from: from, now: 1, wallClockSeconds: Self.now)) == "RCF")
+        let replayed = Self.rrq(alias: "alice", port: 40_000, seq: 2, tokens: [fresh])
+        #expect(Self.outcome(gk.handle(replayed, from: from, now: 2, wallClockSeconds: Self.now + 5))
+                == "RRJ securityError(H323.SecurityErrors.securityReplay)")
+        // The same RRQ again from the same endpoint is a retransmission (its RCF was lost): answered.
+        #expect(Self.outcome(gk.handle(message, from: from, now: 2, wallClockSeconds: Self.now + 5)) == "RCF")
+        // The same token from elsewhere, or in a new request, is a replay.
+        let elsewhere = EndpointAddress(ip: 0xC000_020B, port: 40_000)
+        #expect(Self.outcome(gk.handle(message, from: elsewhere, now: 2, wallClockSeconds: Self.now + 5))
+                == "RRJ securityError(H323.SecurityErrors.securityReplay)")
+        // After URQ the same bytes from the same address are a replay, not a retransmission.
+        _ = gk.handle(.unregistrationRequest(UnregistrationRequest(requestSeqNum: 9, callSignalAddress: [],
+                                                                   endpointIdentifier: "EP1")), from: from, now: 2)
         #expect(Self.outcome(gk.handle(message, from: from, now: 2, wallClockSeconds: Self.now + 5))
                 == "RRJ securityError(H323.SecurityErrors.securityReplay)")
         let next = try Self.token(alias: "alice", password: "s3cret", at: Self.now + 1)

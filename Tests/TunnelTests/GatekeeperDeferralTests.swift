@@ -89,6 +89,15 @@ struct GatekeeperTable: TunnelCredentials {
         #expect(session.outputs == [.close(.error(.unexpectedMessage))])
     }
 
+    @Test func credentialsBelongOnChannelZero() {
+        // Found by FuzzTunnelFrame: CREDENTIALS on a call channel before the verdict.
+        var (session, _, _) = deferred()
+        session.outputs.removeAll()
+        let credentials = Message.credentials(method: .h235PasswordMD5, timeStamp: 5, hash: Array(repeating: 7, count: 16))
+        session.receive(credentials.frame(channel: 2).encoded, now: 3)
+        #expect(session.outputs == [.close(.error(.unexpectedMessage))])
+    }
+
     @Test func theVerdictMustComeWithinTheAuthenticationDeadline() {
         var (session, _, _) = deferred()
         session.outputs.removeAll()

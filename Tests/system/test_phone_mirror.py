@@ -4,6 +4,7 @@ falls back to the tunnel; the appliance's mirror carries the call to the lab gat
 both ways, checked by ToneDetector: 1 kHz from the phone heard at the gateway, 2 kHz from
 the gateway heard by the phone. Inbound: `bloo phone listen` answers a call from a second
 gateway. Namespaces and NAT come from test_mirror's `lab` fixture."""
+import os
 import re
 import signal
 import subprocess
@@ -139,3 +140,73 @@ def test_without_gatekeeper_auth_an_unknown_alias_is_refused_by_the_appliance(la
     result = carol(lab, bloo, CAROL_SECRET, "--duration", "3")
     assert result.returncode != 0
     assert "error 200" in result.stdout, result.stdout
+
+
+def goertzel_share(frame, hz, rate=8000):
+    """The share of a frame's energy at `hz` (as RTP/Tone.swift's detector computes it)."""
+    import math
+    n = len(frame)
+    k = round(n * hz / rate)
+    coefficient = 2 * math.cos(2 * math.pi * k / n)
+    s1 = s2 = 0.0
+    for x in frame:
+        s1, s2 = x + coefficient * s1 - s2, s1
+    power = (s1 * s1 + s2 * s2 - coefficient * s1 * s2) / n
+    energy = sum(x * x for x in frame)
+    return 0.0 if energy == 0 else min(1.0, 2 * power / energy)
+
+
+def test_phone_plays_early_media_before_the_answer(lab, bloo):
+    # The gateway plays a 400 Hz ringback for 3 s before it answers, then 2 kHz: the phone's
+    # recording holds the ringback first, then the answer's tone.
+    import array
+    import wave
+    _, gw = lab.operator(gateway_args=["--early-media", "400", "--answer-delay", "3000"])
+    lab.appliance()
+    heard = lab.directory / "heard.wav"
+    result = lab.namespaces["phone"].run(str(bloo), "phone", "call", "0123456", *PHONE_ARGS, "--tone", "1000",
+                                         "--record", str(heard), "--duration", "3", check=False, timeout=60)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert "early media from the far end" in out, out
+    assert re.search(r"connected \(call 1\), codec PCM[AU]", out), out
+    assert out.index("early media from the far end") < out.index("connected (call 1)")
+    with wave.open(str(heard)) as w:
+        samples = array.array("h", w.readframes(w.getnframes()))
+    frames = [samples[i:i + 160] for i in range(0, len(samples) - 159, 160)]
+    ringback = [i for i, f in enumerate(frames) if goertzel_share(f, 400) >= 0.6]
+    answer = [i for i, f in enumerate(frames) if goertzel_share(f, 2000) >= 0.6]
+    assert len(ringback) >= 100 and len(answer) >= 100, (len(ringback), len(answer), len(frames))
+    assert max(ringback) < min(answer) + 10  # the ringback came first
+    # The gateway got silence from the phone before the answer, then the 1 kHz tone (3 s each).
+    assert float(released(gw)["tone_presence"]) >= 0.35
+
+
+def test_h235_independent_client_written_from_the_document(lab):
+    # tunnel_client.py computes the token from docs/tunnel-protocol.md §4.1 alone (PER by hand,
+    # hashlib's MD5); it runs behind the NAT like the phone.
+    h235_operator(lab)
+    here = os.path.dirname(os.path.abspath(__file__))
+
+    def client(secret, time_stamp):
+        # Prints the outcome, then keeps the tunnel (and so the registration) up for a while.
+        script = (f"import sys, time; sys.path.insert(0, {here!r}); from tunnel_client import TunnelClient; "
+                  f"c = TunnelClient(({APPL_IN!r}, 7443)); "
+                  f"print(repr(c.handshake_gatekeeper('carol', {secret!r}, {time_stamp})), flush=True); time.sleep(4)")
+        return lab.namespaces["phone"].popen("python3", "-c", script, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                             text=True)
+
+    now = int(time.time())
+    good = client(CAROL_SECRET.encode(), now)
+    line = good.stdout.readline()
+    assert line.startswith("('registered', b'"), line + good.stderr.read()
+    # The same token again while carol is registered (a token captured on the wire and
+    # replayed through another tunnel), then a wrong secret.
+    replay = client(CAROL_SECRET.encode(), now)
+    out, err = replay.communicate(timeout=30)
+    assert "('rejected', 17, 'the gatekeeper refused the credentials as a replay (securityReplay)')" in out, out + err
+    wrong = client(b"not-carols-secret", now + 1)
+    out, err = wrong.communicate(timeout=30)
+    assert "('rejected', 11, 'the gatekeeper refused the credentials (securityDenial)')" in out, out + err
+    good.kill()
+    good.communicate(timeout=10)

@@ -13,6 +13,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 BLOO=${BLOO:-build/bloo}
+# GK_BLOO: another build's lab gatekeeper (e.g. to compare gatekeeper versions side by side).
 CLIENTS=${CLIENTS:-10000}
 CALLERS=${CALLERS:-8}
 CALLS_EACH=${CALLS_EACH:-250}
@@ -47,7 +48,7 @@ secret=bench-secret-0123456789
   done; } > "$work/subscribers"
 
 start_lab() {
-    "$BLOO" lab gatekeeper --ras 127.0.0.1:27719 --route 0=127.0.0.1:27720 --ttl 3600 2> "$work/gk.err" > /dev/null &
+    "${GK_BLOO:-$BLOO}" lab gatekeeper --ras 127.0.0.1:27719 --route 0=127.0.0.1:27720 --ttl 3600 2> "$work/gk.err" > /dev/null &
     gk_pid=$!
     pids+=($!)
     "$BLOO" lab gateway --signalling 127.0.0.1:27720 --answer-delay 0 --codecs PCMU 2> /dev/null > /dev/null &
