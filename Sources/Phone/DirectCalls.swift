@@ -43,6 +43,8 @@ final class DirectLine {
     /// Call events, keyed by the phone's call channel.
     var onCall: (UInt16, CallEvent) -> Void = { _, _ in }
     var onProgress: (String) -> Void = { _ in }
+    /// The gatekeeper stopped confirming the registration (keep-alive unanswered or refused).
+    var onRegistrationLost: (String) -> Void = { _ in }
     /// A channel for an incoming call (even, not in use).
     var allocateIncoming: () -> UInt16 = { 2 }
 
@@ -83,9 +85,9 @@ final class DirectLine {
             case .registered:
                 break  // keep-alive RRQ confirmed
             case let .registrationRejected(reason):
-                onProgress("the gatekeeper refused the registration's renewal (\(reason))")
+                onRegistrationLost("the gatekeeper refused its renewal (\(reason))")
             case let .registrationLost(reason):
-                onProgress("direct registration lost: \(reason)")
+                onRegistrationLost(reason)
             case .unregistered:
                 break
             case let .admitted(key, destination, _):

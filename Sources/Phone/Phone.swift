@@ -195,6 +195,9 @@ public final class Phone {
     /// version carries calls through the tunnel only).
     public func openTunnel(because reason: String) {
         wantRegistration = true
+        for channel in calls.keys.sorted() where calls[channel]?.direct == true {
+            endCall(channel, reason: "the direct registration ended: \(reason)")
+        }
         directLine?.close()
         directLine = nil
         directRegistered = false
@@ -694,6 +697,12 @@ public final class Phone {
             return
         }
         line.onProgress = { [weak self] in self?.emit(.progress($0)) }
+        line.onRegistrationLost = { [weak self] reason in
+            guard let self, self.directLine === line else { return }
+            // The gatekeeper no longer answers this network (a firewall came up, the laptop
+            // moved): the tunnel takes over; this is not remembered, it may be passing.
+            self.openTunnel(because: "falling back to the tunnel: the direct registration was lost (\(reason))")
+        }
         line.allocateIncoming = { [weak self] in
             guard let self else { return 2 }
             var channel: UInt16 = 2

@@ -247,3 +247,32 @@ def test_a_middlebox_that_eats_media_makes_the_phone_fall_back_and_say_why(lab, 
     assert f"{PHONE} {NAT_IN} tunnel the direct call connected but no audio arrived" in state.read_text()
     dropped = nat.run("iptables", "-L", "FORWARD", "-v", "-n", "-x").stdout
     assert int(next(l.split()[0] for l in dropped.splitlines() if " DROP " in l)) >= 50, dropped  # the RTP
+
+
+def test_direct_registration_lost_moves_the_phone_to_the_tunnel(bloo, pki, netns, tmp_path):
+    server_ns, phone_ns = netns("srv"), netns("phone")
+    veth(phone_ns, "vp0", "10.239.0.2/24", server_ns, "vs0", "10.239.0.1/24")
+    gatekeeper = start(server_ns, bloo, "lab", "gatekeeper", "--ras", "10.239.0.1:1719", "--ttl", "5",
+                       ready="ready lab-gatekeeper")
+    terminator = start(server_ns, bloo, "tunnel-serve", "--tls", "off", "--tcp", "10.239.0.1:8443",
+                       "--subscribers", str(pki["subscribers"]), ready="ready")
+    process = phone_ns.popen(str(bloo), "phone", "register", *CREDENTIALS, "--gatekeeper", "10.239.0.1:1719",
+                             "--appliances", "tcp:10.239.0.1:8443", "--state", str(tmp_path / "state"),
+                             "--duration", "40", stdout=subprocess.PIPE, text=True)
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("registered alice (direct"):
+                # A firewall comes up: the keep-alive RRQs (TTL 5 s) go unanswered.
+                phone_ns.run("iptables", "-A", "OUTPUT", "-p", "udp", "--dport", "1719", "-j", "DROP")
+            if line.startswith("registered alice (tunnel"):
+                break
+        out = "".join(lines)
+        assert "registered alice (direct to the gatekeeper 10.239.0.1:1719)" in out, out
+        assert "falling back to the tunnel: the direct registration was lost" in out, out
+        assert "registered alice (tunnel over TCP via tcp:10.239.0.1:8443)" in out, out
+    finally:
+        process.terminate()
+        process.wait(15)
+        stop(gatekeeper, terminator)
