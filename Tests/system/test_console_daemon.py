@@ -35,7 +35,10 @@ def test_console_commits_through_the_daemon_and_reverts_across_a_restart(bloo, n
         c.run("configure", EDIT)
         c.run("delete interfaces k0 address 192.0.2.1/24", EDIT)
         c.run("set interfaces k0 address 192.0.2.2/24", EDIT)
-        out = c.run("commit confirmed 2", EDIT)
+        # 8 "minutes" of 1 s: long enough that the deadline cannot pass before the kill
+        # below even on a loaded machine (the revert must be the restarted daemon's).
+        out = c.run("commit confirmed 8", EDIT)
+        deadline = time.monotonic() + 8
         assert "commit complete" in out, out
         assert wait_for(lambda: "192.0.2.2/24" in addresses(ns, "k0"), timeout=5)
         # A validation failure is refused before the daemon sees it; running stays.
@@ -43,8 +46,9 @@ def test_console_commits_through_the_daemon_and_reverts_across_a_restart(bloo, n
         assert "exceeds the MTU" in c.run("commit", EDIT)
         c.run("discard", EDIT)
 
+        assert "192.0.2.2/24" in addresses(ns, "k0")   # not reverted yet
         daemon.stop(sig=signal.SIGKILL)       # power cut: nobody is left to revert...
-        time.sleep(3)                         # ...and the deadline passes meanwhile
+        time.sleep(max(0.0, deadline - time.monotonic()) + 1)   # ...and the deadline passes meanwhile
         daemon.start()                        # the restarted daemon reverts on start
         assert wait_for(lambda: "192.0.2.1/24" in addresses(ns, "k0"), timeout=6)
         assert "192.0.2.2/24" not in addresses(ns, "k0")

@@ -4,9 +4,11 @@ gateway`, all on 127.0.0.1 inside a namespace made here:
 - health: the mirror probes the configured gatekeeper with GRQ; `show health` and `show
   system` say reachable (healthy) while it answers, unreachable (not healthy) once it has
   stopped answering through every retry, and reachable again when it is back;
-- SIGTERM with a tunnelled client (`bloo lab client`) in a call: the gateway receives a
-  ReleaseComplete with a cause, the gatekeeper a DRQ and a URQ (the registration drops),
-  the client's tunnel ends, and the daemon exits 0 within its stop deadline."""
+- SIGTERM with two tunnelled clients (`bloo lab client`) in calls, one connected and one
+  whose tunnel dropped (in its grace period, its call still up): the gateway receives a
+  ReleaseComplete with a cause for each call, the gatekeeper a DRQ and a URQ for each
+  (the registrations drop), the connected client's tunnel ends, and the daemon exits 0
+  within its stop deadline."""
 import random
 import re
 import subprocess
@@ -17,6 +19,7 @@ import pytest
 from bloo_daemon import accounts, base_config, daemons, wait_for  # noqa: F401  (fixtures)
 
 SECRET = "mirror-daemon-secret"
+BOB_SECRET = "mirror-daemon-bob-secret"
 GATEKEEPER = "127.0.0.1:1719"
 GATEWAY = "127.0.0.1:1720"
 
@@ -79,6 +82,7 @@ def gatekeeper(lab, ns):
 def mirror_config(service, tcp_port):
     return base_config(service, f"set tunnel tcp 127.0.0.1:{tcp_port}\n"
                                 f"set subscriber alice secret {SECRET}\n"
+                                f"set subscriber bob secret {BOB_SECRET}\n"
                                 f"set gatekeeper address {GATEKEEPER}\n"
                                 "set relay public-address 127.0.0.1\n"
                                 "set relay ports 42000-42099\n")
@@ -126,9 +130,14 @@ def test_sigterm_releases_calls_unregisters_and_exits_0(netns, daemons, accounts
     assert daemon.commit(mirror_config(accounts.service, tcp_port)).startswith("ok\ncommit 1")
     client = lab(ns, "client", "client", "--server", f"127.0.0.1:{tcp_port}", "--alias", "alice",
                  "--secret", SECRET, "--call", "0123", "--tone", "1000", "--duration", "60")
+    dropped = lab(ns, "dropped", "client", "--server", f"127.0.0.1:{tcp_port}", "--alias", "bob",
+                  "--secret", BOB_SECRET, "--call", "0124", "--drop-after", "300", "--duration", "60")
     gk.wait_for(r"registered endpoint=\S+ from=127\.0\.0\.1:\d+ aliases=alice")
+    gk.wait_for(r"registered endpoint=\S+ from=127\.0\.0\.1:\d+ aliases=bob")
     client.wait_for("call connected channel=1")
-    gw.wait_for("call connected")
+    dropped.wait_for("dropping the tunnel without BYE")
+    assert wait_for(lambda: "tunnel-detached alias=bob" in daemon.log(), timeout=5), daemon.log()
+    assert wait_for(lambda: len(re.findall("call connected", gw.log())) == 2, timeout=5), gw.log()
     assert "call released" not in gw.log()
 
     started = time.monotonic()
@@ -137,14 +146,15 @@ def test_sigterm_releases_calls_unregisters_and_exits_0(netns, daemons, accounts
     assert status == 0, daemon.log()
     assert took < 5 + 2, f"the daemon took {took:.1f} s to stop"
 
-    # The gateway saw the call released by the appliance with a cause (16: normal call
+    # The gateway saw both calls released by the appliance with a cause (16: normal call
     # clearing, the appliance ends its calls deliberately).
-    released = gw.wait_for(r"call released cause=(\d+) by=(\w+)", timeout=5)
-    assert released.group(1) == "16" and released.group(2) == "remote", gw.log()
-    # The gatekeeper: the call disengaged, the endpoint unregistered.
-    gk.wait_for("disengaged", timeout=5)
-    gk.wait_for(r"unregistered from=127\.0\.0\.1", timeout=5)
-    # The client's tunnel ended.
+    assert wait_for(lambda: len(re.findall(r"call released cause=\d+ by=\w+", gw.log())) == 2, timeout=5), gw.log()
+    assert re.findall(r"call released cause=(\d+) by=(\w+)", gw.log()) == [("16", "remote")] * 2, gw.log()
+    # The gatekeeper: both calls disengaged, both endpoints unregistered.
+    assert wait_for(lambda: gk.log().count("disengaged") == 2, timeout=5), gk.log()
+    assert wait_for(lambda: len(re.findall(r"unregistered from=127\.0\.0\.1", gk.log())) == 2, timeout=5), gk.log()
+    # The connected client's tunnel ended.
     client.wait_for("tunnel closed by the appliance", timeout=5)
     log = daemon.log()
     assert "tunnel-stopped" in log and "daemon stopped" in log, log
+    print(f"SIGTERM to exit 0: {took:.2f} s")
