@@ -165,8 +165,11 @@ public final class ControlBackend: ManagementBackend {
     let client: ControlClient
     private var lastSequence: Int?
 
+    /// Remembers the newest commit now: a revert that happens later (even while the
+    /// daemon is down and restarting) is then told apart from history.
     public init(client: ControlClient) {
         self.client = client
+        lastSequence = try? client.history().first?.sequence
     }
 
     /// True when the daemon answers.
