@@ -424,7 +424,9 @@ public struct ControlCommitEntry: Sendable, Equatable {
         var entries: [ControlCommitEntry] = []
         for line in body.split(separator: "\n", omittingEmptySubsequences: true) {
             guard entries.count <= ControlLimits.rollbackRange.upperBound else { return nil }
-            let fields = line.split(separator: "\t", maxSplits: 5, omittingEmptySubsequences: false).map(String.init)
+            // Exactly six fields: a TAB or CR inside the user or comment is never sent.
+            guard !line.contains("\r") else { return nil }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
             guard fields.count == 6, let sequence = number(fields[0]), let time = number(fields[1]) else { return nil }
             var deadline: Int64?
             var revertTo: Int?

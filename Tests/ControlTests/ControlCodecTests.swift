@@ -129,7 +129,9 @@ import Testing
         #expect(ControlCommitEntry.decode(ControlCommitEntry.encode([odd])) ==
                 [ControlCommitEntry(sequence: 1, time: 2, confirmDeadline: nil, revertTo: nil, user: "a b", comment: "x y z")])
         for bad in ["1\t2\t-\t-\tuser\n", "x\t2\t-\t-\tu\tc\n", "1\t2\t?\t-\tu\tc\n", "1\t99999999999999999999\t-\t-\tu\tc\n",
-                    "-1\t2\t-\t-\tu\tc\n"] {
+                    "-1\t2\t-\t-\tu\tc\n",
+                    // Found by FuzzControlRequest: a TAB (or CR) inside the comment.
+                    "3\t1\t-\t-\tsystem\tautomatic\t1\n", "3\t1\t-\t-\tsystem\tx\ry\n"] {
             #expect(ControlCommitEntry.decode(bad) == nil, "\(bad)")
         }
         #expect(ControlCommitEntry.decode("") == [])
