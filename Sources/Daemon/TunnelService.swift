@@ -21,6 +21,8 @@ public final class TunnelService: DaemonService {
         var certificate: (certificate: String, key: String)?
         var problems: [String] = []
         var gatekeeper: String?
+        /// The mirror's verdict on the gatekeeper (nil with the lab backend).
+        var reachability: GatekeeperReachability?
         var stopped = false
         var notes: [String] = []
         /// The first apply follows `prepare`, which has just loaded the certificate (as root).
@@ -124,10 +126,13 @@ public final class TunnelService: DaemonService {
 
     private func start(_ plan: Plan, gatekeeperConfigured: Bool) throws {
         let terminator: Terminator
+        var reachability: GatekeeperReachability?
         if let mirror = plan.mirror {
             log.notice("tunnel-backend", ["backend": "mirror", "gatekeeper": "\(mirror.gatekeeper)"])
+            let verdict = GatekeeperReachability()
+            reachability = verdict
             terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) {
-                MirrorBackend(worker: $0, config: mirror, cdr: nil)
+                MirrorBackend(worker: $0, config: mirror, cdr: nil, reachability: verdict)
             }
         } else {
             log.notice("tunnel-backend", ["backend": "lab", "reason": !gatekeeperConfigured
@@ -141,6 +146,7 @@ public final class TunnelService: DaemonService {
             $0.certificate = plan.certificate
             $0.problems = plan.problems
             $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+            $0.reachability = reachability
         }
     }
 
@@ -179,6 +185,7 @@ public final class TunnelService: DaemonService {
             }
             state.withLock {
                 $0.terminator = nil
+                $0.reachability = nil
                 $0.listeners = plan.listeners
                 $0.certificate = plan.certificate
                 $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
@@ -217,9 +224,16 @@ public final class TunnelService: DaemonService {
     public func health() -> ServiceHealth {
         state.withLock { state in
             let up = state.terminator != nil && !state.stopped
-            // The mirror does not expose the gatekeeper's reachability yet: nil reads "unknown".
+            // The mirror's GRQ probe: nil (the daemon reads "unknown") until the first
+            // probe is answered or given up on, and with the lab backend.
+            var reachable: Bool?
+            switch state.reachability?.current {
+            case .reachable?: reachable = up
+            case .unreachable?: reachable = false
+            default: reachable = nil
+            }
             let said = state.problems + state.notes
-            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: nil,
+            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: reachable,
                                  problem: said.isEmpty ? nil : said.joined(separator: "; "))
         }
     }

@@ -27,8 +27,13 @@ public final class MirrorBackend: TunnelBackend {
     var rtpPool: PortPool
     /// Clients whose tunnel ended, kept until their URQ is answered.
     var retiring: [ObjectIdentifier: MirrorClient] = [:]
+    /// Worker 0's GRQ probe of the gatekeeper, when `reachability` was given.
+    var monitor: GatekeeperMonitor?
 
-    public init(worker: TerminatorWorker, config: MirrorConfig, cdr: CDRWriter?) {
+    /// With `reachability`, worker 0 probes the gatekeeper and publishes whether it
+    /// answers there (the daemon's health reads it).
+    public init(worker: TerminatorWorker, config: MirrorConfig, cdr: CDRWriter?,
+                reachability: GatekeeperReachability? = nil) {
         self.worker = worker
         self.config = config
         self.cdr = cdr
@@ -36,6 +41,13 @@ public final class MirrorBackend: TunnelBackend {
         rasPool = PortPool(range: config.rasPorts, worker: worker.index, workers: n)
         signallingPool = PortPool(range: config.signallingPorts, worker: worker.index, workers: n)
         rtpPool = PortPool(range: config.rtpPorts, worker: worker.index, workers: n, step: 2)
+        if let reachability, worker.index == 0 {
+            do {
+                monitor = try GatekeeperMonitor(loop: worker.loop, config: config, reachability: reachability)
+            } catch {
+                log.error("gatekeeper-probe-failed", ["error": "\(error)"])
+            }
+        }
     }
 
     var loop: EventLoop { worker.loop }

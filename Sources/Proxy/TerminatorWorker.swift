@@ -104,6 +104,9 @@ public final class TerminatorWorker {
             connection.flush()
             connection.finish()
         }
+        // Clients in their grace period (no connection now) end too: their calls are
+        // released and their aliases unregistered, like everyone else's.
+        for client in Array(clients.values) { endClient(client, graceExpired: false) }
         sockets.tls?.close()
         sockets.tcp?.close()
         sockets.probes.forEach { $0.close() }

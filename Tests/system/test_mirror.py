@@ -191,8 +191,15 @@ def test_outbound_call_audio_dtmf_hangup_cdr_on_the_wire(lab):
     assert PHONE not in everything and NAT_OUT not in everything
 
 
+def h245_ports(pcap):
+    """The TCP ports that H.225.0 named as H.245 addresses (dynamic ones)."""
+    fields = tshark_fields(pcap, "-Y", "h225.h245Address", "-T", "fields", "-e", "h225.h245IpPort")
+    return sorted({int(port) for line in fields.split() for port in line.split(",") if port.isdigit()})
+
+
 def test_separate_h245_gateway_hangs_up_busy(lab):
     gk, gw = lab.operator(gateway_args=["--h245", "separate", "--hangup-after", "4000", "--cause", "17"])
+    tshark, pcap = lab.capture()
     lab.appliance("--h245", "separate")
     client = lab.client("--call", "0777", "--exit-after-calls", "1")
     client.wait_for("call connected channel=1 codec=")
@@ -208,6 +215,19 @@ def test_separate_h245_gateway_hangs_up_busy(lab):
         time.sleep(1)
         lab_record = dict(field.split("=", 1) for field in lab.cdr.read_text().splitlines()[-1].split(" "))
     assert lab_record["cause"] == "17" and lab_record["hangup_by"] == "network"
+    time.sleep(0.5)
+    tshark.send_signal(signal.SIGINT)
+    tshark.wait(10)
+    # The separate H.245 connection, on the port the Setup or Connect named, decoded as
+    # H.245: the capabilities, master/slave and logical channels, nothing malformed.
+    ports = h245_ports(pcap)
+    assert ports, tshark_fields(pcap, "-Y", "h225")
+    decode_h245 = [arg for port in ports for arg in ("-d", f"tcp.port=={port},h245")]
+    summary = tshark_fields(pcap, *decode_h245, "-Y", "h245")
+    for message in ("terminalCapabilitySet", "masterSlaveDetermination", "openLogicalChannel", "endSessionCommand"):
+        assert message in summary, (message, summary)
+    malformed = tshark_fields(pcap, *decode_h245, "-Y", "_ws.malformed || _ws.expert.severity == error")
+    assert malformed.strip() == "", malformed
 
 
 def test_inbound_call_rings_connects_and_carries_audio(lab):
