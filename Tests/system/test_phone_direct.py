@@ -163,6 +163,7 @@ def test_open_network_direct_call_with_tones_both_ways_and_no_tunnel(bloo, netns
         assert presence >= 80, out
         at_gateway = gateway_releases(gw, 1)[0]
         assert float(at_gateway["tone_presence"]) >= 0.8, at_gateway
+        assert at_gateway["digits"] == "7", at_gateway  # H.245 UserInputIndication from the phone
         # ARQ and DRQ went to the gatekeeper: the call was admitted and disengaged there.
         gk.wait_for(r"admitted")
         gk.wait_for(r"disengaged")
