@@ -10,6 +10,8 @@ public struct PERDecoder {
     @usableFromInline var elements = 0
     /// Constructed types currently open (bounded by `limits.maxDepth`).
     @usableFromInline var depth = 0
+    /// Reused for the characters of each string.
+    var scratch: [UInt8] = []
 
     public init(_ bytes: [UInt8], schema: PERSchema, limits: PERLimits = .default) {
         self.reader = PERBitReader(bytes)
@@ -102,8 +104,14 @@ public struct PERDecoder {
 
     public mutating func decodeObjectIdentifier() throws(PERError) -> PERObjectIdentifier {
         let (length, more) = try readLengthFragment()
-        let contents = try readFragmentedOctets(length, more)
-        return try decodeObjectIdentifier(contents)
+        if more { return try decodeObjectIdentifier(try readFragmentedOctets(length, more)) }
+        guard length <= limits.maxOctets else { throw .limitExceeded("more than \(limits.maxOctets) octets") }
+        guard length <= (reader.end - reader.position) / 8 else { throw .truncated(bit: reader.position) }
+        // Aligned after the length: the contents are parsed where they are.
+        let start = reader.position >> 3
+        let oid = try decodeObjectIdentifier(reader.bytes[start..<(start + length)])
+        reader.position += length * 8
+        return oid
     }
 
     public mutating func decodeGeneralString() throws(PERError) -> String {
@@ -132,33 +140,30 @@ public struct PERDecoder {
                 reader.align()
             }
         }
-        if t.kind == .bmp {
-            var units = [UInt16]()
-            while true {
-                guard units.count + chunk <= limits.maxOctets else { throw .limitExceeded("string longer than \(limits.maxOctets) characters") }
-                guard chunk * b <= reader.remainingBits else { throw .truncated(bit: reader.position) }
-                units.reserveCapacity(units.count + chunk)
-                for _ in 0..<chunk { units.append(UInt16(truncatingIfNeeded: try readCharacter(t, b))) }
-                if !n.fragmented || !more { break }
-                (chunk, more) = try readLengthFragment()
-            }
-            return String(decoding: units, as: UTF16.self)
-        }
-        // Every other kind is a subset of ASCII (IA5 and narrower): the codes are UTF-8 already.
-        var octets = [UInt8]()
+        // Characters are collected as UTF-8 while they are ASCII (every kind but BMPString is
+        // ASCII only), in a buffer the decoder reuses; a BMPString beyond ASCII goes to UTF-16.
+        scratch.removeAll(keepingCapacity: true)
+        var wide: [UInt16]? = nil
         while true {
-            guard octets.count + chunk <= limits.maxOctets else { throw .limitExceeded("string longer than \(limits.maxOctets) characters") }
+            let total = (wide?.count ?? scratch.count) + chunk
+            guard total <= limits.maxOctets else { throw .limitExceeded("string longer than \(limits.maxOctets) characters") }
             guard chunk * b <= reader.remainingBits else { throw .truncated(bit: reader.position) }
-            octets.reserveCapacity(octets.count + chunk)
             for _ in 0..<chunk {
                 let code = try readCharacter(t, b)
-                guard code < 0x80 else { throw .invalidCharacter("U+\(String(code, radix: 16))") }
-                octets.append(UInt8(code))
+                if code < 0x80, wide == nil {
+                    scratch.append(UInt8(code))
+                } else if t.kind == .bmp {
+                    if wide == nil { wide = scratch.map { UInt16($0) } }
+                    wide?.append(UInt16(truncatingIfNeeded: code))
+                } else {
+                    throw .invalidCharacter("U+\(String(code, radix: 16))")
+                }
             }
             if !n.fragmented || !more { break }
             (chunk, more) = try readLengthFragment()
         }
-        return String(decoding: octets, as: UTF8.self)
+        if let wide { return String(decoding: wide, as: UTF16.self) }
+        return String(decoding: scratch, as: UTF8.self)
     }
 
     @inline(__always)
@@ -485,7 +490,7 @@ public struct PERDecoder {
         return out
     }
 
-    func decodeObjectIdentifier(_ contents: [UInt8]) throws(PERError) -> PERObjectIdentifier {
+    func decodeObjectIdentifier<Contents: Collection<UInt8>>(_ contents: Contents) throws(PERError) -> PERObjectIdentifier {
         var arcs = [UInt64]()
         arcs.reserveCapacity(contents.count + 1)
         var current: UInt64 = 0

@@ -81,8 +81,34 @@ public struct PEREncoder {
     }
 
     public mutating func encodeObjectIdentifier(_ oid: PERObjectIdentifier) throws(PERError) {
-        let contents = try berContents(oid)
-        writeFragmented(contents.count, unit: .octets(contents))
+        let arcs = oid.arcs
+        guard arcs.count >= 2, arcs[0] <= 2, arcs[0] == 2 || arcs[1] < 40 else {
+            throw .valueOutOfRange("object identifier \(oid)")
+        }
+        let (first, overflow) = (arcs[0] * 40).addingReportingOverflow(arcs[1])
+        guard !overflow else { throw .valueOutOfRange("object identifier \(oid)") }
+        var length = Self.berArcLength(first)
+        for arc in arcs.dropFirst(2) { length += Self.berArcLength(arc) }
+        guard length < 16384 else {
+            let contents = try berContents(oid)
+            writeFragmented(contents.count, unit: .octets(contents))
+            return
+        }
+        _ = writeLengthFragmentHeader(length)
+        writeBERArc(first)
+        for arc in arcs.dropFirst(2) { writeBERArc(arc) }
+    }
+
+    static func berArcLength(_ arc: UInt64) -> Int { max(1, (bitLength(arc) + 6) / 7) }
+
+    /// Base-128 groups, most significant first, all but the last with the top bit set.
+    mutating func writeBERArc(_ arc: UInt64) {
+        var shift = Self.berArcLength(arc) * 7
+        while shift > 7 {
+            shift -= 7
+            writer.write(((arc >> UInt64(shift)) & 0x7F) | 0x80, bits: 8)
+        }
+        writer.write(arc & 0x7F, bits: 8)
     }
 
     public mutating func encodeGeneralString(_ s: String) throws(PERError) {
@@ -100,6 +126,46 @@ public struct PEREncoder {
     }
 
     public mutating func encodeString(_ s: String, _ t: PERCharacterStringType) throws(PERError) {
+        var ascii = true
+        for byte in s.utf8 where byte >= 0x80 {
+            ascii = false
+            break
+        }
+        guard ascii else { return try encodeWideString(s, t) }
+        // ASCII: a character is one UTF-8 octet (and one UTF-16 unit); the table gives what to write.
+        for byte in s.utf8 where t.ascii[Int(byte)] < 0 {
+            throw .invalidCharacter("U+\(String(byte, radix: 16))")
+        }
+        let count = s.utf8.count
+        let b = t.bitsPerCharacter
+        if try writeSize(count, t.size) {
+            var offset = 0
+            var characters = s.utf8.makeIterator()
+            while true {
+                let chunk = writeLengthFragmentHeader(count - offset)
+                for _ in 0..<chunk.count {
+                    guard let byte = characters.next() else { break }
+                    writer.write(UInt64(t.ascii[Int(byte)]), bits: b)
+                }
+                offset += chunk.count
+                if !chunk.more { break }
+            }
+            return
+        }
+        alignCharacters(count, t)
+        for byte in s.utf8 { writer.write(UInt64(t.ascii[Int(byte)]), bits: b) }
+    }
+
+    /// X.691 30.5.7: octet-aligned unless the whole string fits in 16 bits.
+    mutating func alignCharacters(_ count: Int, _ t: PERCharacterStringType) {
+        if let upper = t.size.upper, upper == t.size.lower {
+            if upper * t.bitsPerCharacter > 16 { writer.align() }
+        } else if (t.size.upper ?? 0) > 1 && count > 0 {
+            writer.align()
+        }
+    }
+
+    mutating func encodeWideString(_ s: String, _ t: PERCharacterStringType) throws(PERError) {
         var codes = [UInt32]()
         if t.kind == .bmp {
             codes.reserveCapacity(s.utf16.count)
@@ -121,11 +187,7 @@ public struct PEREncoder {
             }
             return
         }
-        if let upper = t.size.upper, upper == t.size.lower {
-            if upper * b > 16 { writer.align() }
-        } else if (t.size.upper ?? 0) > 1 && !codes.isEmpty {
-            writer.align()
-        }
+        alignCharacters(codes.count, t)
         try writeCharacters(codes[...], t, b)
     }
 
