@@ -57,6 +57,9 @@ public struct Configuration: Equatable, Sendable {
     public let relayPorts: PortRange?
     public let relayPublicAddress: IPAddress?
     public let gatekeeper: SocketAddress?
+    /// Aliases missing from `subscribers` are handed to the gatekeeper, which checks the
+    /// client's H.235 password token in the mirror's RRQ (docs/tunnel-protocol.md §4.1).
+    public let gatekeeperVerifiesUnknownSubscribers: Bool
     public let subscribers: [Subscriber]
     /// The statements this view was built from (what `show configuration` prints).
     public let tree: ConfigTree
@@ -202,6 +205,11 @@ public struct Configuration: Equatable, Sendable {
         relayPorts = tree.value(["relay", "ports"]).flatMap(PortRange.init)
         relayPublicAddress = tree.value(["relay", "public-address"]).flatMap(IPAddress.init)
         gatekeeper = tree.value(["gatekeeper", "address"]).flatMap(SocketAddress.init)
+        gatekeeperVerifiesUnknownSubscribers = !tree.statements(under: ["gatekeeper", "verifies-unknown-subscribers"]).isEmpty
+        if gatekeeperVerifiesUnknownSubscribers && gatekeeper == nil {
+            fail(first(["gatekeeper", "verifies-unknown-subscribers"]),
+                 "'gatekeeper verifies-unknown-subscribers' needs 'gatekeeper address'")
+        }
         if let relayPorts {
             for address in listening where (relayPorts.low...relayPorts.high).contains(address.port) {
                 fail(first(["relay", "ports"]), "relay ports \(relayPorts) include tunnel listener port \(address.port)")

@@ -91,6 +91,8 @@ public enum ConfigSchema {
         ]),
         SchemaNode("gatekeeper", .container, "the operator's H.323 gatekeeper", [
             SchemaNode("address", .leaf(.socketAddress), "gatekeeper RAS address:port"),
+            SchemaNode("verifies-unknown-subscribers", .flag,
+                       "aliases not in the subscriber table are checked by the gatekeeper (H.235 password tokens)"),
         ]),
         SchemaNode("subscriber", .list(.name), "client allowed to open a tunnel", [
             SchemaNode("secret", .leaf(.text), "shared secret of the subscriber"),

@@ -85,11 +85,18 @@ public final class TunnelService: DaemonService {
                     mirror.rtpPorts = low...high
                 }
                 plan.mirror = mirror
+                plan.config.gatekeeperVerification = configuration.gatekeeperVerifiesUnknownSubscribers
             } else {
                 plan.notes.append("gatekeeper \(gatekeeper) not used: the mirror needs an IPv4 gatekeeper and 'relay public-address' (IPv4)")
             }
         }
         return plan
+    }
+
+    /// What a change of needs a new terminator: the gatekeeper, and whether it verifies
+    /// unknown subscribers (the terminator's handshake depends on it).
+    private static func gatekeeperShape(_ plan: Plan) -> String? {
+        plan.mirror.map { "\($0.gatekeeper)" + (plan.config.gatekeeperVerification ? " verifying" : "") }
     }
 
     private static func endpoint(_ address: SocketAddress) -> IPv4Endpoint? {
@@ -145,7 +152,7 @@ public final class TunnelService: DaemonService {
             $0.listeners = plan.listeners
             $0.certificate = plan.certificate
             $0.problems = plan.problems
-            $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+            $0.gatekeeper = Self.gatekeeperShape(plan)
             $0.reachability = reachability
         }
     }
@@ -170,7 +177,7 @@ public final class TunnelService: DaemonService {
             state.applies += 1
             return (state.terminator, state.listeners, state.certificate, state.gatekeeper, state.applies)
         }
-        let sameShape = listeners == plan.listeners && gatekeeper == plan.mirror.map({ "\($0.gatekeeper)" })
+        let sameShape = listeners == plan.listeners && gatekeeper == Self.gatekeeperShape(plan)
             && certificate?.certificate == plan.certificate?.certificate && certificate?.key == plan.certificate?.key
         if let current, sameShape {
             current.shared.replaceSubscribers(plan.subscribers)
@@ -188,7 +195,7 @@ public final class TunnelService: DaemonService {
                 $0.reachability = nil
                 $0.listeners = plan.listeners
                 $0.certificate = plan.certificate
-                $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+                $0.gatekeeper = Self.gatekeeperShape(plan)
             }
             if !plan.listeners.isEmpty {
                 do {

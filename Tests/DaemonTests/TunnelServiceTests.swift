@@ -55,5 +55,20 @@ import Testing
         #expect(config.publicIP == 0xC633_6407)
         #expect(config.rtpPorts == 20000...29999)
         #expect(mirror.problems.isEmpty)
+        #expect(!mirror.config.gatekeeperVerification)
+
+        // Unknown aliases go to the gatekeeper only when the configuration says so.
+        let verifying = TunnelService.plan(try Configuration(text: complete + "set gatekeeper verifies-unknown-subscribers\n"))
+        #expect(verifying.config.gatekeeperVerification)
+        #expect(verifying.problems.isEmpty)
+    }
+
+    @Test func gatekeeperVerificationNeedsAGatekeeper() throws {
+        do {
+            _ = try Configuration(text: FactoryDefault.text + "set gatekeeper verifies-unknown-subscribers\n")
+            Issue.record("accepted verification by a gatekeeper that is not configured")
+        } catch {
+            #expect(error.description.contains("'gatekeeper verifies-unknown-subscribers' needs 'gatekeeper address'"))
+        }
     }
 }

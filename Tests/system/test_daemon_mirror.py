@@ -158,3 +158,47 @@ def test_sigterm_releases_calls_unregisters_and_exits_0(netns, daemons, accounts
     log = daemon.log()
     assert "tunnel-stopped" in log and "daemon stopped" in log, log
     print(f"SIGTERM to exit 0: {took:.2f} s")
+
+
+CAROL_SECRET = "carol-daemon-gk-secret"
+
+
+def test_gatekeeper_verifies_unknown_subscribers_through_the_daemon(netns, daemons, accounts, lab, bloo, tmp_path):
+    """`set gatekeeper verifies-unknown-subscribers`: carol is not in the appliance's
+    subscriber table; the operator's gatekeeper checks her H.235 password token in the
+    mirror's RRQ. The right secret registers and calls; a wrong one is refused with the
+    gatekeeper's reason; alice (a local subscriber) still authenticates locally."""
+    ns = netns("dmh235")
+    passwords = tmp_path / "gk-passwords"
+    passwords.write_text(f"carol {CAROL_SECRET}\n")
+    gk = lab(ns, "gatekeeper", "gatekeeper", "--ras", GATEKEEPER, "--route", f"0={GATEWAY}",
+             "--h235-passwords", str(passwords))
+    gk.wait_for("lab gatekeeper started")
+    gw = lab(ns, "gateway", "gateway", "--signalling", GATEWAY, "--tone", "2000", "--expect-tone", "1000")
+    gw.wait_for("lab gateway started")
+    daemon = daemons(ns)
+    tcp_port = random.randint(20000, 29999)
+    reply = daemon.commit(mirror_config(accounts.service, tcp_port) + "set gatekeeper verifies-unknown-subscribers\n")
+    assert reply.startswith("ok\ncommit 1"), reply
+    assert wait_for(lambda: daemon.show("health")["gatekeeper"] == "reachable", timeout=5), daemon.show("health")
+
+    def phone(alias, secret, *extra):
+        return ns.run(str(bloo), "phone", "call", "0123456", "--alias", alias, "--secret", secret,
+                      "--appliances", f"tcp:127.0.0.1:{tcp_port}", "--duration", "3", *extra,
+                      check=False, timeout=60)
+
+    good = phone("carol", CAROL_SECRET, "--gatekeeper-auth", "--tone", "1000", "--expect-tone", "2000")
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "leaves the credentials to the operator's gatekeeper (H.235)" in good.stdout, good.stdout
+    assert re.search(r"connected \(call 1\), codec PCM[AU]", good.stdout), good.stdout
+    gk.wait_for(r"registered endpoint=\S+ from=127\.0\.0\.1:\d+ aliases=carol h235=verified")
+
+    bad = phone("carol", "carol-wrong-secret", "--gatekeeper-auth")
+    assert bad.returncode != 0, bad.stdout
+    assert "the gatekeeper refused the credentials (securityDenial)" in bad.stdout, bad.stdout
+    assert "connected" not in bad.stdout
+
+    local = phone("alice", SECRET)
+    assert local.returncode == 0, local.stdout + local.stderr
+    assert re.search(r"connected \(call 1\)", local.stdout), local.stdout
+    assert daemon.stop() == 0
