@@ -27,8 +27,14 @@ public final class TunnelService: DaemonService {
         var applies = 0
     }
     private let state = Mutex(State())
+    /// Asks the configured gatekeeper whether it is there, for `show health`.
+    private let probe = GatekeeperProbe()
 
     public init() {}
+
+    private func probeGatekeeper(_ plan: Plan) {
+        probe.set(plan.mirror.map { GatekeeperProbe.Target(gatekeeper: $0.gatekeeper, bindIP: $0.bindIP) })
+    }
 
     /// What the terminator is built from, and the problems of a configuration it cannot carry.
     struct Plan {
@@ -102,6 +108,7 @@ public final class TunnelService: DaemonService {
 
     public func prepare(_ configuration: Configuration) {
         let plan = Self.plan(configuration)
+        probeGatekeeper(plan)
         for problem in plan.problems + plan.notes { log.warning("tunnel-config-problem", ["problem": problem]) }
         guard !plan.listeners.isEmpty else {
             log.warning("tunnel-disabled", ["reason": "no 'tunnel tls' or 'tunnel tcp' listener configured"])
@@ -145,6 +152,7 @@ public final class TunnelService: DaemonService {
     }
 
     public func attach(worker index: Int, loop: EventLoop) {
+        if index == 0 { probe.attach(to: loop) }
         guard let terminator = state.withLock({ $0.terminator }) else { return }
         do {
             try terminator.attach(worker: index, to: loop)
@@ -159,6 +167,7 @@ public final class TunnelService: DaemonService {
     /// below 1024 then needs CAP_NET_BIND_SERVICE kept from the start), on threads of its own.
     public func apply(_ configuration: Configuration) -> [String] {
         let plan = Self.plan(configuration)
+        probeGatekeeper(plan)
         var problems = plan.problems
         let (current, listeners, certificate, gatekeeper, applies) = state.withLock { state in
             state.applies += 1
@@ -217,9 +226,9 @@ public final class TunnelService: DaemonService {
     public func health() -> ServiceHealth {
         state.withLock { state in
             let up = state.terminator != nil && !state.stopped
-            // The mirror does not expose the gatekeeper's reachability yet: nil reads "unknown".
+            // nil (no mirror, or no verdict yet) reads "unknown".
             let said = state.problems + state.notes
-            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: nil,
+            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: probe.reachable,
                                  problem: said.isEmpty ? nil : said.joined(separator: "; "))
         }
     }

@@ -168,6 +168,16 @@ public final class LabGatekeeper {
                                                         "reject_nat": "\(config.rejectNATed)"])
     }
 
+    /// Closes its sockets and every relayed call leg (the daemon's lab service restarts it).
+    public func close() {
+        let all = Array(legs.values)
+        legs = [:]
+        for leg in all { leg.close() }
+        listener?.close()
+        listener = nil
+        ras.close()
+    }
+
     func datagram(_ bytes: [UInt8], from: EndpointAddress) {
         guard let message = try? RasMessage(decoding: bytes) else {
             log.warning("undecodable RAS", ["from": "\(from)", "bytes": "\(bytes.count)"])

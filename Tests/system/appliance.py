@@ -54,7 +54,9 @@ class Appliance:
                  log: pathlib.Path, append: str = ""):
         self.image_dir, self.disk, self.ssh_key = image_dir, disk, ssh_key
         self.ssh_port = free_port()
-        env = dict(os.environ, BLOO_HOSTFWD=f"tcp:127.0.0.1:{self.ssh_port}-:22", BLOO_APPEND=append)
+        self.tunnel_port = free_port()  # the appliance's TLS tunnel port 443, as `make run` forwards it
+        env = dict(os.environ, BLOO_HOSTFWD=f"tcp:127.0.0.1:{self.ssh_port}-:22,tcp:127.0.0.1:{self.tunnel_port}-:443",
+                   BLOO_APPEND=append)
         self.logfile = open(log, "ab")
         self.console = pexpect.spawn(str(BOARD_DIR / "qemu.sh"), [str(image_dir), str(disk)],
                                      env=env, timeout=300, logfile=self.logfile)
@@ -85,6 +87,13 @@ class Appliance:
                 f"{user}@127.0.0.1", command]
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
+
+    def cli_session(self, user: str = "admin"):
+        """An interactive SSH login (a pty): the user lands in `bloo cli`."""
+        argv = ["-tt", "-p", str(self.ssh_port), "-i", str(self.ssh_key),
+                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1"]
+        return pexpect.spawn("ssh", argv, timeout=120, env=dict(os.environ, TERM="dumb"))
 
     def wait_ssh(self, timeout=180):
         deadline = time.monotonic() + timeout

@@ -3,17 +3,20 @@ and automatic rollback (issue: firmware image). One image is built per session
 (board/qemu-x86_64/build-image.sh, signed with a key this session generates); each
 test boots its own copy of the disk.
 
-Until `bloo daemon`, `bloo console` and `bloo cli` land, tests that need them skip,
-and updates are driven as root over SSH (`bloo update ...`); a root key exists only
-where a test puts one into the data partition.
+The documented update runs as admin through the CLI (`ssh admin@box update install <
+bundle`); the other update tests drive `bloo update ...` as root, whose key exists only
+where a test puts one into the data partition. The documented test call (README) runs
+from the host against the booted image's lab gatekeeper and gateway.
 """
 import hashlib
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import time
 
+import pexpect
 import pytest
 
 from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, has_command, put_file,
@@ -158,36 +161,62 @@ def install(appliance, bundle: pathlib.Path, user="root"):
         return appliance.ssh(command, user=user, stdin=f, timeout=300)
 
 
-def test_install_new_version_reboots_into_slot_b_and_confirms(box, firmware):
+def admin_status(appliance) -> str:
+    """`show update` as admin: the CLI's hook runs the update status verb."""
+    result = appliance.ssh("show update", user="admin", timeout=60)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.decode()
+
+
+def admin_reboot(appliance):
+    """`reboot` in admin's interactive CLI (it asks for confirmation)."""
+    session = appliance.cli_session("admin")
+    try:
+        session.expect(r"admin@bloo> ")
+        session.send("reboot\r")
+        session.expect(r"Type 'yes' to proceed: ")
+        session.send("yes\r")
+        session.expect(pexpect.EOF, timeout=60)  # the box goes down under the session
+    finally:
+        session.close(force=True)
+
+
+def test_admin_installs_over_ssh_through_the_cli_then_reboots_into_slot_b_confirmed(box, firmware):
+    """The documented update: `ssh admin@box update install < bundle`. admin is no root: its
+    login shell is `bloo cli`, whose update hook writes slot B and the boot state as a member
+    of group `update` (docs/update.md)."""
     appliance = box()
     appliance.wait_booted()
     appliance.wait_ssh()
+    assert appliance.ssh("id -u", user="admin").returncode != 0  # a CLI, not a shell
     started = time.monotonic()
-    result = install(appliance, firmware["next"])
+    with open(firmware["next"], "rb") as bundle:
+        result = subprocess.run(["ssh", "-p", str(appliance.ssh_port), "-i", str(firmware["ssh_key"]),
+                                 "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                 "admin@127.0.0.1", "update install"], stdin=bundle, capture_output=True, timeout=300)
     install_seconds = time.monotonic() - started
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err
-    assert "signature good" in err and "install: 100%" in err and "installed 0.2.0" in out
-    status = appliance.status()
+    # Progress as it happens, then the verdict.
+    assert "signature good" in err and "install: 40%" in err and "install: 100%" in err, err
+    assert "installed 0.2.0" in out
+    status = admin_status(appliance)
     assert "running:  slot A" in status and "slot B:   0.2.0 (trial, 1 boots left)" in status
-    print(f"install of {firmware['next'].stat().st_size} bytes over SSH: {install_seconds:.1f} s")
+    print(f"install of {firmware['next'].stat().st_size} bytes over SSH as admin: {install_seconds:.1f} s")
 
-    appliance.ssh("reboot", timeout=30)
+    admin_reboot(appliance)
     appliance.expect(r"bloo init: booting slot B \(0\.2\.0\) on trial")
     assert appliance.wait_booted() == "bloo: running slot B (0.2.0), on trial, not confirmed yet"
+    # The daemon reports healthy (its lab gatekeeper answers the probe) and the watchdog confirms.
+    appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 60)
     appliance.wait_ssh()
-    if has_command(firmware["bloo"], "daemon"):
-        # The daemon reports healthy and the watchdog confirms by itself.
-        appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 60)
-    else:
-        result = appliance.ssh("bloo update confirm")
-        assert result.returncode == 0 and "slot B (0.2.0) confirmed" in result.stdout.decode(), result.stderr
-    status = appliance.status()
+    status = admin_status(appliance)
     assert "running:  slot B (0.2.0), confirmed" in status
     assert "slot B:   0.2.0 (last good)" in status and "floor:    0.2.0" in status
 
     # Confirmed means it stays: the next boot (past the trial deadline) is still B.
-    appliance.ssh("reboot", timeout=30)
+    admin_reboot(appliance)
     appliance.expect(r"bloo init: booting slot B \(0\.2\.0\)\r*\n")
     assert appliance.wait_booted() == "bloo: running slot B (0.2.0), confirmed"
 
@@ -302,3 +331,41 @@ def test_truncated_bundle_leaves_the_boot_choice(idle_box, firmware):
     for line in ("running:  slot A (0.1.0), confirmed", "slot A:   0.1.0 (last good)", "slot B:   empty"):
         assert line in before_status and line in after
     assert "trial" not in after
+
+
+def documented_test_call() -> list:
+    """The one `build/bloo phone call ...` line of the README, as words."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("build/bloo phone call ")]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])
+
+
+def test_the_documented_test_call_reaches_the_lab_gateway_with_audio_both_ways(idle_box, firmware):
+    """README's test call, from the host, against the booted image: TLS to the forwarded
+    tunnel port (trusting the image's tunnel-ca.pem), the mirror, the lab gatekeeper and
+    the lab gateway of the board's default configuration. Only what differs from `make
+    run` is replaced: this session's binary, image directory and forwarded port."""
+    argv = documented_test_call()
+    replacements = {"build/bloo": str(firmware["bloo"]),
+                    "build/image/tunnel-ca.pem": str(firmware["image"] / "tunnel-ca.pem"),
+                    "tls:127.0.0.1:4443": f"tls:127.0.0.1:{idle_box.tunnel_port}"}
+    assert set(replacements) <= set(argv), argv
+    argv = [replacements.get(word, word) for word in argv]
+    # The daemon is up when SSH is, but its mirror needs the lab gatekeeper's answer first.
+    deadline = time.monotonic() + 60
+    while not re.search(r"gatekeeper\W+reachable", idle_box.ssh("bloo cli show health").stdout.decode()) \
+            and time.monotonic() < deadline:
+        time.sleep(1)
+    started = time.monotonic()
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    print(f"test call: {time.monotonic() - started:.1f} s\n{out}")
+    assert re.search(r"connected \(call 1\), codec PCM[AU]", out), out
+    heard = int(re.search(r"tone 2000 Hz: present in (\d+)%", out).group(1))
+    assert heard >= 80, out  # the lab gateway's tone reached the phone
+    assert "summary: path tunnel over TLS" in out and "summary: estimated MOS" in out, out
+    # The other direction: the lab gateway (inside the appliance) heard the phone's 1000 Hz.
+    released = idle_box.expect(rb"lab-gateway: call released ([^\r\n]*)", 60).group(1).decode()
+    fields = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', released))
+    assert float(fields["tone_presence"]) >= 0.8, released

@@ -1,0 +1,134 @@
+import Config
+import Endpoint
+import Glibc
+import H323
+import IO
+import Testing
+@testable import Daemon
+
+private let gk = EndpointAddress(ip: 0x7F00_0001, port: 1719)
+private let me = EndpointAddress(ip: 0x7F00_0001, port: 30001)
+
+private func sequence(_ message: RasMessage) -> Int? {
+    if case .gatekeeperRequest(let grq) = message { return grq.requestSeqNum }
+    return nil
+}
+
+@Suite struct GatekeeperProbeCoreTests {
+    @Test func anAnswerToTheOutstandingRequestMeansReachable() throws {
+        var core = GatekeeperProbeCore()
+        #expect(core.tick(now: 0, rasAddress: me) == nil)  // nothing to probe yet
+        core.set(gatekeeper: gk, now: 0)
+        let (request, to) = try #require(core.tick(now: 0, rasAddress: me))
+        #expect(to == gk)
+        let seq = try #require(sequence(request))
+        #expect(core.reachable == nil)
+        let confirm = { (n: Int) in RasMessage.gatekeeperConfirm(GatekeeperConfirm(requestSeqNum: n,
+            protocolIdentifier: EndpointIdentity.h2250Protocol, rasAddress: gk.transportAddress)) }
+        core.received(confirm(seq + 1), from: gk)                   // another request's answer
+        core.received(confirm(seq), from: EndpointAddress(ip: 0x7F00_0002, port: 1719))  // someone else
+        #expect(core.reachable == nil)
+        core.received(confirm(seq), from: gk)
+        #expect(core.reachable == true)
+    }
+
+    @Test func aRejectStillProvesAGatekeeperAndSilenceDoesNot() throws {
+        var core = GatekeeperProbeCore()
+        core.set(gatekeeper: gk, now: 0)
+        let first = try #require(core.tick(now: 0, rasAddress: me).flatMap { sequence($0.0) })
+        core.received(.gatekeeperReject(GatekeeperReject(requestSeqNum: first, protocolIdentifier: EndpointIdentity.h2250Protocol,
+                                                         rejectReason: .resourceUnavailable)), from: gk)
+        #expect(core.reachable == true)
+        #expect(core.tick(now: 1_000, rasAddress: me) == nil)  // one request per interval
+        let second = try #require(core.tick(now: GatekeeperProbeCore.intervalMs, rasAddress: me).flatMap { sequence($0.0) })
+        #expect(second != first)
+        _ = core.tick(now: GatekeeperProbeCore.intervalMs + GatekeeperProbeCore.timeoutMs - 1, rasAddress: me)
+        #expect(core.reachable == true)
+        _ = core.tick(now: GatekeeperProbeCore.intervalMs + GatekeeperProbeCore.timeoutMs, rasAddress: me)
+        #expect(core.reachable == false)
+        core.set(gatekeeper: EndpointAddress(ip: 0x7F00_0001, port: 1819), now: 9_000)
+        #expect(core.reachable == nil)  // a new gatekeeper has no verdict yet
+    }
+}
+
+/// A port on 127.0.0.1 that is free now (UDP and TCP).
+private func freePort() throws -> Int {
+    let socket = try UDPSocket.bound(to: IPv4Endpoint("127.0.0.1", port: 0)!)
+    defer { socket.close() }
+    return Int(try socket.localEndpoint().port)
+}
+
+/// A blocking TCP connect to 127.0.0.1:port.
+private func connects(port: Int) -> Bool {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { return false }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = UInt16(port).bigEndian
+    address.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
+    return withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    } == 0
+}
+
+private func labConfiguration(ras: Int, signalling: Int) throws -> Configuration {
+    try Configuration(text: FactoryDefault.text + """
+        set lab gatekeeper ras 127.0.0.1:\(ras)
+        set lab gateway signalling 127.0.0.1:\(signalling)
+        set lab gateway media-ports 16000-16099
+
+        """)
+}
+
+@Suite(.serialized) struct LabServiceTests {
+    /// The lab service's gatekeeper answers the probe the tunnel service uses for health:
+    /// real sockets on 127.0.0.1, a real GRQ and GCF.
+    @Test func theLabGatekeeperRunsAndAnswersTheHealthProbe() throws {
+        let ras = try freePort(), signalling = try freePort()
+        let service = LabService()
+        defer { service.stop(deadline: 5) }
+        #expect(service.apply(try labConfiguration(ras: ras, signalling: signalling)).isEmpty)
+        let health = service.health()
+        #expect(health.listeners.map(\.name) == ["lab.gatekeeper-ras-127.0.0.1:\(ras)", "lab.gateway-127.0.0.1:\(signalling)"])
+        #expect(health.listeners.allSatisfy(\.up) && health.problem == nil)
+
+        let probe = GatekeeperProbe()
+        probe.set(.init(gatekeeper: EndpointAddress(ip: 0x7F00_0001, port: UInt16(ras)), bindIP: 0x7F00_0001))
+        let loop = try EventLoop()
+        probe.attach(to: loop)
+        for _ in 0..<40 where probe.reachable != true { _ = try loop.runOnce(timeoutMilliseconds: 100) }
+        #expect(probe.reachable == true)
+
+        #expect(connects(port: signalling))  // the gateway listens for calls
+    }
+
+    @Test func settingsChangesRestartAndRemovalFreesThePorts() throws {
+        let ras = try freePort(), signalling = try freePort()
+        let service = LabService()
+        defer { service.stop(deadline: 5) }
+        #expect(service.apply(try labConfiguration(ras: ras, signalling: signalling)).isEmpty)
+        let moved = try freePort()
+        #expect(service.apply(try labConfiguration(ras: moved, signalling: signalling)).isEmpty)
+        #expect(service.health().listeners.map(\.name).first == "lab.gatekeeper-ras-127.0.0.1:\(moved)")
+        // The old RAS port is free again: the restarted tools closed their sockets.
+        let old = try UDPSocket.bound(to: IPv4Endpoint("127.0.0.1", port: UInt16(ras))!)
+        old.close()
+        #expect(service.apply(try Configuration(text: FactoryDefault.text)).isEmpty)
+        #expect(service.health().listeners.isEmpty)
+        let freed = try UDPSocket.bound(to: IPv4Endpoint("127.0.0.1", port: UInt16(moved))!)
+        freed.close()
+    }
+
+    @Test func aTakenPortIsAProblemForHealthNotATrap() throws {
+        let taken = try UDPSocket.bound(to: IPv4Endpoint("127.0.0.1", port: 0)!)
+        defer { taken.close() }
+        let ras = Int(try taken.localEndpoint().port)
+        let service = LabService()
+        defer { service.stop(deadline: 5) }
+        let problems = service.apply(try labConfiguration(ras: ras, signalling: try freePort()))
+        #expect(problems.count == 1 && problems[0].hasPrefix("lab gatekeeper 127.0.0.1:\(ras):"))
+        let health = service.health()
+        #expect(health.listeners.first?.up == false && health.listeners.last?.up == true)
+    }
+}
