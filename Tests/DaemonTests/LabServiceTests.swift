@@ -17,9 +17,11 @@ private func sequence(_ message: RasMessage) -> Int? {
 @Suite struct GatekeeperProbeCoreTests {
     @Test func anAnswerToTheOutstandingRequestMeansReachable() throws {
         var core = GatekeeperProbeCore()
-        #expect(core.tick(now: 0, rasAddress: me) == nil)  // nothing to probe yet
+        let idle = core.tick(now: 0, rasAddress: me)
+        #expect(idle == nil)  // nothing to probe yet
         core.set(gatekeeper: gk, now: 0)
-        let (request, to) = try #require(core.tick(now: 0, rasAddress: me))
+        let sent = core.tick(now: 0, rasAddress: me)
+        let (request, to) = try #require(sent)
         #expect(to == gk)
         let seq = try #require(sequence(request))
         #expect(core.reachable == nil)
@@ -35,12 +37,15 @@ private func sequence(_ message: RasMessage) -> Int? {
     @Test func aRejectStillProvesAGatekeeperAndSilenceDoesNot() throws {
         var core = GatekeeperProbeCore()
         core.set(gatekeeper: gk, now: 0)
-        let first = try #require(core.tick(now: 0, rasAddress: me).flatMap { sequence($0.0) })
+        let firstRequest = core.tick(now: 0, rasAddress: me)
+        let first = try #require(firstRequest.flatMap { sequence($0.0) })
         core.received(.gatekeeperReject(GatekeeperReject(requestSeqNum: first, protocolIdentifier: EndpointIdentity.h2250Protocol,
                                                          rejectReason: .resourceUnavailable)), from: gk)
         #expect(core.reachable == true)
-        #expect(core.tick(now: 1_000, rasAddress: me) == nil)  // one request per interval
-        let second = try #require(core.tick(now: GatekeeperProbeCore.intervalMs, rasAddress: me).flatMap { sequence($0.0) })
+        let early = core.tick(now: 1_000, rasAddress: me)
+        #expect(early == nil)  // one request per interval
+        let secondRequest = core.tick(now: GatekeeperProbeCore.intervalMs, rasAddress: me)
+        let second = try #require(secondRequest.flatMap { sequence($0.0) })
         #expect(second != first)
         _ = core.tick(now: GatekeeperProbeCore.intervalMs + GatekeeperProbeCore.timeoutMs - 1, rasAddress: me)
         #expect(core.reachable == true)
