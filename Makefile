@@ -10,17 +10,11 @@ BUILD_DIR   := build
 BLOO        := $(BUILD_DIR)/bloo
 BOARD       ?= qemu-x86_64
 
-# Build identity: version file, git revision, and the commit date (not "now")
-# so that two builds of one commit are byte-identical.
-VERSION     := $(shell cat VERSION)
-GIT_REV     := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
-BUILD_DATE  := $(shell git log -1 --format=%cs 2>/dev/null || echo unknown)
-IDENTITY    := -Xcc -DBLOO_VERSION=$(VERSION) -Xcc -DBLOO_GIT_REV=$(GIT_REV) -Xcc -DBLOO_BUILD_DATE=$(BUILD_DATE)
-
 STATIC_FLAGS := -c release --static-swift-stdlib -Xswiftc -static-executable \
-                -Xlinker --gc-sections $(IDENTITY)
+                -Xlinker --gc-sections
 
-.PHONY: deps build static test unit-test system-test run bench fuzz image clean
+# Build identity: scripts/identity.sh writes Sources/CSystem/identity.h (only when it changes).
+.PHONY: deps identity build static test unit-test system-test run bench fuzz image clean
 
 deps:
 	@scripts/deps.sh
@@ -28,7 +22,10 @@ deps:
 build: deps
 	$(SWIFT) build --build-tests
 
-static: deps
+identity:
+	@scripts/identity.sh
+
+static: deps identity
 	$(SWIFT) build $(STATIC_FLAGS) --product bloo
 	@mkdir -p $(BUILD_DIR)
 	@cp "$$($(SWIFT) build $(STATIC_FLAGS) --show-bin-path)/bloo" $(BLOO).tmp

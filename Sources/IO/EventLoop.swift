@@ -64,6 +64,13 @@ public final class EventLoop {
     private var timerBodies: [UInt64: TimerBody] = [:]
     private var repeatingTimers: [UInt64: TimerBody] = [:]
     private var nextTimerID: UInt64 = 1
+    /// Run after the ready handlers of every iteration: batches that handlers fill
+    /// (sendmmsg of tunnel media, coalesced writes) go out once per wake-up.
+    private var iterationEndHooks: ContiguousArray<TimerBody> = []
+
+    /// CLOCK_MONOTONIC when the last epoll_wait returned. Handlers stamp what they
+    /// received with it: one clock read per wake-up instead of one per socket.
+    public private(set) var wakeTime: UInt64 = 0
 
     public init(maxEvents: Int = 256) throws {
         let fd = epoll_create1(Int32(EPOLL_CLOEXEC))
@@ -156,6 +163,11 @@ public final class EventLoop {
 
     public var pendingTimers: Int { timerBodies.count + repeatingTimers.count }
 
+    /// Registers `body` to run at the end of every iteration, after the ready handlers.
+    public func onIterationEnd(_ body: @escaping () -> Void) {
+        iterationEndHooks.append(TimerBody(interval: 0, run: body))
+    }
+
     private func heapPush(_ item: TimerEntry) {
         timerHeap.append(item)
         var child = timerHeap.count - 1
@@ -224,11 +236,18 @@ public final class EventLoop {
             if csys_errno() == EINTR { return 0 }
             throw SystemError("epoll_wait")
         }
+        wakeTime = monotonicNanoseconds()
         for index in 0..<Int(count) {
             let ev = events[index]
             let slot = Int(truncatingIfNeeded: ev.data.u64)
             guard slot < slots.count, let handler = slots[slot].handler else { continue }
             handler.handle(events: IOEvents(rawValue: ev.events), tag: slots[slot].tag)
+        }
+        // Indexed: a for-in over the array allocates an iterator box in debug builds.
+        var hook = 0
+        while hook < iterationEndHooks.count {
+            iterationEndHooks[hook].run()
+            hook += 1
         }
         _ = runDueTimers()
         return Int(count)

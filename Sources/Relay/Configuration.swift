@@ -49,6 +49,8 @@ public enum RelayError: Error, CustomStringConvertible, Equatable {
     case queueFull(worker: Int)
     case unknownSession(SessionID)
     case noWorkers
+    /// A media socket could not be opened for a reason other than its port being taken.
+    case socketFailed(String)
 
     public var description: String {
         switch self {
@@ -62,6 +64,8 @@ public enum RelayError: Error, CustomStringConvertible, Equatable {
             "no relay session \(id.value)"
         case .noWorkers:
             "relay configured with no worker CPU"
+        case .socketFailed(let reason):
+            "cannot open a media socket: \(reason)"
         }
     }
 }

@@ -176,9 +176,15 @@ public final class Relay {
                     rtp.close()
                     throw error
                 }
-            } catch {
+            } catch let error as SystemError where error.code == EADDRINUSE || error.code == EACCES {
                 // Taken by another program: put it back behind the others and try the next.
                 if useClientRange { clientPorts!.release(port, now: now) } else { gatewayPorts.release(port, now: now) }
+            } catch {
+                // Anything else (EMFILE, ENOBUFS, EADDRNOTAVAIL...) is not about this port:
+                // trying the next one would only hide the real reason behind "exhausted".
+                if useClientRange { clientPorts!.release(port, now: now) } else { gatewayPorts.release(port, now: now) }
+                log.warning("media socket failed", ["port": String(port), "error": String(describing: error)])
+                throw RelayError.socketFailed(String(describing: error))
             }
         }
         let allocator = useClientRange ? clientPorts! : gatewayPorts

@@ -84,6 +84,14 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private var backlog: ContiguousArray<UInt64> = []
     private var backlogInService: ContiguousArray<UInt64> = []
     private var stopped = false
+    /// Media from tunnels toward gateways: copied out of the tunnel's buffer (which is
+    /// reused as soon as the frame is handled), then sent with one sendmmsg per socket
+    /// at the end of the loop iteration. One socket (one session) at a time.
+    private let tunnelBatch: UDPSendBatch
+    private let tunnelArena: UnsafeMutableRawPointer
+    private static let tunnelSlotBytes = 2048
+    private var tunnelBatchFD: Int32 = -1
+    private var tunnelBatchSlot = -1
     /// Events lost because the control plane did not keep up (the queue is bounded).
     public private(set) var eventsDropped: UInt64 = 0
 
@@ -99,9 +107,15 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         sendBatch = UDPSendBatch(capacity: configuration.batchSize, maxSegments: 64,
                                  segmentationOffload: configuration.segmentationOffload)
         nanosecondsPerTick = 1_000_000_000 / UInt64(max(configuration.clockRate, 1))
+        tunnelBatch = UDPSendBatch(capacity: configuration.batchSize, maxSegments: 64,
+                                   segmentationOffload: configuration.segmentationOffload)
+        tunnelArena = .allocate(byteCount: configuration.batchSize * Self.tunnelSlotBytes, alignment: 16)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
+        loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
         scheduleScan()
     }
+
+    deinit { tunnelArena.deallocate() }
 
     public var sessionCount: Int { slotByID.count }
 
@@ -151,19 +165,28 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         guard slot < sessions.count else { return }
         var leftData = false
         sessions.withUnsafeMutableBufferPointer { table in
-            guard table[slot].active else { return }
-            let sink = table[slot].sink
-            let id = table[slot].id
+            // Through pointers: `table[slot].field` reads copy the whole SessionState
+            // (a memmove plus a retain and release of each reference in it) per packet.
+            guard let base = table.baseAddress else { return }
+            let session = base + slot
+            guard session.pointee.active else { return }
+            let raw = UnsafeMutableRawPointer(session)
+            let gateway = (raw + Self.gatewayLegOffset).assumingMemoryBound(to: LegState.self)
+            let client = (raw + Self.clientLegOffset).assumingMemoryBound(to: LegState.self)
             if fromClient {
-                leftData = drain(from: &table[slot].client, to: &table[slot].gateway, toSink: nil, id: id,
+                leftData = drain(from: &client.pointee, to: &gateway.pointee, toSink: nil, id: session.pointee.id,
                                  side: .client, rtcpSocket: rtcpSocket)
             } else {
-                leftData = drain(from: &table[slot].gateway, to: &table[slot].client, toSink: sink, id: id,
-                                 side: .gateway, rtcpSocket: rtcpSocket)
+                leftData = drain(from: &gateway.pointee, to: &client.pointee, toSink: session.pointee.sink,
+                                 id: session.pointee.id, side: .gateway, rtcpSocket: rtcpSocket)
             }
         }
         if leftData { backlog.append(tag) }
     }
+
+    // SessionState is a plain struct of stored properties: these offsets always exist.
+    private static let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
+    private static let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
 
     /// Drains one socket with recvmmsg and forwards each batch with one sendmmsg.
     /// At most `batchesPerWake` batches, so a flooded socket cannot starve the others or
@@ -186,7 +209,8 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
                 continue
             }
             if count == 0 { return false }
-            let now = monotonicNanoseconds()
+            // The wake-up time: one clock read per epoll_wait, not per socket.
+            let now = loop.wakeTime
             let ticks = UInt32(truncatingIfNeeded: now / nanosecondsPerTick)
             if let drops = receiveBatch.ancillary(at: count - 1).drops {
                 let previous = rtcpSocket ? from.kernelDropsRTCP : from.kernelDropsRTP
@@ -295,14 +319,40 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
             let destination = isRTCP ? gateway.rtcpDestination : gateway.rtpDestination
             let fd = isRTCP && !gateway.rtcpMux ? gateway.rtcpFD : gateway.rtpFD
             guard let destination else { table[slot].client.counters.drops.noDestination &+= 1; return }
-            var address = destination.sockaddr
-            let rc = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, bytes.baseAddress, bytes.count, Int32(MSG_DONTWAIT), $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                }
+            guard bytes.count <= Self.tunnelSlotBytes, let source = bytes.baseAddress else {
+                table[slot].client.counters.drops.oversize &+= 1
+                return
             }
-            if rc < 0 { table[slot].client.counters.drops.sendFailed &+= 1 } else { table[slot].client.counters.forwarded &+= 1 }
+            if fd != tunnelBatchFD || tunnelBatch.datagramCount == tunnelBatch.capacity {
+                flushTunnelBatch(table)
+            }
+            let copy = tunnelArena + tunnelBatch.datagramCount * Self.tunnelSlotBytes
+            copy.copyMemory(from: source, byteCount: bytes.count)
+            if tunnelBatch.append(copy, length: bytes.count, to: destination) {
+                tunnelBatchFD = fd
+                tunnelBatchSlot = slot
+            } else {
+                table[slot].client.counters.drops.sendFailed &+= 1
+            }
         }
+    }
+
+    /// Sends the queued tunnel media (end of iteration, another socket, or a full batch).
+    private func flushTunnelBatch() {
+        guard tunnelBatch.datagramCount > 0 else { return }
+        sessions.withUnsafeMutableBufferPointer { flushTunnelBatch($0) }
+    }
+
+    private func flushTunnelBatch(_ table: UnsafeMutableBufferPointer<SessionState>) {
+        let queued = tunnelBatch.datagramCount
+        guard queued > 0 else { return }
+        let sent = tunnelBatch.flush(tunnelBatchFD)
+        if tunnelBatchSlot >= 0 && tunnelBatchSlot < table.count {
+            table[tunnelBatchSlot].client.counters.forwarded &+= UInt64(sent)
+            table[tunnelBatchSlot].client.counters.drops.sendFailed &+= UInt64(queued - sent)
+        }
+        tunnelBatchFD = -1
+        tunnelBatchSlot = -1
     }
 
     // MARK: Control plane
@@ -383,6 +433,8 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     }
 
     private func destroy(slot: Int) {
+        // Queued media must leave before its socket is closed (and its number reused).
+        if tunnelBatchSlot == slot { flushTunnelBatch() }
         var session = sessions[slot]
         for registration in [session.gateway.rtpRegistration, session.gateway.rtcpRegistration,
                              session.client.rtpRegistration, session.client.rtcpRegistration] {
@@ -401,8 +453,11 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
 
     private func scheduleScan() {
         // A repeating timer: nothing is allocated when it fires.
-        loop.scheduleRepeating(everyNanoseconds: configuration.scanIntervalNanoseconds) { [weak self] in
-            guard let self, !self.stopped else { return }
+        // Unowned, not weak: a weak reference gives the worker a side table, and every
+        // retain and release of it (one per dispatched event) then takes the slow path.
+        // The loop, and so this timer, never outlives the worker.
+        loop.scheduleRepeating(everyNanoseconds: configuration.scanIntervalNanoseconds) { [unowned self] in
+            guard !self.stopped else { return }
             self.scan(now: monotonicNanoseconds())
         }
     }

@@ -237,6 +237,25 @@ import AllocCounting
         #expect(throws: RelayError.self) { try relay.createSession(gatewayAnnounced: nil, client: .udp(announced: nil)) }
     }
 
+    @Test func socketErrorsOtherThanATakenPortAreNamed() throws {
+        // 192.0.2.1 (TEST-NET-1) is on no interface here: bind fails with EADDRNOTAVAIL,
+        // which says nothing about the port, so the relay must not report "exhausted".
+        // Nothing is sent.
+        var configuration = testConfiguration(pairs: 3)
+        configuration.gatewayAddress = IPv4Endpoint(address: 0xC000_0201, port: 0)
+        let relay = try Relay(configuration: configuration)
+        try relay.start()
+        defer { relay.shutdown() }
+        do {
+            _ = try relay.createSession(gatewayAnnounced: nil, client: .udp(announced: nil))
+            Issue.record("a bind to an address the host does not have must fail")
+        } catch let error as RelayError {
+            guard case .socketFailed(let reason) = error else { Issue.record("\(error)"); return }
+            #expect(reason.contains("bind(192.0.2.1:"))
+            #expect(reason.contains("errno \(EADDRNOTAVAIL)"))
+        }
+    }
+
     @Test func skipsPortsTakenByOthers() throws {
         let configuration = testConfiguration(pairs: 4)
         let squatter = try UDPSocket.bound(to: .loopback(port: configuration.gatewayPorts.lowerBound + 1))
@@ -271,12 +290,25 @@ final class RecordingSink: MediaSink {
         #expect(sink.delivered.count == 1)
         #expect(sink.delivered.first.map { rtpSequence($0.2) } == 77)
         #expect(sink.delivered.first?.1 == .rtp)
+        // Ten frames handled in one iteration, from one buffer the tunnel reuses at once:
+        // they are copied, queued, and leave together when the iteration ends.
         var packet = [UInt8](repeating: 0, count: 172)
-        packet.withUnsafeMutableBytes { RTPPacket.writeHeader(into: $0, payloadType: 0, sequence: 5, timestamp: 0, ssrc: 1) }
-        packet.withUnsafeBytes { worker.receiveFromClient(session: info.id, bytes: $0) }
-        let back = gateway.receive(count: 1)
-        #expect(back.map { rtpSequence($0.bytes) } == [5])
+        for seq: UInt16 in 5..<15 {
+            packet.withUnsafeMutableBytes { RTPPacket.writeHeader(into: $0, payloadType: 0, sequence: seq, timestamp: 0, ssrc: 1) }
+            packet.withUnsafeBytes { worker.receiveFromClient(session: info.id, bytes: $0) }
+        }
+        #expect(gateway.receive(count: 1, milliseconds: 20).isEmpty)
+        worker.runOnce(timeoutMilliseconds: 0)
+        let back = gateway.receive(count: 10)
+        #expect(back.map { rtpSequence($0.bytes) } == Array(5..<15))
         #expect(back.first?.from == .loopback(port: info.gatewayPort))
+        try relay.requestStats(info.id)
+        for _ in 0..<5 { worker.runOnce(timeoutMilliseconds: 0) }
+        var forwarded: UInt64?
+        while let event = worker.events.pop() {
+            if case .stats(let stats) = event, stats.id == info.id { forwarded = stats.fromClient.forwarded }
+        }
+        #expect(forwarded == 10)
     }
 }
 
