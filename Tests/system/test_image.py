@@ -19,7 +19,7 @@ import time
 import pexpect
 import pytest
 
-from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, has_command, put_file,
+from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, put_file,
                        read_partition)
 
 TRIAL_DEADLINE = 60  # seconds; the board default (180) shortened on the kernel command line
@@ -124,41 +124,6 @@ def test_boots_from_slot_a_to_the_appliance(box, firmware):
     assert appliance.ssh("touch /usr/bin/x").returncode != 0
     # The data partition is laid out and the default configuration is in place.
     assert appliance.ssh("test -f /data/config/bloo.conf && test -f /data/ssh/dropbear_ed25519_host_key").returncode == 0
-
-
-def test_console_login_and_show_version(box, firmware):
-    if not has_command(firmware["bloo"], "console"):
-        pytest.skip("bloo console is not on this branch yet (console issue)")
-    appliance = box()
-    appliance.wait_booted()
-    appliance.expect(r"login: ", 300)
-    # The factory default's administrator (Sources/Config/FactoryDefault.swift).
-    appliance.console.send("admin\r")
-    appliance.expect(r"Password: ", 60)
-    appliance.console.send("bloophone\r")
-    appliance.expect(r"admin@bloo> ", 120)
-    appliance.console.send("show version\r")
-    appliance.expect(r"bloo " + re.escape(firmware["version"]) + r" ", 60)
-    appliance.expect(r"admin@bloo> ", 60)
-
-
-def test_ssh_admin_lands_in_the_cli(box, firmware):
-    if not has_command(firmware["bloo"], "cli"):
-        pytest.skip("bloo cli is not on this branch yet (console issue)")
-    appliance = box()
-    appliance.wait_booted()
-    appliance.wait_ssh()
-    result = appliance.ssh("show version", user="admin")
-    assert result.returncode == 0, result.stderr
-    assert firmware["version"] in result.stdout.decode()
-    # Not a Unix shell: a shell command is not a CLI command.
-    assert appliance.ssh("ls /", user="admin").returncode != 0
-
-
-def install(appliance, bundle: pathlib.Path, user="root"):
-    command = "bloo update install" if user == "root" else "update install"
-    with open(bundle, "rb") as f:
-        return appliance.ssh(command, user=user, stdin=f, timeout=300)
 
 
 def admin_status(appliance) -> str:
@@ -273,16 +238,49 @@ def test_qemu_killed_during_the_write_boots_the_old_slot(box, firmware):
 
 @pytest.fixture(scope="module")
 def idle_box(firmware, tmp_path_factory):
-    """One booted appliance shared by the refusal tests: each checks that nothing changed."""
+    """One booted appliance shared by the tests that change nothing on it: console and SSH
+    logins, the refusals (each checks that nothing changed), the documented test call."""
     work = tmp_path_factory.mktemp("idle")
     disk = work / "disk.img"
     copy_disk(firmware["image"] / "disk.img", disk)
-    put_file(disk, "data", pathlib.Path(str(firmware["ssh_key"]) + ".pub"), "/root/.ssh/authorized_keys")
+    for home in ["/root", "/home/admin"]:
+        put_file(disk, "data", pathlib.Path(str(firmware["ssh_key"]) + ".pub"), f"{home}/.ssh/authorized_keys")
     appliance = Appliance(firmware["image"], disk, firmware["ssh_key"], work / "console.log")
     appliance.wait_booted()
     appliance.wait_ssh()
     yield appliance
     appliance.close()
+
+
+def test_console_login_and_show_version(idle_box, firmware):
+    appliance = idle_box
+    appliance.console.send("\r")  # an empty name asks again: a fresh prompt whatever came before
+    appliance.expect(r"login: ", 300)
+    # The factory default's administrator (Sources/Config/FactoryDefault.swift).
+    appliance.console.send("admin\r")
+    appliance.expect(r"Password: ", 60)
+    appliance.console.send("bloophone\r")
+    appliance.expect(r"admin@bloo> ", 120)
+    appliance.console.send("show version\r")
+    appliance.expect(r"bloo " + re.escape(firmware["version"]) + r" ", 60)
+    appliance.expect(r"admin@bloo> ", 60)
+    appliance.console.send("logout\r")
+    appliance.expect(r"login: ", 60)
+
+
+def test_ssh_admin_lands_in_the_cli(idle_box, firmware):
+    appliance = idle_box
+    result = appliance.ssh("show version", user="admin")
+    assert result.returncode == 0, result.stderr
+    assert firmware["version"] in result.stdout.decode()
+    # Not a Unix shell: a shell command is not a CLI command.
+    assert appliance.ssh("ls /", user="admin").returncode != 0
+
+
+def install(appliance, bundle: pathlib.Path, user="root"):
+    command = "bloo update install" if user == "root" else "update install"
+    with open(bundle, "rb") as f:
+        return appliance.ssh(command, user=user, stdin=f, timeout=300)
 
 
 def slot_b_digest(appliance) -> str:
