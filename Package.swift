@@ -90,7 +90,7 @@ for target in package.targets where target.name == "Proxy" || target.name == "bl
 // The daemon runs the lab tools as a service when the configuration enables them (issue 9).
 // The gatekeeper probe of `show health` speaks RAS (H323, EndpointIO).
 for target in package.targets where target.name == "Daemon" { target.dependencies.append(contentsOf: ["Lab", "EndpointIO", "H323"]) }
-for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "H323", "IO"]) }
+for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "H323", "IO", "Lab"]) }
 
 // MARK: Fuzz targets (only with BLOO_FUZZ=1; see fuzz/README.md)
 // Each directory fuzz/targets/<Name>/ holds one libFuzzer entry point

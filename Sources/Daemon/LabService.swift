@@ -154,6 +154,7 @@ final class LabRunner: Sendable {
         if let settings = plan.gatekeeper, let ras = Self.endpoint(settings.ras) {
             var config = LabGatekeeperConfig(rasAddress: ras, callSignalAddress: EndpointAddress(ip: ras.ip, port: 1721))
             config.identifier = "LabGK"
+            config.aliasesFollowTheirHost = true  // a test call run twice in a row registers from a new mirror port
             // Every dialled number goes to the lab gateway (registered aliases first).
             if let gatewaySettings = plan.gateway, let signalling = Self.endpoint(gatewaySettings.signalling) {
                 config.routes = [("", signalling)]

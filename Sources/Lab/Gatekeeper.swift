@@ -18,6 +18,10 @@ public struct LabGatekeeperConfig: Sendable {
     public var mode: Mode = .direct
     public var rejectNATed = false
     public var timeToLive = 60
+    /// An alias registered again from the same IP address but another port replaces the old
+    /// registration instead of being refused as a duplicate: the appliance's mirror gives
+    /// each new tunnel a new RAS port, while the old one may still be in its grace period.
+    public var aliasesFollowTheirHost = false
     /// Dialled-digit prefixes sent to a static gateway ("" matches everything).
     public var routes: [(prefix: String, gateway: EndpointAddress)] = []
 
@@ -98,7 +102,11 @@ public struct GatekeeperCore: Sendable {
             }
             let aliases = rrq.terminalAlias ?? []
             let names = Set(aliases.compactMap(Self.aliasText))
-            if let clash = registrations.values.first(where: { r in r.rasAddress != ras && r.aliases.contains { Self.aliasText($0).map(names.contains) ?? false } }) {
+            let clashes = registrations.values.filter { r in r.rasAddress != ras && r.aliases.contains { Self.aliasText($0).map(names.contains) ?? false } }
+            if config.aliasesFollowTheirHost {
+                for old in clashes where old.rasAddress.ip == ras.ip { registrations[old.endpointIdentifier] = nil }
+            }
+            if let clash = clashes.first(where: { registrations[$0.endpointIdentifier] != nil }) {
                 return reply(.registrationReject(RegistrationReject(requestSeqNum: rrq.requestSeqNum, protocolIdentifier: h2250,
                     rejectReason: .duplicateAlias(clash.aliases), gatekeeperIdentifier: config.identifier)), from)
             }

@@ -3,6 +3,7 @@ import Endpoint
 import Glibc
 import H323
 import IO
+import Lab
 import Testing
 @testable import Daemon
 
@@ -136,4 +137,32 @@ private func labConfiguration(ras: Int, signalling: Int) throws -> Configuration
         let health = service.health()
         #expect(health.listeners.first?.up == false && health.listeners.last?.up == true)
     }
+}
+
+/// The lab service's gatekeeper lets an alias move to a new port of the same host (a test
+/// call run twice: the mirror registers each new tunnel from a new RAS port), and still
+/// refuses it from another host.
+@Test func anAliasFollowsItsHostToANewPortButNotToAnotherHost() {
+    func rrq(_ ip: UInt32, _ port: UInt16) -> RasMessage {
+        let ras = EndpointAddress(ip: ip, port: port)
+        return .registrationRequest(RegistrationRequest(requestSeqNum: Int(port), protocolIdentifier: EndpointIdentity.h2250Protocol,
+            discoveryComplete: false, callSignalAddress: [EndpointAddress(ip: ip, port: port + 1).transportAddress],
+            rasAddress: [ras.transportAddress], terminalType: EndpointIdentity.terminal, terminalAlias: [.h323ID("demo")],
+            endpointVendor: EndpointIdentity.vendor))
+    }
+    func confirmed(_ replies: [(RasMessage, EndpointAddress)]) -> Bool {
+        if case .registrationConfirm = replies.first?.0 { return true }
+        return false
+    }
+    var config = LabGatekeeperConfig(rasAddress: gk, callSignalAddress: EndpointAddress(ip: 0x7F00_0001, port: 1721))
+    config.aliasesFollowTheirHost = true
+    var core = GatekeeperCore(config: config)
+    #expect(confirmed(core.handle(rrq(0x7F00_0001, 30000), from: EndpointAddress(ip: 0x7F00_0001, port: 30000), now: 0)))
+    #expect(confirmed(core.handle(rrq(0x7F00_0001, 30002), from: EndpointAddress(ip: 0x7F00_0001, port: 30002), now: 1)))
+    #expect(core.registrations.count == 1)
+    #expect(!confirmed(core.handle(rrq(0x7F00_0002, 30000), from: EndpointAddress(ip: 0x7F00_0002, port: 30000), now: 2)))
+
+    var strict = GatekeeperCore(config: LabGatekeeperConfig(rasAddress: gk, callSignalAddress: gk))
+    #expect(confirmed(strict.handle(rrq(0x7F00_0001, 30000), from: EndpointAddress(ip: 0x7F00_0001, port: 30000), now: 0)))
+    #expect(!confirmed(strict.handle(rrq(0x7F00_0001, 30002), from: EndpointAddress(ip: 0x7F00_0001, port: 30002), now: 1)))
 }
