@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pexpect
@@ -60,16 +61,45 @@ class Appliance:
         self.logfile = open(log, "ab")
         self.console = pexpect.spawn(str(BOARD_DIR / "qemu.sh"), [str(image_dir), str(disk)],
                                      env=env, timeout=300, logfile=self.logfile)
+        # The serial console must be read all the time, as a terminal would: once qemu's pty
+        # is full the guest's UART stops, and every process writing to /dev/console (the
+        # daemon's log, dropbear's) blocks, with the daemon's workers in it. Between
+        # expects, a thread reads into pexpect's buffer (kept for the next expect).
+        self._lock = threading.Lock()
+        self._closed = False
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+
+    def _drain(self):
+        while not self._closed:
+            time.sleep(0.2)
+            with self._lock:
+                if self._closed or not self.console.isalive():
+                    continue
+                try:
+                    self.console.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.05)
+                except (OSError, ValueError):
+                    pass
 
     def expect(self, pattern, timeout=300):
-        self.console.expect(pattern, timeout=timeout)
-        return self.console.match
+        with self._lock:
+            self.console.expect(pattern, timeout=timeout)
+            return self.console.match
+
+    def console_text(self, last=3000) -> str:
+        """What the console printed lately (read, not consumed)."""
+        with self._lock:
+            try:
+                self.console.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=1)
+            except (OSError, ValueError):
+                pass
+            return self.console.before.decode(errors="replace")[-last:] if isinstance(self.console.before, bytes) else ""
 
     def wait_booted(self, timeout=300) -> str:
         """Waits for rcS's marker line; returns the running-slot line."""
         self.expect(r"bloo: system up: ", timeout)
-        self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
-        return self.console.match.group(0).decode().strip()
+        match = self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
+        return match.group(0).decode().strip()
 
     def ssh(self, command: str, user: str = "root", stdin=None, input=None, timeout=180, check=False):
         argv = ["ssh", "-p", str(self.ssh_port), "-i", str(self.ssh_key),
@@ -116,11 +146,13 @@ class Appliance:
 
     def poweroff(self, timeout=60):
         self.ssh("poweroff", timeout=30)
-        self.console.expect(pexpect.EOF, timeout=timeout)
+        self.expect(pexpect.EOF, timeout=timeout)
         self.console.wait()
 
     def close(self):
+        self._closed = True
         self.kill()
+        self._drainer.join(5)
         self.logfile.close()
 
 
