@@ -82,15 +82,15 @@ let package = Package(
 package.targets.append(contentsOf: [
     .target(name: "EndpointIO", dependencies: ["Endpoint", "H323", "IO", "Log"]),
     .target(name: "Lab", dependencies: ["EndpointIO", "Endpoint", "H323", "IO", "RTP", "Phone", "Tunnel", "Log"]),
+    .testTarget(name: "LabTests", dependencies: ["Lab", "Endpoint", "H323", "IO"]),
 ])
 for target in package.targets where target.name == "Proxy" || target.name == "bloo" || target.name == "ProxyTests" {
     target.dependencies.append("EndpointIO")
     if target.name == "bloo" { target.dependencies.append("Lab") }
 }
 // The daemon runs the lab tools as a service when the configuration enables them (issue 9).
-// The gatekeeper probe of `show health` speaks RAS (H323, EndpointIO).
-for target in package.targets where target.name == "Daemon" { target.dependencies.append(contentsOf: ["Lab", "EndpointIO", "H323"]) }
-for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "H323", "IO", "Lab"]) }
+for target in package.targets where target.name == "Daemon" { target.dependencies.append("Lab") }
+for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "EndpointIO", "H323", "IO", "Lab"]) }
 
 // MARK: Fuzz targets (only with BLOO_FUZZ=1; see fuzz/README.md)
 // Each directory fuzz/targets/<Name>/ holds one libFuzzer entry point

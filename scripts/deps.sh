@@ -5,7 +5,7 @@ set -euo pipefail
 
 # Debian packages, one group per purpose.
 build_packages=(pkg-config file libnl-3-dev libnl-route-3-dev libcap-dev libssl-dev)
-test_packages=(iproute2 iptables tshark socat openssh-client openssl python3-pexpect valgrind)
+test_packages=(iproute2 iptables iputils-ping tshark socat openssh-client openssl python3-pexpect valgrind)
 fuzz_packages=(libclang-rt-14-dev)
 image_packages=(linux-image-amd64 busybox-static cpio squashfs-tools dropbear-bin fdisk qemu-system-x86 e2fsprogs)
 bench_packages=(rtpengine-daemon linux-perf)

@@ -20,6 +20,16 @@ public struct CommitInfo: Equatable, Sendable {
     public let confirmDeadline: Int64?
     /// The commit restored when the deadline passes.
     public let revertTo: Int?
+
+    /// Public: another process reports commits too (the daemon's `config history`).
+    public init(sequence: Int, time: Int64, user: String, comment: String, confirmDeadline: Int64?, revertTo: Int?) {
+        self.sequence = sequence
+        self.time = time
+        self.user = user
+        self.comment = comment
+        self.confirmDeadline = confirmDeadline
+        self.revertTo = revertTo
+    }
 }
 
 public struct StoreError: Error, Equatable, Sendable, CustomStringConvertible {

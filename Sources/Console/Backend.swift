@@ -31,7 +31,8 @@ public protocol ManagementBackend: AnyObject {
     func confirm(user: String) throws(BackendError) -> String
     func reboot(user: String) throws(BackendError) -> String
     func factoryReset(user: String) throws(BackendError) -> String
-    func ping(_ address: String, count: Int) throws(BackendError) -> String
+    /// Starts ping; the shell shows its output line by line as it arrives, ^C interrupts it.
+    func ping(_ address: String, count: Int) throws(BackendError) -> RunningProgram
     /// Messages for every open session since the last call (automatic reverts). Called
     /// about once a second; in local mode it is also what performs an expired revert.
     func announcements() -> [String]
@@ -135,10 +136,8 @@ public final class LocalBackend: ManagementBackend {
         return "configuration reset to the factory default\n" + (try reboot(user: user))
     }
 
-    public func ping(_ address: String, count: Int) throws(BackendError) -> String {
-        let (status, output) = runProgram(["ping", "-c", String(count), "-W", "1", address])
-        guard status == 0 else { throw BackendError(output.isEmpty ? "no reply from \(address)" : output) }
-        return output
+    public func ping(_ address: String, count: Int) throws(BackendError) -> RunningProgram {
+        try RunningProgram.ping(address, count: count)
     }
 
     public func announcements() -> [String] {
@@ -159,17 +158,18 @@ public final class LocalBackend: ManagementBackend {
     }
 }
 
-/// Talks to `bloo daemon` over the control socket. The kept commits are read from the
-/// store directory (read-only, under the store's shared lock): the protocol carries the
-/// running configuration but not the history.
+/// Talks to `bloo daemon` over the control socket, and only through it: the commit
+/// history and old commits come from `config history` and `config get commit N`, so an
+/// SSH admin who is not root (the store belongs to the service user) has them too.
 public final class ControlBackend: ManagementBackend {
     let client: ControlClient
-    let store: ConfigStore?
     private var lastSequence: Int?
 
-    public init(client: ControlClient, storeDirectory: String?) {
+    /// Remembers the newest commit now: a revert that happens later (even while the
+    /// daemon is down and restarting) is then told apart from history.
+    public init(client: ControlClient) {
         self.client = client
-        self.store = storeDirectory.flatMap { try? ConfigStore(directory: $0) }
+        lastSequence = try? client.history().first?.sequence
     }
 
     /// True when the daemon answers.
@@ -190,23 +190,29 @@ public final class ControlBackend: ManagementBackend {
 
     public func running() throws(BackendError) -> (configuration: Configuration, sequence: Int) {
         let text = try call { () throws(ControlClientError) in try client.configGet(.running) }
+        // The running configuration is the newest kept commit (a revert is a commit too).
+        let sequence = try call { () throws(ControlClientError) in try client.history() }.first?.sequence ?? 0
         do {
-            let configuration = try Configuration(text: text)
-            let sequence = (try? store?.running().info.sequence) ?? nil
-            return (configuration, sequence ?? 0)
+            return (try Configuration(text: text), sequence)
         } catch {
             throw BackendError("the daemon's running configuration does not parse: \(error.description)")
         }
     }
 
     public func history() throws(BackendError) -> [CommitInfo] {
-        guard let store else { throw BackendError("the commit history is not readable here") }
-        do { return try store.history() } catch { throw BackendError(error.message) }
+        try call { () throws(ControlClientError) in try client.history() }.map {
+            CommitInfo(sequence: $0.sequence, time: $0.time, user: $0.user, comment: $0.comment,
+                       confirmDeadline: $0.confirmDeadline, revertTo: $0.revertTo)
+        }
     }
 
     public func rollback(_ index: Int) throws(BackendError) -> Configuration {
-        guard let store else { throw BackendError("the commit history is not readable here") }
-        do { return try store.rollback(index) } catch { throw BackendError(error.message) }
+        let text = try call { () throws(ControlClientError) in try client.configGetCommit(index) }
+        do {
+            return try Configuration(text: text)
+        } catch {
+            throw BackendError("commit \(index) from the daemon does not parse: \(error.description)")
+        }
     }
 
     public func commit(_ configuration: Configuration, user: String, comment: String, confirmMinutes: Int?) throws(BackendError) -> String {
@@ -229,19 +235,112 @@ public final class ControlBackend: ManagementBackend {
         return "configuration reset to the factory default\n" + (try reboot(user: user))
     }
 
-    public func ping(_ address: String, count: Int) throws(BackendError) -> String {
-        let (status, output) = runProgram(["ping", "-c", String(count), "-W", "1", address])
-        guard status == 0 else { throw BackendError(output.isEmpty ? "no reply from \(address)" : output) }
-        return output
+    public func ping(_ address: String, count: Int) throws(BackendError) -> RunningProgram {
+        try RunningProgram.ping(address, count: count)
     }
 
     public func announcements() -> [String] {
-        guard let info = try? store?.running().info else { return [] }
+        guard let info = try? client.history().first else { return [] }
         defer { lastSequence = info.sequence }
         if let last = lastSequence, info.sequence != last, info.user == "system" {
             return ["*** \(info.comment): running configuration restored as commit \(info.sequence) ***"]
         }
         return []
+    }
+}
+
+/// A program whose output is shown while it runs (ping): stdout and stderr on one
+/// non-blocking pipe that the terminal driver polls next to the terminal. The program runs
+/// as the CLI's user, in the CLI's process group, with stdin from /dev/null.
+public final class RunningProgram {
+    /// The read end of the output pipe.
+    public let descriptor: Int32
+    let pid: pid_t
+    let name: String
+    private(set) var interrupted = false
+    private var status: Int32?
+
+    static func ping(_ address: String, count: Int) throws(BackendError) -> RunningProgram {
+        try RunningProgram(["ping", "-c", String(count), "-W", "1", address])
+    }
+
+    init(_ argv: [String]) throws(BackendError) {
+        var pipeEnds: [Int32] = [0, 0]
+        guard !argv.isEmpty, pipe(&pipeEnds) == 0 else { throw BackendError("cannot create a pipe") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+        // The console ignores nothing the child needs: SIGINT back to its default.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        sigaddset(&defaults, SIGINT)
+        sigaddset(&defaults, SIGPIPE)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGDEF))
+        var child: pid_t = 0
+        let cArguments = argv.map { strdup($0) } + [nil]
+        defer { cArguments.forEach { free($0) } }
+        let rc = posix_spawnp(&child, argv[0], &actions, &attributes, cArguments, environ)
+        close(pipeEnds[1])
+        guard rc == 0 else {
+            close(pipeEnds[0])
+            throw BackendError("cannot run \(argv[0]): \(String(cString: strerror(rc)))")
+        }
+        _ = csys_fcntl_int(pipeEnds[0], F_SETFD, FD_CLOEXEC)
+        _ = csys_fcntl_int(pipeEnds[0], F_SETFL, csys_fcntl_int(pipeEnds[0], F_GETFL, 0) | O_NONBLOCK)
+        descriptor = pipeEnds[0]
+        pid = child
+        name = argv[0]
+    }
+
+    /// Output available now: bytes, [] when nothing is ready yet, nil at the end.
+    public func read() -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = Glibc.read(descriptor, &buffer, buffer.count)
+            if count > 0 { return Array(buffer[0..<count]) }
+            if count == 0 { return nil }
+            if errno == EINTR { continue }
+            return errno == EAGAIN ? [] : nil
+        }
+    }
+
+    /// ^C: the program ends the way it does on a terminal (ping prints its statistics).
+    public func interrupt() {
+        guard status == nil else { return }
+        interrupted = true
+        kill(pid, SIGINT)
+    }
+
+    /// Reaps the program (after `read` returned nil): its exit status, 128+signal if killed.
+    public func wait() -> Int32 {
+        if let status { return status }
+        close(descriptor)
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        let exited = (raw & 0x7f) == 0
+        let result = exited ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+        status = result
+        return result
+    }
+
+    /// Everything it prints, blocking until it ends (one-shot `bloo cli ping ...`).
+    func runToEnd() -> (output: [UInt8], status: Int32) {
+        var output: [UInt8] = []
+        while true {
+            var ready = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&ready, 1, 1000)
+            guard let bytes = read() else { break }
+            if output.count < 65536 { output += bytes.prefix(65536 - output.count) }
+        }
+        return (output, wait())
     }
 }
 

@@ -42,6 +42,8 @@ public final class Shell {
         case paging
         case question(Question)
         case newPassword(user: String, first: String?)
+        /// A program (ping) runs; its output is shown as it arrives, ^C interrupts it.
+        case running
         case finished
     }
 
@@ -65,6 +67,8 @@ public final class Shell {
     private var failures = 0
     /// Batch mode (`bloo cli show version`): output is collected, never paged.
     private var batchOutput: String?
+    /// The program of `.running` and the command line that started it.
+    private var job: (program: RunningProgram, name: String, address: String)?
     private let log = Logger(subsystem: "console")
 
     public init(backend: any ManagementBackend, capabilities: TerminalCapabilities, settings: ShellSettings) {
@@ -74,6 +78,28 @@ public final class Shell {
     }
 
     public var isFinished: Bool { state == .finished }
+
+    /// The output descriptor of a running program (ping) that the driver polls with the
+    /// terminal: call `jobReadable` when it is readable.
+    public var jobDescriptor: Int32? { job?.program.descriptor }
+
+    /// The running program has output (or ended): show it; at the end, report and prompt.
+    public func jobReadable(now: Int64) {
+        self.now = now
+        lastActivity = now
+        guard let running = job else { return }
+        while let bytes = running.program.read() {
+            if bytes.isEmpty { return }
+            write(String(decoding: bytes, as: UTF8.self))
+        }
+        job = nil
+        let status = running.program.wait()
+        if status != 0 && !running.program.interrupted {
+            write("error: \(running.name): \(status == 1 ? "no reply from \(running.address)" : "\(running.program.name) exited with status \(status)")\n")
+        }
+        guard state == .running else { return }
+        prompt()
+    }
 
     public func takeOutput() -> [UInt8] {
         defer { output = [] }
@@ -107,6 +133,13 @@ public final class Shell {
                 return
             case .loginDelay:
                 return  // type-ahead during the delay is dropped: no password guessing by paste
+            case .running:
+                // Only ^C means something while a program runs; other keys are dropped.
+                if input.contains(0x03), let running = job, !running.program.interrupted {
+                    write("^C\n")
+                    running.program.interrupt()
+                }
+                return
             case .paging:
                 let key = input.removeFirst()
                 pagerKey(key)
@@ -149,6 +182,11 @@ public final class Shell {
     public func hangup() {
         if state != .finished, !user.isEmpty {
             log.notice("console.hangup", ["user": user, "uncommitted": String(mode == .configure)])
+        }
+        if let running = job {
+            job = nil
+            running.program.interrupt()
+            _ = running.program.wait()
         }
         state = .finished
     }
@@ -309,7 +347,7 @@ public final class Shell {
         }
         if words.isEmpty { prompt(); return }
         _ = execute(words, interactive: true)
-        if state == .command { prompt() }
+        if state == .command { prompt() }  // not while a program runs: its end prompts
     }
 
     /// Runs one command; returns whether it succeeded.
@@ -360,7 +398,15 @@ public final class Shell {
                 write("entering configure mode: private candidate copied from commit \(running.sequence)\n")
             case .ping:
                 let count = parsed.values["count"].flatMap { Int($0) } ?? 4
-                present(try backend.ping(parsed.values["ping"] ?? "", count: count))
+                let address = parsed.values["ping"] ?? ""
+                let program = try backend.ping(address, count: count)
+                guard batchOutput == nil else {
+                    let (output, status) = program.runToEnd()
+                    write(String(decoding: output, as: UTF8.self))
+                    return status == 0 ? true : fail(status == 1 ? "no reply from \(address)" : "\(program.name) exited with status \(status)")
+                }
+                job = (program, name, address)
+                state = .running
             case .reboot, .factoryReset:
                 guard needAdmin() else { return fail("user '\(user)' of class \(loginClass.rawValue) may not do this") }
                 guard interactive else { return fail("asks for confirmation: use an interactive session") }

@@ -72,9 +72,16 @@ public enum TerminalDriver {
         while !shell.isFinished {
             if terminateSignalled != 0 { shell.hangup(); return false }
             if hangupSignalled != 0 { shell.hangup(); return false }
-            var descriptor = pollfd(fd: input, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&descriptor, 1, 200)
+            // A running program's output (ping) is polled with the terminal: each line
+            // is shown as it arrives, and ^C still reaches the shell.
+            var descriptors = [pollfd(fd: input, events: Int16(POLLIN), revents: 0)]
+            if let job = shell.jobDescriptor { descriptors.append(pollfd(fd: job, events: Int16(POLLIN), revents: 0)) }
+            let ready = poll(&descriptors, nfds_t(descriptors.count), 200)
             if ready < 0 && errno != EINTR { shell.hangup(); return false }
+            if ready > 0, descriptors.count > 1, descriptors[1].revents != 0 {
+                shell.jobReadable(now: monotonicMilliseconds())
+            }
+            let descriptor = descriptors[0]
             if ready > 0 {
                 if descriptor.revents & Int16(POLLIN) != 0 {
                     let count = read(input, &buffer, buffer.count)

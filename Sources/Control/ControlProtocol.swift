@@ -40,6 +40,10 @@ public enum ControlRequest: Sendable, Equatable {
     case show(topic: String, argument: String?, format: OutputFormat)
     /// `config get running|candidate`
     case configGet(ConfigSource)
+    /// `config get commit <n>`: the configuration text of kept commit n (the N of `rollback N`).
+    case configGetCommit(Int)
+    /// `config history`: the kept commits, newest first, one line each.
+    case configHistory
     /// `config validate`: parse and check a configuration text without applying it.
     case configValidate(text: String)
     /// `config commit`: apply a full configuration text.
@@ -54,9 +58,16 @@ public enum ControlRequest: Sendable, Equatable {
     /// Whether the request changes the appliance (admin group only).
     public var changesState: Bool {
         switch self {
-        case .show, .configGet, .configValidate: false
+        case .show, .configGet, .configGetCommit, .configHistory, .configValidate: false
         case .configCommit, .confirm, .rollback, .reboot: true
         }
+    }
+
+    /// Whether only the admin role may ask: every change, and reading an old commit
+    /// whole (what `rollback N` loads into a candidate; operators read the history).
+    public var needsAdmin: Bool {
+        if case .configGetCommit = self { return true }
+        return changesState
     }
 
     /// A short name for logs: never the configuration text.
@@ -64,6 +75,8 @@ public enum ControlRequest: Sendable, Equatable {
         switch self {
         case .show(let topic, let argument, _): "show " + topic + (argument.map { " " + $0 } ?? "")
         case .configGet(let source): "config get " + source.rawValue
+        case .configGetCommit(let n): "config get commit \(n)"
+        case .configHistory: "config history"
         case .configValidate: "config validate"
         case .configCommit: "config commit"
         case .confirm: "confirm"
@@ -126,6 +139,10 @@ public enum ControlCodec {
             if format != .text { headers.append(("format", format.rawValue)) }
         case .configGet(let source):
             head = "config get " + source.rawValue
+        case .configGetCommit(let n):
+            head = "config get commit \(n)"
+        case .configHistory:
+            head = "config history"
         case .configValidate(let text):
             head = "config validate"
             body = text
@@ -230,11 +247,19 @@ public enum ControlCodec {
             }
             request = .show(topic: words[1], argument: argument, format: format)
         case "config":
-            guard words.count >= 2 else { throw ControlProtocolError(.malformed, "usage: config get|validate|commit") }
+            guard words.count >= 2 else { throw ControlProtocolError(.malformed, "usage: config get|history|validate|commit") }
             switch words[1] {
+            case "get" where words.count == 4 && words[2] == "commit":
+                guard let n = decimal(words[3]), ControlLimits.rollbackRange.contains(n) else {
+                    throw ControlProtocolError(.malformed, "usage: config get commit <0-999>")
+                }
+                request = .configGetCommit(n)
+            case "history":
+                guard words.count == 2 else { throw ControlProtocolError(.malformed, "usage: config history") }
+                request = .configHistory
             case "get":
                 guard words.count == 3, let source = ConfigSource(rawValue: words[2]) else {
-                    throw ControlProtocolError(.malformed, "usage: config get running|candidate")
+                    throw ControlProtocolError(.malformed, "usage: config get running|candidate|commit <n>")
                 }
                 request = .configGet(source)
             case "validate":
@@ -359,6 +384,63 @@ public enum ControlCodec {
     /// A non-negative decimal of at most 6 digits (no sign, no overflow possible).
     static func decimal(_ text: String) -> Int? {
         guard (1...6).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
+        return Int(text)
+    }
+}
+
+/// One kept commit as `config history` reports it. The reply body has one line per
+/// commit, newest first (line i is the N of `rollback N`), fields separated by TAB:
+/// `<sequence>\t<time>\t<confirm-deadline|->\t<revert-to|->\t<user>\t<comment>`.
+/// Times are seconds since the epoch; TAB and newline in user or comment become spaces.
+public struct ControlCommitEntry: Sendable, Equatable {
+    public var sequence: Int
+    public var time: Int64
+    public var confirmDeadline: Int64?
+    public var revertTo: Int?
+    public var user: String
+    public var comment: String
+
+    public init(sequence: Int, time: Int64, confirmDeadline: Int64?, revertTo: Int?, user: String, comment: String) {
+        self.sequence = sequence
+        self.time = time
+        self.confirmDeadline = confirmDeadline
+        self.revertTo = revertTo
+        self.user = user
+        self.comment = comment
+    }
+
+    public static func encode(_ entries: [ControlCommitEntry]) -> String {
+        func clean(_ text: String) -> String {
+            String(text.map { $0 == "\t" || $0 == "\n" || $0 == "\r" ? " " : $0 })
+        }
+        return entries.map { entry in
+            [String(entry.sequence), String(entry.time), entry.confirmDeadline.map { String($0) } ?? "-",
+             entry.revertTo.map { String($0) } ?? "-", clean(entry.user), clean(entry.comment)].joined(separator: "\t") + "\n"
+        }.joined()
+    }
+
+    /// Parses a `config history` body; nil when any line is not in the format above.
+    public static func decode(_ body: String) -> [ControlCommitEntry]? {
+        var entries: [ControlCommitEntry] = []
+        for line in body.split(separator: "\n", omittingEmptySubsequences: true) {
+            guard entries.count <= ControlLimits.rollbackRange.upperBound else { return nil }
+            // Exactly six fields: a TAB or CR inside the user or comment is never sent.
+            guard !line.contains("\r") else { return nil }
+            let fields = line.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+            guard fields.count == 6, let sequence = number(fields[0]), let time = number(fields[1]) else { return nil }
+            var deadline: Int64?
+            var revertTo: Int?
+            if fields[2] != "-" { guard let value = number(fields[2]) else { return nil }; deadline = Int64(value) }
+            if fields[3] != "-" { guard let value = number(fields[3]) else { return nil }; revertTo = value }
+            entries.append(ControlCommitEntry(sequence: sequence, time: Int64(time), confirmDeadline: deadline,
+                                              revertTo: revertTo, user: fields[4], comment: fields[5]))
+        }
+        return entries
+    }
+
+    /// A non-negative decimal of at most 18 digits (fits Int64, no overflow possible).
+    private static func number(_ text: String) -> Int? {
+        guard (1...18).contains(text.utf8.count), text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }) else { return nil }
         return Int(text)
     }
 }

@@ -154,6 +154,18 @@ public struct ControlClient: Sendable {
         try call(.configCommit(text: text, confirmMinutes: confirmMinutes, user: user, comment: comment))
     }
 
+    /// The kept commits, newest first (index = the N of `rollback N`).
+    public func history() throws(ControlClientError) -> [ControlCommitEntry] {
+        let body = try call(.configHistory)
+        guard let entries = ControlCommitEntry.decode(body) else { throw .badReply("config history is not in its documented format") }
+        return entries
+    }
+
+    /// The configuration text of kept commit `index` (admin role).
+    public func configGetCommit(_ index: Int) throws(ControlClientError) -> String {
+        try call(.configGetCommit(index))
+    }
+
     public func confirm() throws(ControlClientError) -> String { try call(.confirm) }
 
     public func rollback(_ steps: Int) throws(ControlClientError) -> String { try call(.rollback(steps)) }
@@ -364,7 +376,7 @@ public final class ControlServer: Sendable {
             Self.log.warning("request refused", ["reason": error.message, "uid": String(connection.caller.uid)])
             return .error(error.code, error.message)
         }
-        if request.changesState && connection.role != .admin {
+        if request.needsAdmin && connection.role != .admin {
             Self.log.warning("request denied", ["request": request.summary, "uid": String(connection.caller.uid)])
             return .error(.denied, "'\(request.summary)' needs the admin role; uid \(connection.caller.uid) is an operator")
         }

@@ -47,6 +47,24 @@ extension Daemon {
             } catch {
                 return .error(.failed, "\(error)")
             }
+        case .configHistory:
+            guard let store else { return .error(.unavailable, "no store") }
+            do {
+                let entries = try store.history().map {
+                    ControlCommitEntry(sequence: $0.sequence, time: $0.time, confirmDeadline: $0.confirmDeadline,
+                                       revertTo: $0.revertTo, user: $0.user, comment: $0.comment)
+                }
+                return .ok(ControlCommitEntry.encode(entries))
+            } catch {
+                return .error(.failed, error.message)
+            }
+        case .configGetCommit(let index):
+            guard let store else { return .error(.unavailable, "no store") }
+            do {
+                return .ok(try store.rollback(index).text)
+            } catch {
+                return .error(.invalid, error.message)
+            }
         case .configValidate(let text):
             do {
                 _ = try Configuration(text: text)
@@ -174,9 +192,20 @@ extension Daemon {
         rows.add("cpus.control", configuration.controlCPUs?.description ?? "any")
         rows.add("cpus.data", configuration.dataCPUs?.description ?? "any")
         rows.add("workers", String(workers.count))
+        rows.add("gatekeeper", gatekeeperStatus(configuration, services.map { $0.health() }).text)
         for thread in Placement.threads() {
             rows.add("thread.\(thread.tid)", "\(thread.name) cpus \(Placement.listText(thread.cpus))")
         }
+    }
+
+    /// The configured gatekeeper as the services see it: not-configured (the criterion
+    /// does not apply), reachable, unreachable, or unknown (counts as unhealthy).
+    func gatekeeperStatus(_ configuration: Configuration, _ health: [ServiceHealth]) -> (text: String, ok: Bool) {
+        guard let configured = configuration.gatekeeper else { return ("not-configured", true) }
+        let answers = health.compactMap(\.gatekeeperReachable)
+        if answers.isEmpty { return ("unknown (not yet probed, or no running service checks \(configured))", false) }
+        let ok = answers.allSatisfy { $0 }
+        return (ok ? "reachable" : "unreachable", ok)
     }
 
     /// Health for `show health` and the firmware update's confirmation.
@@ -187,18 +216,7 @@ extension Daemon {
         let listenersOK = controlServing.load(ordering: .acquiring) && serviceHealth.allSatisfy { $0.1.listeners.allSatisfy(\.up) }
         let stalled = workers.stalled()
         let workersOK = workers.count > 0 && stalled.isEmpty
-        var gatekeeper = "not-configured"
-        var gatekeeperOK = true
-        if configuration.gatekeeper != nil {
-            let answers = serviceHealth.compactMap(\.1.gatekeeperReachable)
-            if answers.isEmpty {
-                gatekeeper = "unknown (no running service checks it)"
-                gatekeeperOK = false
-            } else {
-                gatekeeperOK = answers.allSatisfy { $0 }
-                gatekeeper = gatekeeperOK ? "reachable" : "unreachable"
-            }
-        }
+        let (gatekeeper, gatekeeperOK) = gatekeeperStatus(configuration, serviceHealth.map(\.1))
         let healthy = configOK && listenersOK && workersOK && gatekeeperOK
         rows.add("healthy", healthy ? "yes" : "no")
         rows.add("config", configOK ? "applied" : "errors")

@@ -21,20 +21,16 @@ public final class TunnelService: DaemonService {
         var certificate: (certificate: String, key: String)?
         var problems: [String] = []
         var gatekeeper: String?
+        /// The mirror's verdict on the gatekeeper (nil with the lab backend).
+        var reachability: GatekeeperReachability?
         var stopped = false
         var notes: [String] = []
         /// The first apply follows `prepare`, which has just loaded the certificate (as root).
         var applies = 0
     }
     private let state = Mutex(State())
-    /// Asks the configured gatekeeper whether it is there, for `show health`.
-    private let probe = GatekeeperProbe()
 
     public init() {}
-
-    private func probeGatekeeper(_ plan: Plan) {
-        probe.set(plan.mirror.map { GatekeeperProbe.Target(gatekeeper: $0.gatekeeper, bindIP: $0.bindIP) })
-    }
 
     /// What the terminator is built from, and the problems of a configuration it cannot carry.
     struct Plan {
@@ -108,7 +104,6 @@ public final class TunnelService: DaemonService {
 
     public func prepare(_ configuration: Configuration) {
         let plan = Self.plan(configuration)
-        probeGatekeeper(plan)
         for problem in plan.problems + plan.notes { log.warning("tunnel-config-problem", ["problem": problem]) }
         guard !plan.listeners.isEmpty else {
             log.warning("tunnel-disabled", ["reason": "no 'tunnel tls' or 'tunnel tcp' listener configured"])
@@ -131,10 +126,13 @@ public final class TunnelService: DaemonService {
 
     private func start(_ plan: Plan, gatekeeperConfigured: Bool) throws {
         let terminator: Terminator
+        var reachability: GatekeeperReachability?
         if let mirror = plan.mirror {
             log.notice("tunnel-backend", ["backend": "mirror", "gatekeeper": "\(mirror.gatekeeper)"])
+            let verdict = GatekeeperReachability()
+            reachability = verdict
             terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) {
-                MirrorBackend(worker: $0, config: mirror, cdr: nil)
+                MirrorBackend(worker: $0, config: mirror, cdr: nil, reachability: verdict)
             }
         } else {
             log.notice("tunnel-backend", ["backend": "lab", "reason": !gatekeeperConfigured
@@ -148,11 +146,11 @@ public final class TunnelService: DaemonService {
             $0.certificate = plan.certificate
             $0.problems = plan.problems
             $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
+            $0.reachability = reachability
         }
     }
 
     public func attach(worker index: Int, loop: EventLoop) {
-        if index == 0 { probe.attach(to: loop) }
         guard let terminator = state.withLock({ $0.terminator }) else { return }
         do {
             try terminator.attach(worker: index, to: loop)
@@ -167,7 +165,6 @@ public final class TunnelService: DaemonService {
     /// below 1024 then needs CAP_NET_BIND_SERVICE kept from the start), on threads of its own.
     public func apply(_ configuration: Configuration) -> [String] {
         let plan = Self.plan(configuration)
-        probeGatekeeper(plan)
         var problems = plan.problems
         let (current, listeners, certificate, gatekeeper, applies) = state.withLock { state in
             state.applies += 1
@@ -188,6 +185,7 @@ public final class TunnelService: DaemonService {
             }
             state.withLock {
                 $0.terminator = nil
+                $0.reachability = nil
                 $0.listeners = plan.listeners
                 $0.certificate = plan.certificate
                 $0.gatekeeper = plan.mirror.map { "\($0.gatekeeper)" }
@@ -226,9 +224,16 @@ public final class TunnelService: DaemonService {
     public func health() -> ServiceHealth {
         state.withLock { state in
             let up = state.terminator != nil && !state.stopped
-            // nil (no mirror, or no verdict yet) reads "unknown".
+            // The mirror's GRQ probe: nil (the daemon reads "unknown") until the first
+            // probe is answered or given up on, and with the lab backend.
+            var reachable: Bool?
+            switch state.reachability?.current {
+            case .reachable?: reachable = up
+            case .unreachable?: reachable = false
+            default: reachable = nil
+            }
             let said = state.problems + state.notes
-            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: probe.reachable,
+            return ServiceHealth(listeners: state.listeners.map { (name: $0, up: up) }, gatekeeperReachable: reachable,
                                  problem: said.isEmpty ? nil : said.joined(separator: "; "))
         }
     }

@@ -97,6 +97,10 @@ public enum CallEvent: Sendable {
     /// Incoming: CallProceeding / Alerting / Connect with the codecs the client accepts.
     case proceed
     case alert
+    /// Incoming, before answering: Progress with the fast start answer and a progress
+    /// indicator (in-band information available), so that ringback or announcements flow
+    /// before Connect (early media). Needs a fast start offer in the Setup.
+    case earlyMedia(codecs: [AudioCodec])
     case answer(codecs: [AudioCodec])
     case hangup(cause: UInt8)
     case dtmf(Character, durationMs: Int)
@@ -267,6 +271,20 @@ public struct H323Call: Sendable {
             state = .callReceived
             send(.alerting, .alerting(AlertingUUIE(protocolIdentifier: EndpointIdentity.h2250Protocol,
                 destinationInfo: endpointType, callIdentifier: CallIdentifier(guid: callIdentifier))), &out)
+        case .earlyMedia(let accepted):
+            guard role == .incoming, state == .callPresent || state == .incomingCallProceeding || state == .callReceived,
+                  !fastStartDone, !offeredFastStart.isEmpty else { break }
+            chooseCodec(accepted)
+            guard let chosen = H245Session.fastStartAnswer(offeredFastStart, accept: codecs, localRTP: localRTP) else { break }
+            fastStartDone = true
+            transmit = chosen.transmit
+            receiveCodec = chosen.codec
+            out.append(.transmit(chosen.transmit))
+            out.append(.receive(chosen.codec))
+            send(.progress, .progress(ProgressUUIE(protocolIdentifier: EndpointIdentity.h2250Protocol,
+                destinationInfo: endpointType, callIdentifier: CallIdentifier(guid: callIdentifier),
+                fastStart: chosen.answer.compactMap { try? $0.encoded() })),
+                configure: { $0.setProgressIndicator(Q931ProgressIndicator(description: 8, location: .privateLocal)) }, &out)
         case .answer(let accepted):
             guard role == .incoming, state != .active else { break }
             answer(accepted, now: now, &out)
@@ -378,8 +396,8 @@ public struct H323Call: Sendable {
         }, &out)
     }
 
-    private mutating func answer(_ accepted: [AudioCodec], now: UInt64, _ out: inout [CallAction]) {
-        // One codec for both directions: the appliance relays, it never transcodes.
+    /// One codec for both directions: the appliance relays, it never transcodes.
+    private mutating func chooseCodec(_ accepted: [AudioCodec]) {
         let offered = offeredFastStart.isEmpty ? codecs
             : codecs.filter { c in offeredFastStart.contains { AudioCodec($0.forwardLogicalChannelParameters.dataType) == c } }
         if let chosen = accepted.first(where: { offered.contains($0) || codecs.isEmpty }) ?? accepted.first(where: { codecs.contains($0) }) {
@@ -387,8 +405,14 @@ public struct H323Call: Sendable {
         }
         h245 = H245Session(codecs: codecs, localRTP: localRTP, terminalType: options.terminalType,
                            determinationNumber: h245.determinationNumber)
+    }
+
+    private mutating func answer(_ accepted: [AudioCodec], now: UInt64, _ out: inout [CallAction]) {
+        // After early media the fast start answer was given in Progress: Connect repeats nothing.
+        let earlyMedia = fastStartDone
+        if !earlyMedia { chooseCodec(accepted) }
         var fastStartAnswer: [[UInt8]]? = nil
-        if !offeredFastStart.isEmpty, let chosen = H245Session.fastStartAnswer(offeredFastStart, accept: codecs, localRTP: localRTP) {
+        if !earlyMedia, !offeredFastStart.isEmpty, let chosen = H245Session.fastStartAnswer(offeredFastStart, accept: codecs, localRTP: localRTP) {
             fastStartAnswer = chosen.answer.compactMap { try? $0.encoded() }
             fastStartDone = true
             transmit = chosen.transmit
@@ -402,7 +426,7 @@ public struct H323Call: Sendable {
             protocolIdentifier: EndpointIdentity.h2250Protocol,
             h245Address: (fastStartDone || tunnelling) ? nil : options.h245Listen?.transportAddress,
             destinationInfo: endpointType, conferenceID: conferenceID, callIdentifier: CallIdentifier(guid: callIdentifier),
-            fastStart: fastStartAnswer, fastConnectRefused: (!offeredFastStart.isEmpty && fastStartAnswer == nil) ? PERNull() : nil)
+            fastStart: fastStartAnswer, fastConnectRefused: (!offeredFastStart.isEmpty && !fastStartDone) ? PERNull() : nil)
         // Tunnelled H.245 the caller sent in Setup is answered now that our capabilities are known.
         let early = incomingControl
         incomingControl = []

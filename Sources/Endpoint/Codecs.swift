@@ -63,4 +63,17 @@ public enum DTMF {
     public static func character(_ event: UInt8) -> Character? {
         Int(event) < digits.count ? digits[Int(event)] : nil
     }
+
+    /// The tunnel's DTMF byte: the digit's ASCII code (docs/tunnel-protocol.md §3), not
+    /// its RFC 4733 event number. Lower-case a-d are sent upper-case.
+    public static func tunnelByte(_ c: Character) -> UInt8? {
+        guard event(c) != nil, let ascii = Character(c.uppercased()).asciiValue else { return nil }
+        return ascii
+    }
+
+    /// The digit a tunnel DTMF byte carries, or nil when it is not one of 0-9 * # A-D.
+    public static func character(tunnelByte byte: UInt8) -> Character? {
+        let c = Character(Unicode.Scalar(byte))
+        return digits.contains(c) ? c : nil
+    }
 }

@@ -1,4 +1,4 @@
-// The two primitives the tunnel's challenge-response needs, through OpenSSL.
+// The primitives the tunnel's challenge-response (and H.235 password tokens) need, through OpenSSL.
 
 import COpenSSL
 
@@ -16,6 +16,18 @@ public enum TLSCrypto {
         }
         precondition(ok && length == 32, "HMAC-SHA-256 unavailable")  // a broken libcrypto, not input
         return Array(output.prefix(32))
+    }
+
+    /// MD5 (16 bytes), only for H.235.1 password tokens, which the operator's gatekeeper
+    /// defines; never for anything this product chooses itself.
+    public static func md5(_ message: [UInt8]) -> [UInt8] {
+        var output = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = message.withUnsafeBytes { bytes in
+            EVP_Digest(bytes.baseAddress, bytes.count, &output, &length, EVP_md5(), nil) == 1
+        }
+        precondition(ok && length == 16, "MD5 unavailable")  // a broken libcrypto, not input
+        return Array(output.prefix(16))
     }
 
     /// Bytes from OpenSSL's CSPRNG.

@@ -27,6 +27,9 @@ public struct LabGatewayConfig {
     public var expectToneHz: Double?
     public var sendDTMF = ""
     public var answerDelayMs: UInt64 = 200
+    /// Before answering, send Progress with the fast start answer and this tone (ringback),
+    /// so that media flows before Connect (early media). Needs a fast start offer.
+    public var earlyMediaHz: Double?
     public var hangupAfterMs: UInt64?
     public var hangupCause: UInt8 = Q850.normalClearing
     public var gatekeeper: EndpointAddress?
@@ -300,6 +303,10 @@ final class GatewayCall {
     func admitted(destination: EndpointAddress?) {
         if call.role == .incoming {
             event(.alert)
+            if let hz = gateway.config.earlyMediaHz {
+                source = ToneSource(frequency: hz)
+                event(.earlyMedia(codecs: gateway.config.codecs))
+            }
             gateway.loop.schedule(afterNanoseconds: gateway.config.answerDelayMs * 1_000_000) { [weak self] in
                 guard let self else { return }
                 self.event(.answer(codecs: self.gateway.config.codecs))
@@ -360,6 +367,7 @@ final class GatewayCall {
         case .progress: log.info("call progress", [:])
         case .connected:
             log.info("call connected", ["key": "\(key)"])
+            if gateway.config.earlyMediaHz != nil, gateway.config.wav == nil { source = ToneSource(frequency: gateway.config.toneHz) }
             scheduleScript()
         case .transmit(let channel):
             transmit = channel

@@ -22,6 +22,8 @@ public struct LabTunnelClientConfig {
     public var codecs: [Tunnel.Codec] = [.pcmu, .pcma]
     public var toneHz: Double = 1000
     public var expectToneHz: Double?
+    /// Report how much of the media received before CONNECTED (early media) holds this tone.
+    public var expectEarlyToneHz: Double?
     public var sendDTMF = ""
     public var hangupAfterMs: UInt64?
     public var hangupCause: UInt8 = 16
@@ -66,6 +68,9 @@ public final class LabTunnelClient: IOHandler {
         var codec: Tunnel.Codec = .pcmu
         var generator: ToneGenerator
         var detector: ToneDetector?
+        var earlyDetector: ToneDetector?
+        var connected = false
+        var earlyPackets = 0
         var mediaTimer: TimerID?
         var sequence: UInt16 = 0
         var timestamp: UInt32 = 0
@@ -77,6 +82,7 @@ public final class LabTunnelClient: IOHandler {
             generator = ToneGenerator(frequency: toneHz)
             detector = expect.map { ToneDetector(frequency: $0) }
         }
+        var earlyPresencePct: String { earlyDetector.map { String(Int(($0.presence * 100).rounded())) } ?? "-" }
     }
 
     public init(loop: EventLoop, config: LabTunnelClientConfig) throws {
@@ -146,6 +152,10 @@ public final class LabTunnelClient: IOHandler {
                 established = true
                 log.info("authenticated", ["alias": config.alias])
                 send(.register(aliases: config.register.isEmpty ? [config.alias] : config.register))
+            case .deferred:  // the lab client is not configured for gatekeeper verification
+                log.warning("handshake failed", ["why": "the appliance defers to the gatekeeper; use bloo phone --gatekeeper-auth"])
+                failed = true
+                close()
             case .failed(let why):
                 log.warning("handshake failed", ["why": why])
                 failed = true
@@ -172,6 +182,10 @@ public final class LabTunnelClient: IOHandler {
                 }
             }
         case .progress: log.info("call progress", ["channel": "\(channel)"])
+        case .earlyMedia(let codec, let ptime):
+            guard let call = calls[channel] else { return }
+            call.earlyDetector = config.expectEarlyToneHz.map { ToneDetector(frequency: $0) }
+            log.info("early media", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
         case .ringing: log.info("call ringing", ["channel": "\(channel)"])
         case .connected(let codec, let ptime):
             guard let call = calls[channel] else { return }
@@ -181,12 +195,14 @@ public final class LabTunnelClient: IOHandler {
                 send(.hangup(cause: config.hangupCause), channel: channel)
                 return ended(call, cause: config.hangupCause, by: "local")
             }
-            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)"])
+            call.connected = true
+            log.info("call connected", ["channel": "\(channel)", "codec": "\(codec)", "ptime": "\(ptime)",
+                                        "early_packets": "\(call.earlyPackets)", "early_tone_presence_pct": call.earlyPresencePct])
             call.codec = codec
             startMedia(call)
             var delay: UInt64 = 500
             for c in config.sendDTMF {
-                if let d = DTMF.event(c) {
+                if let d = DTMF.tunnelByte(c) {
                     loop.schedule(afterNanoseconds: delay * 1_000_000) { [weak self] in self?.send(.dtmf(digit: d, durationMs: 100), channel: channel) }
                 }
                 delay += 120
@@ -209,7 +225,7 @@ public final class LabTunnelClient: IOHandler {
             guard let call = calls[channel] else { return }
             ended(call, cause: cause, by: "remote")
         case .dtmf(let digit, let duration):
-            guard let call = calls[channel], let c = DTMF.character(digit) else { return }
+            guard let call = calls[channel], let c = DTMF.character(tunnelByte: digit) else { return }
             call.digits.append(c)
             log.info("dtmf received", ["digit": String(c), "duration_ms": "\(duration)", "digits": call.digits])
         case .media(let kind, let packet):
@@ -219,7 +235,13 @@ public final class LabTunnelClient: IOHandler {
             guard pt == 0 || pt == 8 else { return }
             let offset = 12 + Int(packet[0] & 0x0F) * 4
             guard packet.count > offset else { return }
-            call.detector?.feed(G711.decode(packet[offset...], law: pt == 0 ? .muLaw : .aLaw))
+            let samples = G711.decode(packet[offset...], law: pt == 0 ? .muLaw : .aLaw)
+            if call.connected {
+                call.detector?.feed(samples)
+            } else {
+                call.earlyPackets += 1
+                call.earlyDetector?.feed(samples)
+            }
         case .error(let code, let text):
             log.warning("appliance error", ["code": "\(code)", "text": text])
         default:

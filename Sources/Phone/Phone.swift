@@ -8,6 +8,7 @@
 // and every event callback runs there. Other threads (a GUI's main thread) use
 // `perform { phone in ... }`, which is safe from anywhere.
 import Glibc
+import Endpoint
 import IO
 import Log
 import Synchronization
@@ -64,6 +65,7 @@ public final class Phone {
     private var resumeDeadline: UInt64?
     private var refusals = 0
     private var wantRegistration = false
+    private var h235Stamps = H235TimeStamps()
     public private(set) var isRegistered = false
 
     private struct Call {
@@ -73,6 +75,8 @@ public final class Phone {
         var source: any AudioSource
         var sink: any AudioSink
         var connectedAt: UInt64?
+        /// Media before the answer (ringback): played, while the phone itself sends silence.
+        var early = false
         var dtmfQueue: [UInt8] = []
         var nextDTMFAt: UInt64 = 0
         var nextQualityAt: UInt64 = 0
@@ -197,8 +201,7 @@ public final class Phone {
 
     /// Sends DTMF digits (0-9 * # A-D), one every 200 ms; others are ignored.
     public func sendDTMF(_ digits: String, on id: CallID) {
-        let valid = digits.uppercased().utf8.filter { "0123456789*#ABCD".utf8.contains($0) }
-        calls[id.value]?.dtmfQueue.append(contentsOf: valid)
+        calls[id.value]?.dtmfQueue.append(contentsOf: digits.compactMap { DTMF.tunnelByte($0) })
     }
 
     /// Quality of a call so far.
@@ -279,8 +282,9 @@ public final class Phone {
 
     private func open(_ target: Appliance) {
         appliance = target
-        let handshake = ClientHandshake(alias: configuration.alias, secret: configuration.secret, crypto: PhoneCrypto(),
+        var handshake = ClientHandshake(alias: configuration.alias, secret: configuration.secret, crypto: PhoneCrypto(),
                                         capabilities: [.resume, .dtmf, .rtcp], resumeToken: resumeToken)
+        handshake.acceptsGatekeeperVerification = configuration.gatekeeperVerification
         do {
             let stream = try TunnelStream(appliance: target, tlsContext: tlsContext)
             let connection = Connection(stream: stream, handshake: handshake)
@@ -335,6 +339,17 @@ public final class Phone {
         }
     }
 
+    /// CREDENTIALS for the gatekeeper: the H.235.1 MD5 password hash over this alias, the
+    /// secret as password and a timestamp that never repeats (replay protection).
+    private func h235Credentials() -> Message? {
+        guard let password = H235PasswordHash.password(fromSecret: configuration.secret) else { return nil }
+        let timeStamp = h235Stamps.next(nowSeconds: Int(time(nil)))
+        guard let bytes = try? H235PasswordHash.hashedBytes(alias: configuration.alias, password: password, timeStamp: timeStamp) else {
+            return nil
+        }
+        return .credentials(method: .h235PasswordMD5, timeStamp: UInt32(clamping: timeStamp), hash: TLSCrypto.md5(bytes))
+    }
+
     private func isClosed(_ stream: TunnelStream) -> Bool {
         if case .closed = stream.status { return true }
         return false
@@ -345,6 +360,18 @@ public final class Phone {
             switch connection.handshake.handle(message) {
             case let .send(frame):
                 connection.stream.send(frame)
+            case .deferred(.h235PasswordMD5):
+                // The appliance does not hold this secret: prove it to the operator's gatekeeper
+                // with an H.235 password hash that the mirror puts in its RRQ.
+                guard let credentials = h235Credentials() else {
+                    wantRegistration = false
+                    connection.stream.close("the secret of \(configuration.alias) cannot serve as an H.235 password")
+                    emit(.failed("the secret of \(configuration.alias) cannot serve as an H.235 password (BMP text needed)"))
+                    return
+                }
+                connection.stream.send(credentials)
+                connection.stream.send(.register(aliases: [configuration.alias]))
+                emit(.progress("the appliance leaves the credentials to the operator's gatekeeper (H.235); registering \(configuration.alias)"))
             case let .established(_, token, grace, resumed):
                 connection.established = true
                 refusals = 0
@@ -359,12 +386,18 @@ public final class Phone {
                     emit(.progress("tunnel open to \(via), authenticated as \(configuration.alias)"))
                     // A fresh session: whatever the old one carried is gone.
                     for channel in calls.keys.sorted() { endCall(channel, reason: "the tunnel was lost and could not be resumed") }
-                    if wantRegistration {
+                    if wantRegistration && !connection.handshake.deferred {  // a deferred REGISTER is already on its way
                         connection.stream.send(.register(aliases: [configuration.alias]))
                         emit(.progress("registering \(configuration.alias)"))
                     }
                 }
                 nextPingAt = 0
+            case let .failed(reason) where connection.handshake.deferred:
+                // The gatekeeper's RRJ (REJECTED): the credentials are wrong, not the appliance.
+                connection.stream.close("authentication with \(connection.stream.appliance) failed: \(reason)")
+                wantRegistration = false
+                isRegistered = false
+                emit(.registrationRejected(reason: reason))
             case let .failed(reason):
                 connection.stream.close("authentication with \(connection.stream.appliance) failed: \(reason)")
                 if reason.contains("error 200") || reason.contains("secret") {
@@ -388,10 +421,22 @@ public final class Phone {
             emit(.incoming(CallID(value: channel), from: from, to: to))
         case .ringing, .progress:
             if calls[channel] != nil, message == .ringing { emit(.ringing(CallID(value: channel))) }
-        case let .connected(codec, _):
+        case let .earlyMedia(codec, _):
+            // Ringback or an announcement before the answer: played to the user; the phone
+            // sends silence until CONNECTED.
             guard var call = calls[channel], call.media == nil else { return }
+            call.media = CallMedia(codec: codec, source: SilenceSource(), sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            call.early = true
+            calls[channel] = call
+            emit(.progress("early media from the far end (codec \(codec)), call \(channel): playing it until the answer"))
+        case let .connected(codec, _):
+            guard var call = calls[channel], call.media == nil || call.early else { return }
+            call.early = false
             let now = monotonicNanoseconds()
-            call.media = CallMedia(codec: codec, source: call.source, sink: call.sink, random: PhoneCrypto().randomBytes(10))
+            // The sink goes on from the early media (a recording keeps the ringback); the
+            // statistics start afresh with the answer.
+            call.media = CallMedia(codec: codec, source: call.source, sink: call.media?.sink ?? call.sink,
+                                   random: PhoneCrypto().randomBytes(10))
             call.connectedAt = now
             call.nextQualityAt = now + UInt64(configuration.qualityIntervalSeconds * 1e9)
             call.nextReportAt = now + 2_000_000_000  // first report early: short calls get one too
@@ -402,7 +447,8 @@ public final class Phone {
         case let .hangup(cause):
             if calls[channel] != nil { endCall(channel, reason: "the far end hung up (\(causeText(cause)))") }
         case let .dtmf(digit, _):
-            if calls[channel] != nil { emit(.dtmf(CallID(value: channel), digit: Character(Unicode.Scalar(digit)))) }
+            // The byte is the digit's ASCII code; anything else from the appliance is ignored.
+            if calls[channel] != nil, let c = DTMF.character(tunnelByte: digit) { emit(.dtmf(CallID(value: channel), digit: c)) }
         case let .media(kind, packet):
             guard var media = calls[channel]?.media else { return }
             if kind == .rtp { media.receiveRTP(packet, nowNanos: monotonicNanoseconds()) } else { media.receiveRTCP(packet) }

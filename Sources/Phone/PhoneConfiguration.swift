@@ -35,6 +35,10 @@ public struct PhoneConfiguration: Sendable {
     public var statePath: String?
     /// RRQ timeout and retries (H.225.0 defaults: 3 s, 2 retries).
     public var rasRetry = RASRetryPolicy.rrq
+    /// Accept an appliance that leaves the check of this subscriber's secret to the
+    /// operator's gatekeeper (AUTH_DEFER): the phone then sends an H.235 password token,
+    /// and REGISTERED, not the appliance's proof, shows the credentials were good.
+    public var gatekeeperVerification = false
 
     public init() {}
 
@@ -62,6 +66,9 @@ public struct PhoneConfiguration: Sendable {
                 gatekeeper = endpoint
             case "state":
                 statePath = value
+            case "gatekeeper-auth":
+                guard value == "yes" || value == "no" else { throw fail("gatekeeper-auth is yes or no") }
+                gatekeeperVerification = value == "yes"
             case "appliance":
                 guard let appliance = Appliance(parsing: value) else {
                     throw fail("appliance must look like tls:ADDRESS:PORT[/NAME] or tcp:ADDRESS:PORT, got '\(value)'")

@@ -27,8 +27,13 @@ public final class MirrorBackend: TunnelBackend {
     var rtpPool: PortPool
     /// Clients whose tunnel ended, kept until their URQ is answered.
     var retiring: [ObjectIdentifier: MirrorClient] = [:]
+    /// Worker 0's GRQ probe of the gatekeeper, when `reachability` was given.
+    var monitor: GatekeeperMonitor?
 
-    public init(worker: TerminatorWorker, config: MirrorConfig, cdr: CDRWriter?) {
+    /// With `reachability`, worker 0 probes the gatekeeper and publishes whether it
+    /// answers there (the daemon's health reads it).
+    public init(worker: TerminatorWorker, config: MirrorConfig, cdr: CDRWriter?,
+                reachability: GatekeeperReachability? = nil) {
         self.worker = worker
         self.config = config
         self.cdr = cdr
@@ -36,6 +41,13 @@ public final class MirrorBackend: TunnelBackend {
         rasPool = PortPool(range: config.rasPorts, worker: worker.index, workers: n)
         signallingPool = PortPool(range: config.signallingPorts, worker: worker.index, workers: n)
         rtpPool = PortPool(range: config.rtpPorts, worker: worker.index, workers: n, step: 2)
+        if let reachability, worker.index == 0 {
+            do {
+                monitor = try GatekeeperMonitor(loop: worker.loop, config: config, reachability: reachability)
+            } catch {
+                log.error("gatekeeper-probe-failed", ["error": "\(error)"])
+            }
+        }
     }
 
     var loop: EventLoop { worker.loop }
@@ -97,6 +109,9 @@ final class MirrorClient {
     var rasClient: RASClient?
     var rasTimer: TimerID?
     var aliases: [String] = []
+    /// The client's H.235 password token (CREDENTIALS), put in the RRQ as it is: the
+    /// appliance never holds this subscriber's secret.
+    var h235: (timeStamp: Int, hash: [UInt8])?
     var calls: [UInt16: MirrorCall] = [:]
     var callsByKey: [Int: MirrorCall] = [:]
     var nextKey = 1
@@ -110,31 +125,39 @@ final class MirrorClient {
         self.backend = backend
         self.client = client
         alias = client.alias
-        guard let r = backend.rasPool.take() else { throw SystemError("RAS port pool exhausted", 0) }
-        guard let s = backend.signallingPool.take() else {
-            backend.rasPool.give(r)
-            throw SystemError("call-signalling port pool exhausted", 0)
-        }
+        let ip = backend.config.bindIP
+        let loop = backend.loop
+        (ras, rasPort) = try Self.bind(from: &backend.rasPool, "RAS") { try UDPPort(loop: loop, address: EndpointAddress(ip: ip, port: $0)) }
         do {
-            ras = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: r))
-            do {
-                listener = try TCPListener(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: s))
-            } catch {
-                ras.close()
-                throw error
+            (listener, signallingPort) = try Self.bind(from: &backend.signallingPool, "call-signalling") {
+                try TCPListener(loop: loop, address: EndpointAddress(ip: ip, port: $0))
             }
         } catch {
-            backend.rasPool.give(r)
-            backend.signallingPool.give(s)
+            ras.close()
+            backend.rasPool.give(rasPort)
             throw error
         }
-        rasPort = r
-        signallingPort = s
         ras.onDatagram = { [unowned self] bytes, from in
             guard let m = try? RasMessage(decoding: Array(bytes)) else { return }
             self.rasEvent(.received(m, from: from))
         }
         listener.onAccept = { [unowned self] socket, from in self.accept(socket, from: from) }
+    }
+
+    /// Binds the next free port of a pool; a port another program holds is set aside
+    /// (tried again last) and the next one is tried, so one squatter costs one attempt.
+    static func bind<T>(from pool: inout PortPool, _ what: String, _ open: (UInt16) throws -> T) throws -> (T, UInt16) {
+        var lastError: Error = SystemError("\(what) port pool exhausted", 0)
+        for _ in 0..<8 {
+            guard let port = pool.take() else { break }
+            do {
+                return (try open(port), port)
+            } catch {
+                pool.setAside(port)
+                lastError = error
+            }
+        }
+        throw lastError
     }
 
     var publicRAS: EndpointAddress { EndpointAddress(ip: config.publicIP, port: rasPort) }
@@ -151,11 +174,20 @@ final class MirrorClient {
 
     func signalling(channel: UInt16, message: Message) {
         switch message {
+        case .credentials(.h235PasswordMD5, let timeStamp, let hash):
+            h235 = (Int(timeStamp), hash)
         case .register(let list):
             aliases = list.isEmpty ? [alias] : Array(list.prefix(8))
+            var tokens: [CryptoH323Token]?
+            if let h235 {
+                tokens = [H235PasswordHash.cryptoToken(alias: alias, timeStamp: h235.timeStamp, hash: h235.hash)]
+            } else if client?.verifiedByGatekeeper == true {
+                return send(.rejected(reason: RegistrationRejectReason.securityDenial.index,
+                                      text: "no H.235 credentials were sent before REGISTER"))
+            }
             rasClient = RASClient(config: RASConfig(
                 gatekeeper: config.gatekeeper, rasAddress: publicRAS, callSignalAddress: publicSignalling,
-                aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive))
+                aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive, cryptoTokens: tokens))
             rasEvent(.start)
         case .unregister:
             rasEvent(.unregister)
@@ -168,7 +200,7 @@ final class MirrorClient {
         case .hangup(let cause):
             calls[channel]?.hangupFromClient(cause: cause)
         case .dtmf(let digit, let duration):
-            if let c = DTMF.character(digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
+            if let c = DTMF.character(tunnelByte: digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
         default:
             break
         }
@@ -279,8 +311,8 @@ final class MirrorClient {
                 log.info("mirror-registered", ["alias": alias, "endpoint": id, "ras": "\(publicRAS)"])
                 send(.registered(aliases: aliases, ttlSeconds: UInt16(clamping: ttl ?? config.timeToLive)))
             case .registrationRejected(let reason):
-                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)"])
-                send(.rejected(reason: 403, text: "gatekeeper refused the registration (\(reason))"))
+                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)", "h235": h235 == nil ? "no" : "yes"])
+                send(.rejected(reason: reason.index, text: reason.displayText))
             case .registrationLost(let why):
                 log.warning("mirror-registration-lost", ["alias": alias, "why": why])
             case .unregistered:
@@ -361,6 +393,7 @@ final class MirrorCall {
     var transmit: MediaChannel?
     var connected = false
     var connectedSent = false
+    var earlyMediaSent = false
     var offered: [AudioCodec] = []
     var record: CallRecord
     var timer: TimerID?
@@ -481,11 +514,18 @@ final class MirrorCall {
         case .transmit(let media):
             transmit = media
             record.codec = media.codec.description
+            if !connected, !earlyMediaSent, call?.role == .outgoing, let codec = media.codec.tunnelCodec {
+                // Fast start answered in Progress/Alerting: the far end's ringback or
+                // announcement flows into the tunnel before CONNECTED.
+                earlyMediaSent = true
+                owner.send(.earlyMedia(codec: codec, packetTimeMs: UInt8(AudioCodec.packetTimeMs)), channel: channel)
+                log.info("mirror-early-media", ["alias": owner.alias, "channel": "\(channel)", "codec": media.codec.description])
+            }
             sendConnectedIfReady()
         case .receive:
             break
         case .dtmf(let c, let duration):
-            if let digit = DTMF.event(c) { owner.send(.dtmf(digit: digit, durationMs: UInt16(clamping: duration)), channel: channel) }
+            if let digit = DTMF.tunnelByte(c) { owner.send(.dtmf(digit: digit, durationMs: UInt16(clamping: duration)), channel: channel) }
         case .roundTripDelay:
             break
         case .released(let cause, let byRemote):

@@ -53,4 +53,7 @@ struct PortPool {
     mutating func take() -> UInt16? { free.popLast() }
 
     mutating func give(_ port: UInt16) { free.append(port) }
+
+    /// A port another program holds: tried again only after every other free port.
+    mutating func setAside(_ port: UInt16) { free.insert(port, at: 0) }
 }

@@ -30,6 +30,10 @@ public final class TunnelClient {
     public let alias: String
     public let resumeToken: [UInt8]
     public let workerIndex: Int
+    /// Authenticated by the operator's gatekeeper (H.235 token in the mirror's RRQ) rather
+    /// than by the subscriber table. Until REGISTERED it is only provisionally admitted;
+    /// it is never resumable (the appliance cannot check a RESUME MAC without the secret).
+    public internal(set) var verifiedByGatekeeper = false
     /// The service's own per-client state (the mirror), kept here for it.
     public var context: AnyObject?
     weak var connection: TunnelConnection?

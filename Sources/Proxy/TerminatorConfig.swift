@@ -28,6 +28,10 @@ public struct TerminatorConfig: Sendable {
     public var probe = true
     /// Deadlines, frame size, grace period, media age bound.
     public var session = ServerSessionConfig()
+    /// Aliases missing from the subscriber table are left to the operator's gatekeeper:
+    /// the client sends an H.235 password token, the mirror puts it in its RRQ, and the
+    /// RCF or RRJ decides (docs/tunnel-protocol.md §4). Only meaningful with the mirror.
+    public var gatekeeperVerification = false
 
     public init() {}
 }

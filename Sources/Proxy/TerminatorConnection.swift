@@ -152,6 +152,8 @@ final class TunnelConnection: IOHandler {
             switch output {
             case let .authenticated(alias, token):
                 worker.authenticated(self, alias: alias, token: token)
+            case let .deferredToGatekeeper(alias, token):
+                worker.authenticated(self, alias: alias, token: token, byGatekeeper: true)
             case let .resumed(alias, token):
                 session.outputs.removeFirst(index)
                 index = 0

@@ -130,7 +130,7 @@ public final class TunnelLoad {
                     case .established:
                         established = true
                         send(Message.call(destination: "udp:\(load.farEndpoint)", codecs: [.pcmu]).frame(channel: 1))
-                    case .failed: failed = true
+                    case .failed, .deferred: failed = true
                     }
                 case .connected:
                     inCall = true

@@ -84,6 +84,10 @@ struct TerminatorCredentials: TunnelCredentials {
         shared.subscribers.withLock { $0.secrets[alias] }
     }
 
+    func verifiedByGatekeeper(alias: String) -> Bool {
+        shared.config.gatekeeperVerification && !alias.isEmpty
+    }
+
     func canResume(alias: String, token: [UInt8]) -> Bool {
         shared.resumable.withLock { $0[token]?.alias == alias }
     }

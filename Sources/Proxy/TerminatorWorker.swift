@@ -104,6 +104,9 @@ public final class TerminatorWorker {
             connection.flush()
             connection.finish()
         }
+        // Clients in their grace period (no connection now) end too: their calls are
+        // released and their aliases unregistered, like everyone else's.
+        for client in Array(clients.values) { endClient(client, graceExpired: false) }
         sockets.tls?.close()
         sockets.tcp?.close()
         sockets.probes.forEach { $0.close() }
@@ -210,15 +213,16 @@ public final class TerminatorWorker {
 
     // MARK: Client lifecycle
 
-    func authenticated(_ connection: TunnelConnection, alias: String, token: [UInt8]) {
+    func authenticated(_ connection: TunnelConnection, alias: String, token: [UInt8], byGatekeeper: Bool = false) {
         let client = TunnelClient(alias: alias, resumeToken: token, workerIndex: index)
+        client.verifiedByGatekeeper = byGatekeeper
         client.connection = connection
         connection.client = client
         clients[token] = client
-        shared.resumable.withLock { $0[token] = ResumeEntry(alias: alias, worker: index) }
+        if !byGatekeeper { shared.resumable.withLock { $0[token] = ResumeEntry(alias: alias, worker: index) } }
         shared.authenticatedClients.add(1, ordering: .relaxed)
-        log.info("tunnel-authenticated", ["alias": alias, "peer": "\(connection.peer)", "worker": "\(index)",
-                                          "tls": connection.tls?.protocolVersion ?? "none"])
+        log.info(byGatekeeper ? "tunnel-deferred-to-gatekeeper" : "tunnel-authenticated",
+                 ["alias": alias, "peer": "\(connection.peer)", "worker": "\(index)", "tls": connection.tls?.protocolVersion ?? "none"])
         backend.clientStarted(client)
     }
 
@@ -282,7 +286,7 @@ public final class TerminatorWorker {
             return
         }
         connection.client = nil
-        if reason == .bye {
+        if reason == .bye || client.verifiedByGatekeeper {
             endClient(client, graceExpired: false)
         } else {
             detach(client)
@@ -292,7 +296,8 @@ public final class TerminatorWorker {
     func sessionLost(_ connection: TunnelConnection) {
         guard let client = connection.client else { return }
         connection.client = nil
-        detach(client)
+        // A gatekeeper-verified client cannot resume: nothing to wait for.
+        if client.verifiedByGatekeeper { endClient(client, graceExpired: false) } else { detach(client) }
     }
 
     private func detach(_ client: TunnelClient) {

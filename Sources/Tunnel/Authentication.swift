@@ -18,6 +18,13 @@ public protocol TunnelCredentials: Sendable {
     func secret(forAlias alias: String) -> [UInt8]?
     /// Whether `token` is a live (detached, within grace) session of `alias`.
     func canResume(alias: String, token: [UInt8]) -> Bool
+    /// Whether an alias that `secret(forAlias:)` does not know is left to the operator's
+    /// gatekeeper (H.235 password token in the mirror's RRQ) instead of being refused.
+    func verifiedByGatekeeper(alias: String) -> Bool
+}
+
+extension TunnelCredentials {
+    public func verifiedByGatekeeper(alias: String) -> Bool { false }
 }
 
 /// The MAC inputs, shared by client and server. Labels separate the three uses so

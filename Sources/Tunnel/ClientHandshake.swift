@@ -7,6 +7,9 @@ public struct ClientHandshake: Sendable {
         case send(Frame)
         /// Authenticated; `resumeToken` lets a later connection continue this session.
         case established(version: UInt16, resumeToken: [UInt8], graceSeconds: UInt16, resumed: Bool)
+        /// AUTH_DEFER: send CREDENTIALS (computed by the caller, who has the H.235 code)
+        /// and REGISTER; AUTH_OK follows REGISTERED... or REJECTED ends it.
+        case deferred(CredentialMethod)
         case failed(String)
     }
 
@@ -19,6 +22,11 @@ public struct ClientHandshake: Sendable {
     private var clientNonce: [UInt8] = []
     private var serverNonce: [UInt8] = []
     private var version: UInt16 = 0
+    /// Whether this subscriber's credentials may be checked by the operator's gatekeeper
+    /// instead of the appliance. Such an appliance cannot prove that it knows the secret,
+    /// so a client accepts it only when configured to.
+    public var acceptsGatekeeperVerification = false
+    public private(set) var deferred = false
 
     public init(alias: String, secret: [UInt8], crypto: TunnelCrypto, capabilities: Capabilities = .all,
                 resumeToken: [UInt8]? = nil) {
@@ -46,6 +54,17 @@ public struct ClientHandshake: Sendable {
                 return .send(Message.resume(alias: alias, token: token, clientNonce: clientNonce, mac: mac).frame())
             }
             return .send(authFrame())
+        case let .authDefer(method):
+            guard acceptsGatekeeperVerification else {
+                return .failed("the appliance does not know this subscriber's secret and defers to the gatekeeper, which this client does not accept")
+            }
+            deferred = true
+            return .deferred(method)
+        case let .authOK(_, token, grace, resumed) where deferred:
+            // The gatekeeper accepted the H.235 token (REGISTERED follows); there is no proof to check.
+            return .established(version: version, resumeToken: token, graceSeconds: grace, resumed: resumed)
+        case let .rejected(_, text) where deferred:
+            return .failed("the operator's gatekeeper refused the credentials: \(text)")
         case let .authOK(proof, token, grace, resumed):
             let expected = TunnelAuth.serverProof(crypto, secret: secret, serverNonce: serverNonce, clientNonce: clientNonce)
             guard TunnelAuth.constantTimeEqual(proof, expected) else {

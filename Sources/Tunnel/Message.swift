@@ -9,10 +9,12 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case auth = 0x03
     case authOK = 0x04
     case resume = 0x05
+    case authDefer = 0x06
     case register = 0x10
     case registered = 0x11
     case rejected = 0x12
     case unregister = 0x13
+    case credentials = 0x14
     case call = 0x20
     case incoming = 0x21
     case progress = 0x22
@@ -21,6 +23,7 @@ public enum MessageType: UInt8, Sendable, CaseIterable {
     case connected = 0x25
     case hangup = 0x26
     case dtmf = 0x27
+    case earlyMedia = 0x28
     case media = 0x30
     case ping = 0x40
     case pong = 0x41
@@ -73,6 +76,13 @@ public enum TunnelSizes {
     public static let nonce = 32
     public static let mac = 32
     public static let resumeToken = 16
+    public static let h235Hash = 16
+}
+
+/// How a subscriber's secret is checked when the appliance does not hold it (AUTH_DEFER, CREDENTIALS).
+public enum CredentialMethod: UInt8, Sendable {
+    /// H.235.1 password hash (MD5 over the PER ClearToken), checked by the operator's gatekeeper.
+    case h235PasswordMD5 = 1
 }
 
 /// One decoded message. `channel` of the carrying frame is kept beside it.
@@ -82,6 +92,10 @@ public enum Message: Equatable, Sendable {
     case auth(alias: String, clientNonce: [UInt8], mac: [UInt8])
     case authOK(serverProof: [UInt8], resumeToken: [UInt8], graceSeconds: UInt16, resumed: Bool)
     case resume(alias: String, token: [UInt8], clientNonce: [UInt8], mac: [UInt8])
+    /// The alias is not in the appliance's table: the operator's gatekeeper will check it.
+    case authDefer(method: CredentialMethod)
+    /// The client's proof for the gatekeeper (sent after AUTH_DEFER, before REGISTER).
+    case credentials(method: CredentialMethod, timeStamp: UInt32, hash: [UInt8])
     case register(aliases: [String])
     case registered(aliases: [String], ttlSeconds: UInt16)
     case rejected(reason: UInt16, text: String)
@@ -94,6 +108,8 @@ public enum Message: Equatable, Sendable {
     case connected(codec: Codec, packetTimeMs: UInt8)
     case hangup(cause: UInt8)
     case dtmf(digit: UInt8, durationMs: UInt16)
+    /// Media flows before CONNECTED (ringback, announcements from the far end), in this codec.
+    case earlyMedia(codec: Codec, packetTimeMs: UInt8)
     case media(kind: MediaKind, packet: [UInt8])
     case ping(clientTime: UInt64)
     case pong(clientTime: UInt64, serverTime: UInt64, activeCalls: UInt32, capacity: UInt32)
@@ -107,6 +123,8 @@ public enum Message: Equatable, Sendable {
         case .auth: .auth
         case .authOK: .authOK
         case .resume: .resume
+        case .authDefer: .authDefer
+        case .credentials: .credentials
         case .register: .register
         case .registered: .registered
         case .rejected: .rejected
@@ -119,6 +137,7 @@ public enum Message: Equatable, Sendable {
         case .connected: .connected
         case .hangup: .hangup
         case .dtmf: .dtmf
+        case .earlyMedia: .earlyMedia
         case .media: .media
         case .ping: .ping
         case .pong: .pong
@@ -143,6 +162,10 @@ public enum Message: Equatable, Sendable {
         case let .resume(alias, token, clientNonce, mac):
             w.string(alias); w.raw(fixed(token, TunnelSizes.resumeToken))
             w.raw(fixed(clientNonce, TunnelSizes.nonce)); w.raw(fixed(mac, TunnelSizes.mac))
+        case let .authDefer(method):
+            w.u8(method.rawValue)
+        case let .credentials(method, timeStamp, hash):
+            w.u8(method.rawValue); w.u32(timeStamp); w.raw(fixed(hash, TunnelSizes.h235Hash))
         case let .register(aliases):
             w.u8(UInt8(min(aliases.count, 255))); aliases.prefix(255).forEach { w.string($0) }
         case let .registered(aliases, ttl):
@@ -163,6 +186,8 @@ public enum Message: Equatable, Sendable {
             w.u8(cause)
         case let .dtmf(digit, duration):
             w.u8(digit); w.u16(duration)
+        case let .earlyMedia(codec, packetTime):
+            w.u8(codec.rawValue); w.u8(packetTime)
         case let .media(kind, packet):
             w.u8(kind.rawValue); w.raw(packet)
         case let .ping(clientTime):
@@ -214,6 +239,13 @@ public enum Message: Equatable, Sendable {
             guard let alias = r.string(), let token = r.raw(TunnelSizes.resumeToken),
                   let nonce = r.raw(TunnelSizes.nonce), let mac = r.raw(TunnelSizes.mac) else { return nil }
             return .resume(alias: alias, token: token, clientNonce: nonce, mac: mac)
+        case .authDefer:
+            guard let raw = r.u8(), let method = CredentialMethod(rawValue: raw) else { return nil }
+            return .authDefer(method: method)
+        case .credentials:
+            guard let raw = r.u8(), let method = CredentialMethod(rawValue: raw), let timeStamp = r.u32(),
+                  let hash = r.raw(TunnelSizes.h235Hash) else { return nil }
+            return .credentials(method: method, timeStamp: timeStamp, hash: hash)
         case .register:
             guard let aliases = stringList(&r) else { return nil }
             return .register(aliases: aliases)
@@ -245,6 +277,9 @@ public enum Message: Equatable, Sendable {
         case .dtmf:
             guard let digit = r.u8(), let duration = r.u16() else { return nil }
             return .dtmf(digit: digit, durationMs: duration)
+        case .earlyMedia:
+            guard let raw = r.u8(), let codec = Codec(rawValue: raw), let ptime = r.u8() else { return nil }
+            return .earlyMedia(codec: codec, packetTimeMs: ptime)
         case .media:
             guard let raw = r.u8(), let kind = MediaKind(rawValue: raw) else { return nil }
             return .media(kind: kind, packet: r.rest())

@@ -32,6 +32,10 @@ public enum CloseReason: Equatable, Sendable {
 
 public enum SessionOutput: Equatable, Sendable {
     case authenticated(alias: String, resumeToken: [UInt8])
+    /// The alias is left to the operator's gatekeeper: the client may only send CREDENTIALS,
+    /// REGISTER, PING and BYE until the backend answers REGISTERED (then AUTH_OK follows)
+    /// or REJECTED (then the session closes with ERROR 200). Not resumable.
+    case deferredToGatekeeper(alias: String, resumeToken: [UInt8])
     case resumed(alias: String, resumeToken: [UInt8])
     /// Call control for the control plane (REGISTER, CALL, ANSWER, HANGUP, DTMF, ...).
     case signalling(channel: UInt16, Message)
@@ -44,6 +48,8 @@ public struct ServerSession: Sendable {
     public enum State: Equatable, Sendable {
         case awaitingHello
         case awaitingAuth
+        /// AUTH_DEFER sent; the gatekeeper's answer to the mirror's RRQ decides.
+        case awaitingGatekeeper(alias: String)
         case established(alias: String)
         case closed
     }
@@ -90,7 +96,7 @@ public struct ServerSession: Sendable {
     /// When the driver must call `tick` at the latest.
     public var nextDeadline: UInt64 {
         switch state {
-        case .awaitingHello, .awaitingAuth: openedAt &+ config.authTimeoutNanos
+        case .awaitingHello, .awaitingAuth, .awaitingGatekeeper: openedAt &+ config.authTimeoutNanos
         case .established: lastReceived &+ config.idleTimeoutNanos
         case .closed: UInt64.max
         }
@@ -150,6 +156,25 @@ public struct ServerSession: Sendable {
     @discardableResult
     public mutating func send(_ message: Message, channel: UInt16 = 0, now: UInt64) -> Bool {
         guard state != .closed else { return false }
+        if case let .awaitingGatekeeper(alias) = state {
+            // The gatekeeper's verdict on the client's H.235 token completes (or ends) the authentication.
+            switch message {
+            case .registered:
+                state = .established(alias: alias)
+                serverNonce = []
+                let proof = [UInt8](repeating: 0, count: TunnelSizes.mac)  // the appliance holds no secret to prove
+                _ = outbound.pushSignalling(Message.authOK(serverProof: proof, resumeToken: resumeToken, graceSeconds: 0,
+                                                           resumed: false).frame(), now: now)
+            case let .rejected(_, text):
+                _ = outbound.pushSignalling(message.frame(channel: channel), now: now)
+                fail(.authenticationFailed, "authentication failed: \(text)", now)
+                return false
+            case .pong, .error, .bye:
+                break
+            default:
+                return false  // nothing else reaches a client that is not authenticated yet
+            }
+        }
         guard outbound.pushSignalling(message.frame(channel: channel), now: now) else {
             state = .closed
             outputs.append(.close(.stalled))
@@ -213,6 +238,15 @@ public struct ServerSession: Sendable {
             send(.welcome(version: version, capabilities: peerCapabilities,
                           maxPayload: UInt32(config.maxPayload), nonce: serverNonce), now: now)
 
+        case let (.awaitingAuth, .auth(alias, _, _)) where credentials.secret(forAlias: alias) == nil
+                                                         && credentials.verifiedByGatekeeper(alias: alias):
+            // The appliance cannot check this MAC: the client's H.235 token, checked by the
+            // operator's gatekeeper in the mirror's RRQ, decides instead.
+            resumeToken = crypto.randomBytes(TunnelSizes.resumeToken)
+            send(.authDefer(method: .h235PasswordMD5), now: now)
+            state = .awaitingGatekeeper(alias: alias)
+            outputs.append(.deferredToGatekeeper(alias: alias, resumeToken: resumeToken))
+
         case let (.awaitingAuth, .auth(alias, clientNonce, mac)):
             guard let secret = credentials.secret(forAlias: alias),
                   TunnelAuth.constantTimeEqual(mac, TunnelAuth.clientMAC(crypto, secret: secret, serverNonce: serverNonce,
@@ -242,7 +276,12 @@ public struct ServerSession: Sendable {
             establish(alias: alias, secret: secret, clientNonce: clientNonce, resumed: true, now: now)
             outputs.append(.resumed(alias: alias, resumeToken: token))
 
-        case let (.awaitingAuth, .ping(clientTime)), let (.established, .ping(clientTime)):
+        case (.awaitingGatekeeper, .credentials), (.awaitingGatekeeper, .register):
+            guard frame.channel == 0 else { fail(.unexpectedMessage, "\(message.type) on channel \(frame.channel)", now); return }
+            outputs.append(.signalling(channel: 0, message))
+
+        case let (.awaitingAuth, .ping(clientTime)), let (.awaitingGatekeeper, .ping(clientTime)),
+             let (.established, .ping(clientTime)):
             counters.pings += 1
             send(.pong(clientTime: clientTime, serverTime: now / 1_000, activeCalls: load.activeCalls,
                        capacity: load.capacity), now: now)
@@ -260,7 +299,7 @@ public struct ServerSession: Sendable {
 
         case (.established, .register), (.established, .unregister), (.established, .call),
              (.established, .progress), (.established, .ringing), (.established, .answer),
-             (.established, .hangup), (.established, .dtmf):
+             (.established, .hangup), (.established, .dtmf), (.established, .credentials):
             outputs.append(.signalling(channel: frame.channel, message))
 
         default:
@@ -279,6 +318,7 @@ public struct ServerSession: Sendable {
         switch state {
         case .awaitingHello: "before HELLO"
         case .awaitingAuth: "before authentication"
+        case .awaitingGatekeeper: "while the gatekeeper checks the credentials"
         case .established: "after authentication"
         case .closed: "after close"
         }

@@ -128,7 +128,7 @@ enum ConsoleCommands {
     /// The daemon when it answers; otherwise the configuration store itself, so that the
     /// console can repair a box whose daemon does not start.
     static func makeBackend(_ settings: BackendSettings) throws -> any ManagementBackend {
-        let control = ControlBackend(client: ControlClient(), storeDirectory: settings.dataDirectory)
+        let control = ControlBackend(client: ControlClient())
         if control.reachable() { return control }
         do {
             let store = try ConfigStore(directory: settings.dataDirectory, confirmUnitSeconds: settings.confirmUnitSeconds)

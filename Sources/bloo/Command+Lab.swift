@@ -13,14 +13,15 @@ import Tunnel
 enum LabCommand {
     static let usage = """
         bloo lab gatekeeper [--ras ADDR:PORT] [--signalling ADDR:PORT] [--mode direct|routed] [--reject-nat] \
-        [--route PREFIX=ADDR:PORT[,...]] [--ttl S] [--id NAME] [--duration S]
+        [--route PREFIX=ADDR:PORT[,...]] [--ttl S] [--id NAME] [--duration S] \
+        [--h235-passwords FILE [--h235-window S]]
                bloo lab gateway [--signalling ADDR:PORT] [--media-ip ADDR] [--codecs PCMU,PCMA] \
         [--h245 fast-start|tunnelled|separate] [--tone HZ | --wav FILE] [--record DIR] [--expect-tone HZ] \
-        [--dtmf DIGITS] [--dtmf-signal] [--hangup-after MS] [--cause N] [--answer-delay MS] \
+        [--dtmf DIGITS] [--dtmf-signal] [--hangup-after MS] [--cause N] [--answer-delay MS] [--early-media HZ] \
         [--gatekeeper ADDR:PORT] [--ras ADDR:PORT] [--alias NAME[,...]] [--call ALIAS] [--call-address ADDR:PORT] \
         [--duration S] [--exit-after-calls N]
                bloo lab client --server ADDR:PORT --alias NAME --secret TEXT [--register A,B] [--call DEST | --no-answer] \
-        [--codecs PCMU,PCMA] [--tone HZ] [--expect-tone HZ] [--dtmf DIGITS] [--hangup-after MS] [--cause N] \
+        [--codecs PCMU,PCMA] [--tone HZ] [--expect-tone HZ] [--expect-early-tone HZ] [--dtmf DIGITS] [--hangup-after MS] [--cause N] \
         [--drop-after MS_AFTER_CONNECT] [--duration S] [--exit-after-calls N]
         (lab tools: a gatekeeper, a gateway and a tunnel test client for tests and test calls, not for service)
         """
@@ -53,7 +54,7 @@ enum LabCommand {
     static func client(_ words: [String]) throws -> Int32 {
         let command = "lab client"
         let args = try Arguments(words, command: command,
-                                 options: ["server", "alias", "secret", "register", "call", "codecs", "tone", "expect-tone", "dtmf",
+                                 options: ["server", "alias", "secret", "register", "call", "codecs", "tone", "expect-tone", "dtmf", "expect-early-tone",
                                            "hangup-after", "cause", "drop-after", "duration", "exit-after-calls", "calls", "count"],
                                  flags: ["no-answer"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
@@ -73,6 +74,7 @@ enum LabCommand {
         }
         if let tone = try args.integer("tone", command: command, range: 50...3900) { config.toneHz = Double(tone) }
         if let hz = try args.integer("expect-tone", command: command, range: 50...3900) { config.expectToneHz = Double(hz) }
+        if let hz = try args.integer("expect-early-tone", command: command, range: 50...3900) { config.expectEarlyToneHz = Double(hz) }
         config.sendDTMF = args.value("dtmf") ?? ""
         guard config.sendDTMF.allSatisfy({ DTMF.event($0) != nil }) else { throw UsageError("\(command): --dtmf takes 0-9 * # A-D") }
         if let ms = try args.integer("hangup-after", command: command, range: 0...86_400_000) { config.hangupAfterMs = UInt64(ms) }
@@ -115,7 +117,8 @@ enum LabCommand {
 
     static func gatekeeper(_ words: [String]) throws -> Int32 {
         let command = "lab gatekeeper"
-        let args = try Arguments(words, command: command, options: ["ras", "signalling", "mode", "route", "ttl", "id", "duration"],
+        let args = try Arguments(words, command: command, options: ["ras", "signalling", "mode", "route", "ttl", "id", "duration",
+                                                                    "h235-passwords", "h235-window"],
                                  flags: ["reject-nat"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = LabGatekeeperConfig(rasAddress: try address(args.value("ras") ?? "0.0.0.0:1719", "ras"),
@@ -127,6 +130,14 @@ enum LabCommand {
         config.rejectNATed = args.has("reject-nat")
         config.timeToLive = try args.integer("ttl", command: command, range: 5...86_400) ?? 60
         if let id = args.value("id") { config.identifier = id }
+        if let path = args.value("h235-passwords") {
+            // Full RRQs must carry a matching H.235 password token (MD5 pwdHash); RRJ securityDenial otherwise.
+            do { config.h235Passwords = try LabGatekeeperConfig.parsePasswords(try CommandSupport.readText(path)) } catch {
+                writeLine(STDERR_FILENO, "\(command): \(path): \(error)")
+                return ExitStatus.usage
+            }
+        }
+        config.h235WindowSeconds = try args.integer("h235-window", command: command, range: 1...86_400) ?? 120
         for item in (args.value("route") ?? "").split(separator: ",") {
             let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             guard parts.count == 2, parts[0].allSatisfy({ $0.isNumber || $0 == "*" || $0 == "#" }) else {
@@ -150,7 +161,7 @@ enum LabCommand {
         let command = "lab gateway"
         let args = try Arguments(words, command: command,
                                  options: ["signalling", "media-ip", "codecs", "h245", "tone", "wav", "record", "expect-tone", "dtmf",
-                                           "hangup-after", "cause", "answer-delay", "gatekeeper", "ras", "alias", "call",
+                                           "hangup-after", "cause", "answer-delay", "early-media", "gatekeeper", "ras", "alias", "call",
                                            "call-address", "duration", "exit-after-calls"],
                                  flags: ["dtmf-signal"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
@@ -185,6 +196,10 @@ enum LabCommand {
         if let ms = try args.integer("hangup-after", command: command, range: 1...86_400_000) { config.hangupAfterMs = UInt64(ms) }
         if let cause = try args.integer("cause", command: command, range: 1...127) { config.hangupCause = UInt8(cause) }
         if let ms = try args.integer("answer-delay", command: command, range: 0...600_000) { config.answerDelayMs = UInt64(ms) }
+        if let hz = try args.integer("early-media", command: command, range: 50...3900) {
+            guard config.options.fastStart else { throw UsageError("\(command): --early-media needs --h245 fast-start") }
+            config.earlyMediaHz = Double(hz)
+        }
         if let gk = args.value("gatekeeper") { config.gatekeeper = try address(gk, "gatekeeper") }
         if let ras = args.value("ras") { config.rasAddress = try address(ras, "ras") }
         if let aliases = args.value("alias") {

@@ -14,7 +14,8 @@ enum MirrorCommand {
         bloo mirror-serve --subscribers FILE --gatekeeper ADDR:PORT --public-ip ADDR [--bind-ip ADDR] \
         [--tls ADDR:PORT|off] [--tcp ADDR:PORT] [--cert PEM --key PEM] [--workers N] [--grace S] \
         [--ras-ports A-B] [--signalling-ports A-B] [--rtp-ports A-B] [--ttl S] [--cdr FILE] \
-        [--h245 fast-start|tunnelled|separate] [--no-discovery] [--rate PER_S] [--burst N] [--max-connections N]
+        [--h245 fast-start|tunnelled|separate] [--no-discovery] [--rate PER_S] [--burst N] [--max-connections N] \
+        [--gatekeeper-auth]
         """
     static let cdrUsage = "bloo cdr --file FILE [--last N]"
 
@@ -39,7 +40,7 @@ enum MirrorCommand {
                                  options: ["tls", "tcp", "cert", "key", "subscribers", "workers", "grace", "gatekeeper", "public-ip",
                                            "bind-ip", "ras-ports", "signalling-ports", "rtp-ports", "ttl", "cdr", "h245", "rate", "burst",
                                            "max-connections"],
-                                 flags: ["no-discovery"])
+                                 flags: ["no-discovery", "gatekeeper-auth"])
         guard args.positionals.isEmpty else { throw UsageError("\(command): unexpected argument '\(args.positionals[0])'") }
         var config = TerminatorConfig()
         config.tlsListen = try endpoint(args.value("tls") ?? "off", "tls")
@@ -55,6 +56,8 @@ enum MirrorCommand {
         if let rate = try args.integer("rate", command: command, range: 1...1_000_000) { config.perSourceRate = Double(rate) }
         if let burst = try args.integer("burst", command: command, range: 1...1_000_000) { config.perSourceBurst = Double(burst) }
         config.maxConnections = try args.integer("max-connections", command: command, range: 1...1_000_000) ?? config.maxConnections
+        // Aliases not in --subscribers: the operator's gatekeeper checks the client's H.235 token.
+        config.gatekeeperVerification = args.has("gatekeeper-auth")
 
         guard let gk = EndpointAddress(parsing: try args.required("gatekeeper", command: command)) else {
             throw UsageError("\(command): --gatekeeper takes ADDRESS:PORT")

@@ -21,7 +21,7 @@ enum PhoneCommand {
         let args = try Arguments(words, command: command,
                                  options: ["config", "alias", "secret", "ca", "appliances", "play", "tone", "record",
                                            "duration", "dtmf", "expect-tone", "rounds", "gatekeeper", "state"],
-                                 flags: ["no-udp-probe"])
+                                 flags: ["no-udp-probe", "gatekeeper-auth"])
         guard let verb = args.positionals.first else { throw UsageError("phone: say scan, register, call NUMBER or listen") }
         var configuration = PhoneConfiguration()
         if let path = args.value("config") {
@@ -52,6 +52,7 @@ enum PhoneCommand {
         if let state = args.value("state") { configuration.statePath = state }
         if let rounds = try args.integer("rounds", command: command, range: 1...50) { configuration.scan.rounds = rounds }
         if args.has("no-udp-probe") { configuration.scan.useUDP = false }
+        if args.has("gatekeeper-auth") { configuration.gatekeeperVerification = true }
         let duration = try args.integer("duration", command: command, range: 0...86_400)
         if args.value("play") != nil && args.value("tone") != nil { throw UsageError("phone: --play and --tone exclude each other") }
         let tone = try args.integer("tone", command: command, range: 50...3900)

@@ -135,3 +135,45 @@ private final class Session {
     let version = shell.runBatch(["show", "version"])
     #expect(version.success && version.output.hasPrefix("bloo "))
 }
+
+/// Polls the running program's output like the terminal driver, until `done` or 10 s.
+private func pump(_ session: Session, until done: () -> Bool) {
+    var waited = 0
+    while !done(), waited < 10_000, let fd = session.shell.jobDescriptor {
+        var ready = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&ready, 1, 100)
+        waited += 100
+        session.shell.jobReadable(now: session.now)
+        session.drain()
+    }
+}
+
+@Test func pingShowsEachReplyAsItArrivesAndCtrlCStopsIt() throws {
+    guard access("/usr/bin/ping", X_OK) == 0 || access("/bin/ping", X_OK) == 0 else {
+        Issue.record("ping is not installed (scripts/deps.sh installs iputils-ping)")
+        return
+    }
+    let session = try Session(login: false)
+    session.type("ping 127.0.0.1 count 3\r")
+    #expect(session.shell.jobDescriptor != nil)
+    // The first reply is on the screen while the program still runs (no prompt yet).
+    pump(session) { session.screen.contains("icmp_seq=1 ") }
+    #expect(session.screen.contains("icmp_seq=1 "))
+    #expect(!session.screen.contains("icmp_seq=3 ") && session.shell.jobDescriptor != nil)
+    #expect(!session.screen.hasSuffix("admin@bloo> "))
+    // Keys other than ^C are dropped while it runs.
+    #expect(session.type("show version\r") == "")
+    pump(session) { session.shell.jobDescriptor == nil }
+    #expect(session.screen.contains("3 packets transmitted, 3 received"))
+    #expect(session.screen.hasSuffix("admin@bloo> "))
+
+    session.type("ping 127.0.0.1 count 50\r")
+    pump(session) { session.screen.contains("icmp_seq=1 ") }
+    session.type("\u{03}")
+    pump(session) { session.shell.jobDescriptor == nil }
+    #expect(session.shell.jobDescriptor == nil)
+    #expect(session.screen.contains("^C") && session.screen.contains("127.0.0.1 ping statistics"))
+    #expect(!session.screen.contains("icmp_seq=10 "))
+    #expect(!session.screen.contains("error: ping"))
+    #expect(session.screen.hasSuffix("admin@bloo> "))
+}

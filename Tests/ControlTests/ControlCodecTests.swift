@@ -13,6 +13,9 @@ import Testing
         .confirm,
         .rollback(3),
         .reboot,
+        .configHistory,
+        .configGetCommit(0),
+        .configGetCommit(999),
     ]
 
     @Test(arguments: requests)
@@ -95,6 +98,43 @@ import Testing
         #expect(ControlRequest.rollback(1).changesState)
         #expect(ControlRequest.reboot.changesState)
         #expect(ControlRequest.confirm.changesState)
+        // Reading the history is an operator's; an old commit whole (rollback) an admin's.
+        #expect(!ControlRequest.configHistory.needsAdmin)
+        #expect(ControlRequest.configGetCommit(1).needsAdmin && !ControlRequest.configGetCommit(1).changesState)
+        #expect(ControlRequest.rollback(1).needsAdmin)
+        #expect(!ControlRequest.configGet(.running).needsAdmin)
+    }
+
+    @Test func historyAndOldCommitRequestsAreStrict() throws {
+        #expect(String(decoding: ControlCodec.encode(.configGetCommit(4)), as: UTF8.self) == "config get commit 4\n")
+        #expect(try ControlCodec.decodeRequest(Array("config history".utf8)) == .configHistory)
+        for bad in ["config get commit", "config get commit 1000", "config get commit -1", "config get commit x",
+                    "config history 1", "config get commit 1 2", "config history\nformat: kv\n"] {
+            #expect(throws: ControlProtocolError.self, "\(bad)") { try ControlCodec.decodeRequest(Array(bad.utf8)) }
+        }
+    }
+
+    @Test func historyEntriesSurviveTheirEncoding() {
+        let entries = [
+            ControlCommitEntry(sequence: 12, time: 1_795_000_000, confirmDeadline: 1_795_000_600, revertTo: 11,
+                               user: "alice (uid 1001)", comment: "vlan 100"),
+            ControlCommitEntry(sequence: 11, time: 1_794_000_000, confirmDeadline: nil, revertTo: nil, user: "pytest", comment: ""),
+            ControlCommitEntry(sequence: 0, time: 0, confirmDeadline: nil, revertTo: nil, user: "factory", comment: "default"),
+        ]
+        let text = ControlCommitEntry.encode(entries)
+        #expect(text.hasPrefix("12\t1795000000\t1795000600\t11\talice (uid 1001)\tvlan 100\n11\t1794000000\t-\t-\tpytest\t\n"))
+        #expect(ControlCommitEntry.decode(text) == entries)
+        // A TAB or newline in a comment cannot break the format.
+        let odd = ControlCommitEntry(sequence: 1, time: 2, confirmDeadline: nil, revertTo: nil, user: "a\tb", comment: "x\ny\tz")
+        #expect(ControlCommitEntry.decode(ControlCommitEntry.encode([odd])) ==
+                [ControlCommitEntry(sequence: 1, time: 2, confirmDeadline: nil, revertTo: nil, user: "a b", comment: "x y z")])
+        for bad in ["1\t2\t-\t-\tuser\n", "x\t2\t-\t-\tu\tc\n", "1\t2\t?\t-\tu\tc\n", "1\t99999999999999999999\t-\t-\tu\tc\n",
+                    "-1\t2\t-\t-\tu\tc\n",
+                    // Found by FuzzControlRequest: a TAB (or CR) inside the comment.
+                    "3\t1\t-\t-\tsystem\tautomatic\t1\n", "3\t1\t-\t-\tsystem\tx\ry\n"] {
+            #expect(ControlCommitEntry.decode(bad) == nil, "\(bad)")
+        }
+        #expect(ControlCommitEntry.decode("") == [])
     }
 
     @Test func rolesComeFromGroups() {

@@ -2,61 +2,13 @@ import Config
 import Endpoint
 import Glibc
 import H323
+import EndpointIO
 import IO
 import Lab
 import Testing
 @testable import Daemon
 
 private let gk = EndpointAddress(ip: 0x7F00_0001, port: 1719)
-private let me = EndpointAddress(ip: 0x7F00_0001, port: 30001)
-
-private func sequence(_ message: RasMessage) -> Int? {
-    if case .gatekeeperRequest(let grq) = message { return grq.requestSeqNum }
-    return nil
-}
-
-@Suite struct GatekeeperProbeCoreTests {
-    @Test func anAnswerToTheOutstandingRequestMeansReachable() throws {
-        var core = GatekeeperProbeCore()
-        let idle = core.tick(now: 0, rasAddress: me)
-        #expect(idle == nil)  // nothing to probe yet
-        core.set(gatekeeper: gk, now: 0)
-        let sent = core.tick(now: 0, rasAddress: me)
-        let (request, to) = try #require(sent)
-        #expect(to == gk)
-        let seq = try #require(sequence(request))
-        #expect(core.reachable == nil)
-        let confirm = { (n: Int) in RasMessage.gatekeeperConfirm(GatekeeperConfirm(requestSeqNum: n,
-            protocolIdentifier: EndpointIdentity.h2250Protocol, rasAddress: gk.transportAddress)) }
-        core.received(confirm(seq + 1), from: gk)                   // another request's answer
-        core.received(confirm(seq), from: EndpointAddress(ip: 0x7F00_0002, port: 1719))  // someone else
-        #expect(core.reachable == nil)
-        core.received(confirm(seq), from: gk)
-        #expect(core.reachable == true)
-    }
-
-    @Test func aRejectStillProvesAGatekeeperAndSilenceDoesNot() throws {
-        var core = GatekeeperProbeCore()
-        core.set(gatekeeper: gk, now: 0)
-        let firstRequest = core.tick(now: 0, rasAddress: me)
-        let first = try #require(firstRequest.flatMap { sequence($0.0) })
-        core.received(.gatekeeperReject(GatekeeperReject(requestSeqNum: first, protocolIdentifier: EndpointIdentity.h2250Protocol,
-                                                         rejectReason: .resourceUnavailable)), from: gk)
-        #expect(core.reachable == true)
-        let early = core.tick(now: 1_000, rasAddress: me)
-        #expect(early == nil)  // one request per interval
-        let secondRequest = core.tick(now: GatekeeperProbeCore.intervalMs, rasAddress: me)
-        let second = try #require(secondRequest.flatMap { sequence($0.0) })
-        #expect(second != first)
-        _ = core.tick(now: GatekeeperProbeCore.intervalMs + GatekeeperProbeCore.timeoutMs - 1, rasAddress: me)
-        #expect(core.reachable == true)
-        _ = core.tick(now: GatekeeperProbeCore.intervalMs + GatekeeperProbeCore.timeoutMs, rasAddress: me)
-        #expect(core.reachable == false)
-        core.set(gatekeeper: EndpointAddress(ip: 0x7F00_0001, port: 1819), now: 9_000)
-        #expect(core.reachable == nil)  // a new gatekeeper has no verdict yet
-    }
-}
-
 /// A port on 127.0.0.1 that is free now (UDP and TCP).
 private func freePort() throws -> Int {
     let socket = try UDPSocket.bound(to: IPv4Endpoint("127.0.0.1", port: 0)!)
@@ -88,9 +40,8 @@ private func labConfiguration(ras: Int, signalling: Int) throws -> Configuration
 }
 
 @Suite(.serialized) struct LabServiceTests {
-    /// The lab service's gatekeeper answers the probe the tunnel service uses for health:
-    /// real sockets on 127.0.0.1, a real GRQ and GCF.
-    @Test func theLabGatekeeperRunsAndAnswersTheHealthProbe() throws {
+    /// The lab service's tools run: real sockets on 127.0.0.1, a real GRQ and GCF, a TCP connect.
+    @Test func theLabGatekeeperRunsAndAnswersAGatekeeperRequest() throws {
         let ras = try freePort(), signalling = try freePort()
         let service = LabService()
         defer { service.stop(deadline: 5) }
@@ -99,12 +50,19 @@ private func labConfiguration(ras: Int, signalling: Int) throws -> Configuration
         #expect(health.listeners.map(\.name) == ["lab.gatekeeper-ras-127.0.0.1:\(ras)", "lab.gateway-127.0.0.1:\(signalling)"])
         #expect(health.listeners.allSatisfy(\.up) && health.problem == nil)
 
-        let probe = GatekeeperProbe()
-        probe.set(.init(gatekeeper: EndpointAddress(ip: 0x7F00_0001, port: UInt16(ras)), bindIP: 0x7F00_0001))
+        // A GatekeeperRequest (what the mirror's reachability probe sends) gets its confirm.
         let loop = try EventLoop()
-        probe.attach(to: loop)
-        for _ in 0..<40 where probe.reachable != true { _ = try loop.runOnce(timeoutMilliseconds: 100) }
-        #expect(probe.reachable == true)
+        let port = try UDPPort(loop: loop, address: EndpointAddress(ip: 0x7F00_0001, port: 0))
+        var confirmed = false
+        port.onDatagram = { bytes, _ in
+            if case .gatekeeperConfirm(let gcf)? = try? RasMessage(decoding: Array(bytes)), gcf.requestSeqNum == 7 { confirmed = true }
+        }
+        let grq = RasMessage.gatekeeperRequest(GatekeeperRequest(requestSeqNum: 7, protocolIdentifier: EndpointIdentity.h2250Protocol,
+            rasAddress: port.address.transportAddress, endpointType: EndpointIdentity.gateway))
+        port.send(try grq.encoded(), to: EndpointAddress(ip: 0x7F00_0001, port: UInt16(ras)))
+        for _ in 0..<40 where !confirmed { _ = try loop.runOnce(timeoutMilliseconds: 100) }
+        port.close()
+        #expect(confirmed)
 
         #expect(connects(port: signalling))  // the gateway listens for calls
     }

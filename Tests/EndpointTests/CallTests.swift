@@ -118,6 +118,39 @@ import Testing
         #expect(!p.separateUp)
     }
 
+    @Test func earlyMediaFlowsBeforeConnect() throws {
+        // The callee answers fast start in Progress (progress indicator 8): both sides
+        // transmit before Connect, and Connect repeats no fast start.
+        var p = Self.pair(callerOptions: CallOptions(), calleeOptions: CallOptions())
+        try p.run(fromCaller: p.caller.handle(.place, now: 0))
+        try p.run(fromCaller: [], fromCallee: p.callee!.handle(.alert, now: 1))
+        let progress = p.callee!.handle(.earlyMedia(codecs: [.pcmu]), now: 2)
+        guard case .sendSignalling(let m)? = progress.first(where: { if case .sendSignalling = $0 { true } else { false } }) else {
+            Issue.record("no Progress")
+            return
+        }
+        let wired = try Pair.wire(m)
+        #expect(wired.messageType == .progress)
+        #expect(try wired.progressIndicator()?.description == 8)
+        guard case .progress(let uuie) = try wired.userInformation().h323UuPdu.h323MessageBody else {
+            Issue.record("Progress without its UUIE")
+            return
+        }
+        #expect(uuie.fastStart?.isEmpty == false)
+        try p.run(fromCaller: [], fromCallee: progress)
+        #expect(p.callerSeen.contains(.progress))
+        #expect(p.caller.state == .callDelivered)
+        let earlyTx = try #require(Self.transmits(p.callerSeen).last)
+        #expect(earlyTx.remoteRTP == Self.calleeRTP && earlyTx.codec == .pcmu)
+        #expect(Self.transmits(p.calleeSeen).last?.remoteRTP == Self.callerRTP)
+        #expect(!p.callerSeen.contains(.connected))
+        let before = p.callerSeen.count
+        try p.run(fromCaller: [], fromCallee: p.callee!.handle(.answer(codecs: [.pcmu]), now: 3))
+        #expect(p.caller.state == .active && p.callerSeen.contains(.connected))
+        #expect(Self.transmits(Array(p.callerSeen[before...])).isEmpty)  // media already set up
+        #expect(!p.separateUp)
+    }
+
     @Test func tunnelledH245WithoutFastStart() throws {
         var p = Self.pair(callerOptions: CallOptions(fastStart: false), calleeOptions: CallOptions(fastStart: false))
         try Self.connectAndCheck(&p, answer: [.pcma], expect: .pcma)

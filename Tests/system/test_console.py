@@ -407,3 +407,34 @@ def test_noninteractive_cli(bloo, tmp_path):
     assert result.returncode == 1 and "interactive" in result.stderr
     result = cli(bloo, tmp_path, "show", "calls")
     assert result.returncode == 1 and "daemon is not running" in result.stderr
+
+
+def test_ping_streams_each_reply_and_ctrl_c_interrupts(console, bloo, tmp_path):
+    c = console()
+    c.login()
+    c.send("ping 127.0.0.1 count 3\r")
+    sent = time.monotonic()
+    c.expect(r"icmp_seq=1 ")
+    first = time.monotonic()
+    c.expect(r"icmp_seq=3 ")
+    last = time.monotonic()
+    c.expect("3 packets transmitted, 3 received")
+    c.expect(PROMPT)
+    # Each reply is on the screen as it arrives (one a second), not all at the end.
+    assert first - sent < 1.0 and last - first > 1.5, (sent, first, last)
+
+    # ^C stops a long ping: its statistics, then the prompt, at once.
+    c.send("ping 127.0.0.1 count 100\r")
+    c.expect(r"icmp_seq=2 ")
+    c.send("\x03")
+    interrupted = time.monotonic()
+    c.expect(r"\^C")
+    c.expect("127.0.0.1 ping statistics")
+    c.expect(PROMPT)
+    assert time.monotonic() - interrupted < 2.0
+    assert "icmp_seq=5 " not in c.text()
+    assert "revision" in c.run("show version", PROMPT)
+
+    # One-shot mode (ssh admin@box ping ...) collects the output and exits 0.
+    result = cli(bloo, tmp_path, "ping", "127.0.0.1", "count", "2")
+    assert result.returncode == 0 and "2 received" in result.stdout, result

@@ -35,7 +35,10 @@ def test_console_commits_through_the_daemon_and_reverts_across_a_restart(bloo, n
         c.run("configure", EDIT)
         c.run("delete interfaces k0 address 192.0.2.1/24", EDIT)
         c.run("set interfaces k0 address 192.0.2.2/24", EDIT)
-        out = c.run("commit confirmed 2", EDIT)
+        # 8 "minutes" of 1 s: long enough that the deadline cannot pass before the kill
+        # below even on a loaded machine (the revert must be the restarted daemon's).
+        out = c.run("commit confirmed 8", EDIT)
+        deadline = time.monotonic() + 8
         assert "commit complete" in out, out
         assert wait_for(lambda: "192.0.2.2/24" in addresses(ns, "k0"), timeout=5)
         # A validation failure is refused before the daemon sees it; running stays.
@@ -43,8 +46,9 @@ def test_console_commits_through_the_daemon_and_reverts_across_a_restart(bloo, n
         assert "exceeds the MTU" in c.run("commit", EDIT)
         c.run("discard", EDIT)
 
+        assert "192.0.2.2/24" in addresses(ns, "k0")   # not reverted yet
         daemon.stop(sig=signal.SIGKILL)       # power cut: nobody is left to revert...
-        time.sleep(3)                         # ...and the deadline passes meanwhile
+        time.sleep(max(0.0, deadline - time.monotonic()) + 1)   # ...and the deadline passes meanwhile
         daemon.start()                        # the restarted daemon reverts on start
         assert wait_for(lambda: "192.0.2.1/24" in addresses(ns, "k0"), timeout=6)
         assert "192.0.2.2/24" not in addresses(ns, "k0")
@@ -90,3 +94,68 @@ def test_power_cut_of_the_daemon_during_a_console_commit(bloo, netns, daemons, a
             c.run("exit", PROMPT)
     finally:
         c.close()
+
+
+def test_rollback_and_history_for_an_admin_who_is_not_root(bloo, netns, daemons, accounts, tmp_path):
+    """An SSH admin: a member of the admin group, not root. The store belongs to the
+    service user, so the history and `rollback N` come over the control socket."""
+    import grp
+    import pwd
+    import subprocess
+
+    import pexpect
+
+    name = f"ssh{accounts.service[-6:]}"
+    subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/sh", "-G", accounts.admin_group, name], check=True)
+    try:
+        ns = netns("noroot")
+        ns.run("ip", "link", "add", "k0", "type", "veth", "peer", "name", "k1")
+        daemon = daemons(ns)
+        from bloo_daemon import ADMIN_HASH
+        user = f"set system user {name} class admin\nset system user {name} password-hash {ADMIN_HASH}\n"
+        first = base_config(accounts.service, user + "set interfaces k0 address 192.0.2.1/24\n")
+        second = base_config(accounts.service, user + "set interfaces k0 address 192.0.2.2/24\n")
+        assert daemon.commit(first).startswith("ok\n")
+        assert daemon.commit(second).startswith("ok\n")
+        entry = pwd.getpwnam(name)
+        identity = ["setpriv", f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--init-groups"]
+        # This user cannot read the store itself.
+        listing = subprocess.run(identity + ["ls", os.path.join(daemon.config_dir, "commits")], capture_output=True)
+        assert listing.returncode != 0
+        assert grp.getgrnam(accounts.admin_group).gr_gid in [int(g) for g in subprocess.run(
+            identity + ["id", "-G"], capture_output=True, text=True, check=True).stdout.split()]
+
+        env = {"PATH": os.environ["PATH"], "TERM": "dumb", "BLOO_CONTROL_SOCKET": daemon.socket}
+        child = pexpect.spawn(identity[0], identity[1:] + [str(bloo), "cli"], env=env, encoding="utf-8",
+                              codec_errors="replace", timeout=10)
+        prompt, edit = f"{name}@testbox> ", f"{name}@testbox# "
+        try:
+            child.expect(prompt)
+
+            def run(line, until):
+                child.send(line + "\r")
+                child.expect(until)
+                return child.before
+
+            history = run("show configuration history", prompt)
+            assert "0  commit 2" in history and "1  commit 1" in history and "pytest" in history, history
+            run("configure", edit)
+            out = run("rollback 1", edit)
+            assert "commit 1 loaded into the candidate" in out, out
+            out = run("compare", edit)
+            assert "192.0.2.1/24" in out and "192.0.2.2/24" in out, out
+            out = run("commit", edit)
+            assert "commit complete" in out, out
+            assert wait_for(lambda: "192.0.2.1/24" in addresses(ns, "k0"), timeout=5)
+            assert "192.0.2.2/24" not in addresses(ns, "k0")
+            run("exit", prompt)
+            history = run("show configuration history", prompt)
+            assert f"0  commit 3" in history and name in history, history
+            child.send("exit\r")
+        finally:
+            child.close(force=True)
+        # The daemon recorded who did it: the login name and the uid the kernel reported.
+        reply = daemon.request("config history\n")
+        assert f"\t{name} (uid {entry.pw_uid})\t" in reply.split("\n")[1], reply
+    finally:
+        subprocess.run(["userdel", name], check=False)

@@ -38,6 +38,14 @@ def test_roles_are_enforced(netns, daemons, accounts):
     assert reply.startswith("ok\ncommit 1"), reply
     assert daemon.request("show commits\nformat: kv\n", **admin_primary).startswith("ok\ncommit.0=sequence 1 by alice (uid 64001): from the test")
     assert daemon.request("config get running\n", **operator) == "ok\n" + config
+    # The commit history: operators read it; an old commit whole is for admins (rollback).
+    history = daemon.request("config history\n", **operator)
+    assert history.startswith("ok\n1\t") and "\talice (uid 64001)\tfrom the test\n" in history, history
+    assert daemon.request("config get commit 0\n", **operator).startswith("error denied")
+    assert daemon.request("config get commit 0\n", **admin) == "ok\n" + config
+    assert daemon.request("config get commit 1\n", **admin).startswith("ok\nset system hostname bloo")  # factory
+    assert daemon.request("config get commit 7\n", **admin).startswith("error invalid rollback 7: only 2 commits")
+    assert daemon.request("config get commit 1000\n", **admin).startswith("error malformed")
     # The daemon is still alive and well.
     assert daemon.show("health")["listener.control"] == "up"
 

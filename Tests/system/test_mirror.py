@@ -191,8 +191,15 @@ def test_outbound_call_audio_dtmf_hangup_cdr_on_the_wire(lab):
     assert PHONE not in everything and NAT_OUT not in everything
 
 
+def h245_ports(pcap):
+    """The TCP ports that H.225.0 named as H.245 addresses (dynamic ones)."""
+    fields = tshark_fields(pcap, "-Y", "h225.h245Address", "-T", "fields", "-e", "h225.h245IpPort")
+    return sorted({int(port) for line in fields.split() for port in line.split(",") if port.isdigit()})
+
+
 def test_separate_h245_gateway_hangs_up_busy(lab):
     gk, gw = lab.operator(gateway_args=["--h245", "separate", "--hangup-after", "4000", "--cause", "17"])
+    tshark, pcap = lab.capture()
     lab.appliance("--h245", "separate")
     client = lab.client("--call", "0777", "--exit-after-calls", "1")
     client.wait_for("call connected channel=1 codec=")
@@ -208,6 +215,19 @@ def test_separate_h245_gateway_hangs_up_busy(lab):
         time.sleep(1)
         lab_record = dict(field.split("=", 1) for field in lab.cdr.read_text().splitlines()[-1].split(" "))
     assert lab_record["cause"] == "17" and lab_record["hangup_by"] == "network"
+    time.sleep(0.5)
+    tshark.send_signal(signal.SIGINT)
+    tshark.wait(10)
+    # The separate H.245 connection, on the port the Setup or Connect named, decoded as
+    # H.245: the capabilities, master/slave and logical channels, nothing malformed.
+    ports = h245_ports(pcap)
+    assert ports, tshark_fields(pcap, "-Y", "h225")
+    decode_h245 = [arg for port in ports for arg in ("-d", f"tcp.port=={port},h245")]
+    summary = tshark_fields(pcap, *decode_h245, "-Y", "h245")
+    for message in ("terminalCapabilitySet", "masterSlaveDetermination", "openLogicalChannel", "endSessionCommand"):
+        assert message in summary, (message, summary)
+    malformed = tshark_fields(pcap, *decode_h245, "-Y", "_ws.malformed || _ws.expert.severity == error")
+    assert malformed.strip() == "", malformed
 
 
 def test_inbound_call_rings_connects_and_carries_audio(lab):
@@ -251,3 +271,22 @@ def test_gatekeeper_routed_mode(lab):
     at_gateway = released(gw)
     assert at_gateway["cause"] == "16" and at_gateway["by"] == "remote"
     assert int(at_client["tone_presence_pct"]) >= 80 and float(at_gateway["tone_presence"]) >= 0.8
+
+
+def test_early_media_ringback_reaches_the_client_before_connected(lab):
+    # The gateway answers fast start in Progress and plays a 400 Hz ringback for 3 s before
+    # Connect, then its 2 kHz tone: the client hears the ringback before CONNECTED. (400 Hz,
+    # not 425: the ToneDetector's Goertzel bins are 50 Hz apart at 20 ms frames.)
+    _, gw = lab.operator(gateway_args=["--early-media", "400", "--answer-delay", "3000"])
+    appliance = lab.appliance()
+    client = lab.client("--call", "0123456", "--expect-early-tone", "400", "--hangup-after", "2000", "--cause", "16",
+                        "--exit-after-calls", "1")
+    client.wait_for("early media channel=1 codec=pcmu ptime=20")
+    connected = client.wait_for(r"call connected channel=1 codec=pcmu ptime=20 early_packets=(\d+) early_tone_presence_pct=(\d+)")
+    assert int(connected.group(1)) >= 100, client.log()  # ~3 s of 20 ms packets before CONNECTED
+    assert int(connected.group(2)) >= 80, client.log()
+    appliance.wait_for("mirror-early-media alias=alice channel=1 codec=PCMU")
+    gw.wait_for("call progress|media transmit codec=PCMU")
+    at_client = released(client)
+    assert at_client["cause"] == "16"
+    assert int(at_client["tone_presence_pct"]) >= 80, at_client  # the 2 kHz after the answer

@@ -2,7 +2,8 @@
 // reach the frame decoder and the server session. Whatever they are:
 // - nothing traps, and the decoder never buffers more than one frame plus one read;
 // - every message that decodes re-encodes to a frame that decodes to the same message;
-// - an unauthenticated session never reports signalling or media.
+// - an unauthenticated session never reports signalling or media, except CREDENTIALS and
+//   REGISTER on channel 0 for an alias left to the gatekeeper ("gk..." here, AUTH_DEFER).
 // The first input byte picks the read size, so frames split across reads are covered.
 import FuzzSupport
 import IO
@@ -17,6 +18,7 @@ struct FuzzCrypto: TunnelCrypto {
 struct FuzzCredentials: TunnelCredentials {
     func secret(forAlias alias: String) -> [UInt8]? { alias == "alice" ? Array("alice-secret".utf8) : nil }
     func canResume(alias: String, token: [UInt8]) -> Bool { false }
+    func verifiedByGatekeeper(alias: String) -> Bool { alias.hasPrefix("gk") }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -33,6 +35,7 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     var offset = 0
     var clock: UInt64 = 1
     var authenticated = false
+    var deferred = false
     while offset < input.count {
         let end = min(input.count, offset + chunk)
         let piece = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(input)[offset..<end])
@@ -49,6 +52,13 @@ func fuzzOne(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
             switch output {
             case .authenticated, .resumed:
                 authenticated = true
+            case .deferredToGatekeeper:
+                deferred = true
+            case let .signalling(channel, message) where deferred && !authenticated:
+                switch message {
+                case .credentials, .register: if channel != 0 { fatalError("deferred signalling on channel \(channel)") }
+                default: fatalError("\(message.type) relayed before the gatekeeper's verdict")
+                }
             case .signalling, .media:
                 if !authenticated { fatalError("relayed before authentication") }
             default:

@@ -1,0 +1,160 @@
+"""`bloo daemon` with the mirror backend against `bloo lab gatekeeper` and `bloo lab
+gateway`, all on 127.0.0.1 inside a namespace made here:
+
+- health: the mirror probes the configured gatekeeper with GRQ; `show health` and `show
+  system` say reachable (healthy) while it answers, unreachable (not healthy) once it has
+  stopped answering through every retry, and reachable again when it is back;
+- SIGTERM with two tunnelled clients (`bloo lab client`) in calls, one connected and one
+  whose tunnel dropped (in its grace period, its call still up): the gateway receives a
+  ReleaseComplete with a cause for each call, the gatekeeper a DRQ and a URQ for each
+  (the registrations drop), the connected client's tunnel ends, and the daemon exits 0
+  within its stop deadline."""
+import random
+import re
+import subprocess
+import time
+
+import pytest
+
+from bloo_daemon import accounts, base_config, daemons, wait_for  # noqa: F401  (fixtures)
+
+SECRET = "mirror-daemon-secret"
+BOB_SECRET = "mirror-daemon-bob-secret"
+GATEKEEPER = "127.0.0.1:1719"
+GATEWAY = "127.0.0.1:1720"
+
+
+class Lab:
+    """A `bloo lab ...` process in the namespace, its log on stderr."""
+
+    def __init__(self, bloo, ns, directory, name, *argv):
+        self.name = name
+        self.path = directory / f"{name}.log"
+        self.file = open(self.path, "w")
+        self.process = ns.popen(str(bloo), "lab", *argv, stdout=subprocess.DEVNULL, stderr=self.file)
+
+    def log(self):
+        self.file.flush()
+        return self.path.read_text()
+
+    def wait_for(self, pattern, timeout=20.0):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            match = re.search(pattern, self.log())
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"{self.name}: no '{pattern}' within {timeout}s:\n{self.log()}")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.file.close()
+
+
+@pytest.fixture
+def lab(bloo, tmp_path):
+    started = []
+
+    def start(ns, name, *argv):
+        proc = Lab(bloo, ns, tmp_path, name, *argv)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        proc.stop()
+
+
+def gatekeeper(lab, ns):
+    gk = lab(ns, "gatekeeper", "gatekeeper", "--ras", GATEKEEPER, "--route", f"0={GATEWAY}")
+    gk.wait_for("lab gatekeeper started")
+    return gk
+
+
+def mirror_config(service, tcp_port):
+    return base_config(service, f"set tunnel tcp 127.0.0.1:{tcp_port}\n"
+                                f"set subscriber alice secret {SECRET}\n"
+                                f"set subscriber bob secret {BOB_SECRET}\n"
+                                f"set gatekeeper address {GATEKEEPER}\n"
+                                "set relay public-address 127.0.0.1\n"
+                                "set relay ports 42000-42099\n")
+
+
+def test_gatekeeper_reachability_makes_health(netns, daemons, accounts, lab):
+    ns = netns("dmgk")
+    gk = gatekeeper(lab, ns)
+    daemon = daemons(ns)
+    reply = daemon.commit(mirror_config(accounts.service, random.randint(20000, 29999)))
+    assert reply.startswith("ok\ncommit 1"), reply
+    assert "backend=mirror" in daemon.log(), daemon.log()
+    # The first GRQ goes out when the mirror starts: answered, healthy.
+    assert wait_for(lambda: daemon.show("health")["gatekeeper"] == "reachable", timeout=5), daemon.show("health")
+    health = daemon.show("health")
+    assert health["healthy"] == "yes", health
+    assert daemon.show("system")["gatekeeper"] == "reachable"
+    assert "gatekeeper-reachable" in daemon.log()
+
+    # The gatekeeper stops: unhealthy once a probe (every 5 s) has gone unanswered through
+    # its 3 attempts (1 s apart).
+    gk.stop()
+    stopped = time.monotonic()
+    assert wait_for(lambda: daemon.show("health")["gatekeeper"] == "unreachable", timeout=12), daemon.show("health")
+    took = time.monotonic() - stopped
+    assert took >= 2.5, f"declared unreachable after {took:.1f} s: fewer than 3 attempts?"
+    health = daemon.show("health")
+    assert health["healthy"] == "no", health
+    assert daemon.show("system")["gatekeeper"] == "unreachable"
+    assert "gatekeeper-unreachable" in daemon.log()
+
+    # Back again: healthy again at the next probe.
+    gatekeeper(lab, ns)
+    assert wait_for(lambda: daemon.show("health")["healthy"] == "yes", timeout=8), daemon.show("health")
+    assert daemon.stop() == 0
+
+
+def test_sigterm_releases_calls_unregisters_and_exits_0(netns, daemons, accounts, lab):
+    ns = netns("dmterm")
+    gk = gatekeeper(lab, ns)
+    gw = lab(ns, "gateway", "gateway", "--signalling", GATEWAY, "--tone", "2000")
+    gw.wait_for("lab gateway started")
+    daemon = daemons(ns, extra_args=["--stop-deadline", "5"])
+    tcp_port = random.randint(20000, 29999)
+    assert daemon.commit(mirror_config(accounts.service, tcp_port)).startswith("ok\ncommit 1")
+    client = lab(ns, "client", "client", "--server", f"127.0.0.1:{tcp_port}", "--alias", "alice",
+                 "--secret", SECRET, "--call", "0123", "--tone", "1000", "--duration", "60")
+    dropped = lab(ns, "dropped", "client", "--server", f"127.0.0.1:{tcp_port}", "--alias", "bob",
+                  "--secret", BOB_SECRET, "--call", "0124", "--drop-after", "300", "--duration", "60")
+    gk.wait_for(r"registered endpoint=\S+ from=127\.0\.0\.1:\d+ aliases=alice")
+    gk.wait_for(r"registered endpoint=\S+ from=127\.0\.0\.1:\d+ aliases=bob")
+    client.wait_for("call connected channel=1")
+    dropped.wait_for("dropping the tunnel without BYE")
+    assert wait_for(lambda: "tunnel-detached alias=bob" in daemon.log(), timeout=5), daemon.log()
+    assert wait_for(lambda: len(re.findall("call connected", gw.log())) == 2, timeout=5), gw.log()
+    assert "call released" not in gw.log()
+
+    started = time.monotonic()
+    status = daemon.stop(timeout=15)
+    took = time.monotonic() - started
+    assert status == 0, daemon.log()
+    assert took < 5 + 2, f"the daemon took {took:.1f} s to stop"
+
+    # The gateway saw both calls released by the appliance with a cause (16: normal call
+    # clearing, the appliance ends its calls deliberately).
+    assert wait_for(lambda: len(re.findall(r"call released cause=\d+ by=\w+", gw.log())) == 2, timeout=5), gw.log()
+    assert re.findall(r"call released cause=(\d+) by=(\w+)", gw.log()) == [("16", "remote")] * 2, gw.log()
+    # The gatekeeper: both calls disengaged, both endpoints unregistered.
+    assert wait_for(lambda: gk.log().count("disengaged") == 2, timeout=5), gk.log()
+    assert wait_for(lambda: len(re.findall(r"unregistered from=127\.0\.0\.1", gk.log())) == 2, timeout=5), gk.log()
+    # The connected client's tunnel ended.
+    client.wait_for("tunnel closed by the appliance", timeout=5)
+    log = daemon.log()
+    assert "tunnel-stopped" in log and "daemon stopped" in log, log
+    print(f"SIGTERM to exit 0: {took:.2f} s")
