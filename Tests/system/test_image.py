@@ -380,6 +380,6 @@ def test_the_documented_test_call_reaches_the_lab_gateway_with_audio_both_ways(i
     assert re.search(r"tunnel open to \S+ \(tunnel over TCP, TLS\), authenticated as demo", out), out
     assert "summary: path tunnel over TCP" in out and "summary: estimated MOS" in out, out
     # The other direction: the lab gateway (inside the appliance) heard the phone's 1000 Hz.
-    released = idle_box.expect(rb"lab-gateway: call released ([^\r\n]*)", 60).group(1).decode()
+    released = idle_box.expect(rb"lab-gateway: call released ([^\r\n]*)\r?\n", 60).group(1).decode()  # the whole line
     fields = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', released))
     assert float(fields["tone_presence"]) >= 0.8, released
