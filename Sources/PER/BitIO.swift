@@ -2,8 +2,8 @@
 // reports truncation as an error; all length arithmetic is checked by the callers.
 
 public struct PERBitWriter: Sendable {
-    public private(set) var bytes: [UInt8] = []
-    public private(set) var bitCount = 0
+    public internal(set) var bytes: [UInt8] = []
+    public internal(set) var bitCount = 0
 
     public init() {
         bytes.reserveCapacity(256)
@@ -61,8 +61,9 @@ public struct PERBitWriter: Sendable {
 
 public struct PERBitReader: Sendable {
     let bytes: [UInt8]
-    public private(set) var position: Int
-    let end: Int
+    public internal(set) var position: Int
+    /// End of the window in bits: narrowed while an open type's contents are read.
+    var end: Int
 
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes

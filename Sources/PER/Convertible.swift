@@ -87,7 +87,7 @@ extension Array: PERConvertible where Element: PERConvertible {
     }
     public var perValue: PERValue {
         if Element.self == UInt8.self { return .octetString(unsafeBitCast(self, to: [UInt8].self)) }
-        return .sequenceOf(map(\.perValue))
+        return .sequenceOf(map { $0.perValue })
     }
 }
 

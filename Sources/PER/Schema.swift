@@ -177,19 +177,24 @@ public final class PERCharacterStringType: Sendable {
     /// Permitted codes when a FROM constraint narrows the canonical alphabet.
     let permitted: Set<UInt32>?
     let maximumCode: UInt32
+    /// For each ASCII code: what is written for it (its index in `indexed`, or the code), or
+    /// -1 when it is not permitted. Every string kind here but BMPString is ASCII only.
+    let ascii: [Int32]
 
     /// `from`: the permitted-alphabet constraint, e.g. "0123456789#*,".
     public init(_ kind: PERStringKind, size: PERSize = .unconstrained, from: String? = nil) {
         self.kind = kind
         self.size = size
         let alphabet: [UInt32]
+        let permitted: Set<UInt32>?
         if let from {
-            alphabet = Array(Set(from.unicodeScalars.map(\.value))).sorted()
+            alphabet = Array(Set(from.unicodeScalars.map { $0.value })).sorted()
             permitted = Set(alphabet)
         } else {
             alphabet = kind.canonicalAlphabet
             permitted = (kind == .numeric || kind == .printable) ? Set(alphabet) : nil
         }
+        self.permitted = permitted
         maximumCode = kind == .bmp ? 0xFFFF : (alphabet.last ?? 0)
         let count = kind == .bmp && from == nil ? 65536 : alphabet.count
         var bits = 0
@@ -198,11 +203,22 @@ public final class PERCharacterStringType: Sendable {
         while aligned < bits { aligned *= 2 }
         bitsPerCharacter = aligned
         // X.691 30.5.4: codes are used as they are when the largest fits in b bits.
+        let indexed: [UInt32]?
         if UInt64(alphabet.last ?? 0) < (UInt64(1) << UInt64(aligned)) || (kind == .bmp && from == nil) {
             indexed = nil
         } else {
             indexed = alphabet
         }
+        self.indexed = indexed
+        var ascii = [Int32](repeating: -1, count: 128)
+        for code in 0..<UInt32(128) where Self.allows(code, kind: kind, permitted: permitted) {
+            if let indexed {
+                if let i = indexed.firstIndex(of: code) { ascii[Int(code)] = Int32(i) }
+            } else {
+                ascii[Int(code)] = Int32(code)
+            }
+        }
+        self.ascii = ascii
     }
 
     /// The permitted characters (for BMPString without FROM, a representative subset).
@@ -215,7 +231,13 @@ public final class PERCharacterStringType: Sendable {
         }
     }
 
+    @inline(__always)
     func allows(_ code: UInt32) -> Bool {
+        if code < 128 { return ascii[Int(code)] >= 0 }
+        return Self.allows(code, kind: kind, permitted: permitted)
+    }
+
+    static func allows(_ code: UInt32, kind: PERStringKind, permitted: Set<UInt32>?) -> Bool {
         if let permitted { return permitted.contains(code) }
         switch kind {
         case .ia5: return code <= 127

@@ -8,6 +8,7 @@ asn1tools through <asn1>/h323_asn.py (parser only: the encoding rules are ours, 
 Sources/PER). Output, committed so that building needs no Python:
   Sources/H323/Generated/H323Schema.generated.swift   every type as a PERType value
   Sources/H323/Generated/H323Types.generated.swift    Swift structs/enums + conversions
+  Sources/H323/Generated/H323Codec.generated.swift    their direct PER encode/decode
 Re-run after changing this script; the outputs are never edited by hand.
 """
 import os
@@ -336,6 +337,7 @@ def gen_type(swift_name, node, module, params, asn_name, indent, top_level_index
             out.append('%s        self.%s = try %s(s, %d, %s)' % (pad, f.strip('`'), fn, i, string_lit(asn)))
         out.append('%s        self.unknownAdditions = s.unknownAdditions' % pad)
         out.append('%s    }' % pad)
+        codec.extend(gen_sequence_codec(swift_name, node, module, params, fields, len(root), additions))
         out.append('%s    public var perValue: PERValue {' % pad)
         vals = ', '.join(('%s?.perValue' if opt else '%s.perValue') % f for f, st, opt, _, _ in fields)
         out.append('%s        .sequence(PERSequenceValue(members: [%s], unknownAdditions: unknownAdditions))' % (pad, vals))
@@ -351,6 +353,7 @@ def gen_type(swift_name, node, module, params, asn_name, indent, top_level_index
             st = None if m['type'] == 'NULL' else swift_for(m, module, params, swift_name, m['name'], nested)
             cases.append((camel_lower(m['name']), st, i))
             out.append('%s    case %s%s' % (pad, camel_lower(m['name']), '' if st is None else '(%s)' % st))
+        codec.extend(gen_choice_codec(swift_name, members, module, params, cases, len(root), additions is not None))
         out.append('%s    /// An extension alternative this schema does not know: its index and encoding.' % pad)
         out.append('%s    case unknownExtension(Int, [UInt8])' % pad)
         out.append('%s    public init(perValue: PERValue) throws(PERError) {' % pad)
@@ -384,6 +387,7 @@ def gen_type(swift_name, node, module, params, asn_name, indent, top_level_index
                 continue
             (additions if additions is not None else root).append(v)
         names = [v[0] for v in sorted(root, key=lambda v: v[1])] + [v[0] for v in (additions or [])]
+        codec.extend(gen_enumerated_codec(swift_name, names, len(root), additions is not None))
         out.append('%s/// ASN.1 `%s`.' % (pad, asn_name))
         out.append('%spublic enum %s: Sendable, Equatable, Hashable, PERConvertible%s {' % (
             pad, swift_name.split('.')[-1], message_conformance))
@@ -455,10 +459,296 @@ def gen_types():
     return '\n'.join(lines) + '\n'
 
 
+# ---------------------------------------------------------------- direct codecs
+# Each generated type also encodes and decodes itself by calling the PEREncoder/PERDecoder
+# primitives in the order its schema gives, without a PERValue tree in between. Every
+# constraint below comes from the same module nodes as the schema table above.
+
+codec = []          # Swift lines of H323Codec.generated.swift
+string_types = {}   # PERCharacterStringType(...) arguments -> static name
+STRING_KINDS = ('IA5String', 'BMPString', 'NumericString', 'PrintableString', 'VisibleString')
+
+
+def string_type_ref(node, module, params):
+    expr = type_expr(node, module, params, '')
+    assert expr.startswith('.characterString(') and expr.endswith(')'), expr
+    args = expr[len('.characterString('):-1]
+    if args not in string_types:
+        string_types[args] = 's%d' % len(string_types)
+    return 'H323StringTypes.%s' % string_types[args]
+
+
+def integer_args(node):
+    rt = node.get('restricted-to')
+    if not rt:
+        return 'nil, nil'
+    ext = None in rt
+    ranges = [r for r in rt if r is not None]
+    assert len(ranges) == 1, node
+    r = ranges[0]
+    lo, hi = (r if isinstance(r, (list, tuple)) else (r, r))
+    lo = 'nil' if lo == 'MIN' else lo
+    hi = 'nil' if hi == 'MAX' else hi
+    return '%s, %s%s' % (lo, hi, ', extensible: true' if ext else '')
+
+
+def alias_swift(module, name):
+    """The Swift type a non-constructed named type stands for (as its typealias says)."""
+    node = spec[module]['types'][name]
+    params = node.get('parameters', [])
+    sname = swift_type_name(module, name)
+    nested = []
+    st = swift_for(node, module, params, sname, name + 'Element', nested)
+    if nested:
+        (ename, _), = nested
+        st = st.replace(sname + '.' + ename, sname + 'Element')
+    return st
+
+
+def reference_target(node, module):
+    """(module, name, node) of a reference, with a constraint on the reference applied."""
+    target = resolve(module, node['type'])
+    tnode = spec[target[0]]['types'][target[1]]
+    if any(k in node for k in ('size', 'restricted-to', 'from')):
+        tnode = dict(tnode)
+        tnode.update({k: node[k] for k in ('size', 'restricted-to', 'from') if k in node})
+        return target, tnode, True
+    return target, tnode, False
+
+
+def dec(node, module, params, st, level=0):
+    """A Swift expression that decodes `node` (Swift type `st`) from decoder `d`."""
+    t = node['type']
+    if t in params or t == 'OpenType':
+        return 'try d.decodeOpenType()'
+    if t == 'NULL':
+        return 'PERNull()'
+    if t == 'BOOLEAN':
+        return 'try d.decodeBoolean()'
+    if t == 'INTEGER':
+        return 'try d.decodeInteger(%s)' % integer_args(node)
+    if t == 'BIT STRING':
+        return 'try d.decodeBitString(%s)' % (size_expr(node) or '.unconstrained')
+    if t == 'OCTET STRING':
+        return 'try d.decodeOctetString(%s)' % (size_expr(node) or '.unconstrained')
+    if t == 'OBJECT IDENTIFIER':
+        return 'try d.decodeObjectIdentifier()'
+    if t in STRING_KINDS:
+        return 'try d.decodeString(%s)' % string_type_ref(node, module, params)
+    if t == 'GeneralString':
+        return 'try d.decodeGeneralString()'
+    if t in ('SEQUENCE', 'SET', 'CHOICE', 'ENUMERATED'):
+        return 'try %s(perDecoder: &d)' % st
+    if t in ('SEQUENCE OF', 'SET OF'):
+        assert st.startswith('[') and st.endswith(']'), st
+        est = st[1:-1]
+        inner = dec(node['element'], module, params, est, level + 1)
+        return 'try d.decodeSequenceOf(%s) { (d: inout PERDecoder) throws(PERError) -> %s in %s }' % (
+            size_expr(node) or '.unconstrained', est, inner)
+    target, tnode, constrained = reference_target(node, module)
+    if is_opaque(*target):
+        assert not constrained
+        return 'try d.decodeValue(.reference(%d))' % index_of[target]
+    if tnode['type'] in ('SEQUENCE', 'SET', 'CHOICE', 'ENUMERATED'):
+        assert not constrained
+        return 'try %s(perDecoder: &d)' % swift_type_name(*target)
+    return dec(tnode, target[0], tnode.get('parameters', []), alias_swift(*target), level)
+
+
+def enc(node, module, params, st, x, level=0):
+    """A Swift statement that encodes `x` (of Swift type `st`, as `node`) with encoder `e`."""
+    t = node['type']
+    if t in params or t == 'OpenType':
+        return 'e.encodeOpenType(%s)' % x
+    if t == 'NULL':
+        return '_ = %s' % x
+    if t == 'BOOLEAN':
+        return 'e.encodeBoolean(%s)' % x
+    if t == 'INTEGER':
+        return 'try e.encodeInteger(%s, %s)' % (x, integer_args(node))
+    if t == 'BIT STRING':
+        return 'try e.encodeBitString(%s, %s)' % (x, size_expr(node) or '.unconstrained')
+    if t == 'OCTET STRING':
+        return 'try e.encodeOctetString(%s, %s)' % (x, size_expr(node) or '.unconstrained')
+    if t == 'OBJECT IDENTIFIER':
+        return 'try e.encodeObjectIdentifier(%s)' % x
+    if t in STRING_KINDS:
+        return 'try e.encodeString(%s, %s)' % (x, string_type_ref(node, module, params))
+    if t == 'GeneralString':
+        return 'try e.encodeGeneralString(%s)' % x
+    if t in ('SEQUENCE', 'SET', 'CHOICE', 'ENUMERATED'):
+        return 'try %s.perEncode(to: &e)' % x
+    if t in ('SEQUENCE OF', 'SET OF'):
+        assert st.startswith('[') and st.endswith(']'), st
+        est = st[1:-1]
+        v = 'element%d' % level
+        inner = enc(node['element'], module, params, est, v, level + 1)
+        return 'try e.encodeSequenceOf(%s, %s) { (e: inout PEREncoder, %s: %s) throws(PERError) in %s }' % (
+            x, size_expr(node) or '.unconstrained', v, est, inner)
+    target, tnode, constrained = reference_target(node, module)
+    if is_opaque(*target):
+        assert not constrained
+        return 'try e.encodeValue(%s, .reference(%d))' % (x, index_of[target])
+    if tnode['type'] in ('SEQUENCE', 'SET', 'CHOICE', 'ENUMERATED'):
+        assert not constrained
+        return 'try %s.perEncode(to: &e)' % x
+    return enc(tnode, target[0], tnode.get('parameters', []), alias_swift(*target), x, level)
+
+
+def gen_sequence_codec(swift_name, node, module, params, fields, root_count, additions):
+    root, adds = split_members(node['members'])
+    members = root + (adds or [])
+    extensible = additions is not None
+    optional_count = sum(1 for m in root if m.get('optional'))
+    assert optional_count <= 64 and len(adds or []) <= 64, swift_name
+    out = ['', 'extension %s: PERCodable {' % swift_name,
+           '    public init(perDecoder d: inout PERDecoder) throws(PERError) {',
+           '        %s = try d.beginSequence(extensible: %s, optionalCount: %d, rootCount: %d)' % (
+               'let header' if extensible or optional_count else '_', 'true' if extensible else 'false',
+               optional_count, root_count)]
+    k = 0
+    for (f, st, opt, asn, i), m in zip(fields, members):
+        if i >= root_count:
+            break
+        value = dec(m, module, params, st)
+        if m.get('optional'):
+            out.append('        if header.isPresent(%d) { self.%s = %s } else { self.%s = nil }' % (k, f, value, f))
+            k += 1
+        else:
+            out.append('        self.%s = %s' % (f, value))
+    if extensible:
+        out.append('        if header.extended {')
+        out.append('            var cursor = try d.beginAdditions(known: %d)' % len(adds))
+        if adds:
+            out.append('            while let position = try d.nextAddition(&cursor) {')
+            out.append('                switch position {')
+            for (f, st, opt, asn, i), m in zip(fields[root_count:], members[root_count:]):
+                out.append('                case %d: self.%s = %s' % (i - root_count, f, dec(m, module, params, st)))
+            out.append('                default: break')
+            out.append('                }')
+            out.append('            }')
+        else:
+            out.append('            while try d.nextAddition(&cursor) != nil {}')
+        out.append('            self.unknownAdditions = cursor.unknown')
+        out.append('        }')
+    out.append('        d.endConstructed()')
+    out.append('    }')
+    out.append('')
+    out.append('    public func perEncode(to e: inout PEREncoder) throws(PERError) {')
+    if extensible:
+        out.append('        %s known: UInt64 = 0' % ('var' if adds else 'let'))
+        for (f, st, opt, asn, i) in fields[root_count:]:
+            out.append('        if self.%s != nil { known |= 1 << %d }' % (f, i - root_count))
+        out.append('        let extended = e.beginSequence(extensible: true, knownAdditions: known, unknownAdditions: self.unknownAdditions)')
+    for (f, st, opt, asn, i), m in zip(fields, members):
+        if i < root_count and m.get('optional'):
+            out.append('        e.encodePresence(self.%s != nil)' % f)
+    for (f, st, opt, asn, i), m in zip(fields, members):
+        if i >= root_count:
+            break
+        if m.get('optional'):
+            out.append('        if let value = self.%s { %s }' % (f, enc(m, module, params, st, 'value')))
+        else:
+            out.append('        %s' % enc(m, module, params, st, 'self.' + f))
+    if extensible:
+        out.append('        if extended {')
+        out.append('            try e.encodeAdditionBitmap(known: %d, present: known, unknownAdditions: self.unknownAdditions)' % len(adds))
+        for (f, st, opt, asn, i), m in zip(fields[root_count:], members[root_count:]):
+            out.append('            if let value = self.%s {' % f)
+            out.append('                let start = e.beginOpenType()')
+            out.append('                %s' % enc(m, module, params, st, 'value'))
+            out.append('                e.endOpenType(start)')
+            out.append('            }')
+        out.append('            e.encodeUnknownAdditions(self.unknownAdditions)')
+        out.append('        }')
+    out.append('    }')
+    out.append('}')
+    return out
+
+
+def gen_choice_codec(swift_name, members, module, params, cases, root_count, extensible):
+    args = 'rootCount: %d, knownCount: %d, extensible: %s' % (root_count, len(members), 'true' if extensible else 'false')
+    index_args = 'rootCount: %d, extensible: %s' % (root_count, 'true' if extensible else 'false')
+    out = ['', 'extension %s: PERCodable {' % swift_name,
+           '    public init(perDecoder d: inout PERDecoder) throws(PERError) {',
+           '        let header = try d.beginChoice(%s)' % args,
+           '        switch header.index {']
+    for (c, st, i), m in zip(cases, members):
+        if st is None:
+            out.append('        case %d: self = .%s' % (i, c))
+        else:
+            out.append('        case %d: self = .%s(%s)' % (i, c, dec(m, module, params, st)))
+    out.append('        default: self = .unknownExtension(header.index, header.unknownEncoding)')
+    out.append('        }')
+    out.append('        d.endChoice(header)')
+    out.append('    }')
+    out.append('')
+    out.append('    public func perEncode(to e: inout PEREncoder) throws(PERError) {')
+    out.append('        switch self {')
+    for (c, st, i), m in zip(cases, members):
+        pattern = '.%s' % c if st is None else '.%s(let value)' % c
+        body = [] if st is None else [enc(m, module, params, st, 'value')]
+        out.append('        case %s:' % pattern)
+        out.append('            try e.encodeChoiceIndex(%d, %s)' % (i, index_args))
+        if i >= root_count:
+            out.append('            let start = e.beginOpenType()')
+            out.extend('            ' + b for b in body)
+            out.append('            e.endOpenType(start)')
+        else:
+            out.extend('            ' + b for b in body)
+    out.append('        case .unknownExtension(let index, let encoding):')
+    out.append('            try e.encodeUnknownAlternative(index, encoding, knownCount: %d, %s)' % (len(members), index_args))
+    out.append('        }')
+    out.append('    }')
+    out.append('}')
+    return out
+
+
+def gen_enumerated_codec(swift_name, names, root_count, extensible):
+    args = 'rootCount: %d, extensible: %s' % (root_count, 'true' if extensible else 'false')
+    out = ['', 'extension %s: PERCodable {' % swift_name,
+           '    public init(perDecoder d: inout PERDecoder) throws(PERError) {',
+           '        switch try d.decodeEnumerated(%s) {' % args]
+    for i, n in enumerate(names):
+        out.append('        case %d: self = .%s' % (i, camel_lower(n)))
+    out.append('        case let index: self = .unknownExtension(index)')
+    out.append('        }')
+    out.append('    }')
+    out.append('')
+    out.append('    public func perEncode(to e: inout PEREncoder) throws(PERError) {')
+    out.append('        let index: Int')
+    out.append('        switch self {')
+    for i, n in enumerate(names):
+        out.append('        case .%s: index = %d' % (camel_lower(n), i))
+    out.append('        case .unknownExtension(let value): index = value')
+    out.append('        }')
+    out.append('        try e.encodeEnumerated(index, %s)' % args)
+    out.append('    }')
+    out.append('}')
+    return out
+
+
+def gen_codecs():
+    lines = ['// Generated by scripts/h323/gen_h323.py from the ITU-T modules H.225.0 v7 (H323-MESSAGES),',
+             '// H.245 v15 (MULTIMEDIA-SYSTEM-CONTROL) and H.235.0 (H235-SECURITY-MESSAGES). Do not edit.',
+             '// Each typed structure encodes and decodes itself through the PER primitives, in the order',
+             '// and with the constraints of its schema (the same ones as H323Schema.generated.swift).',
+             'import PER', '',
+             '/// The permitted alphabets and sizes of the character strings, built once.',
+             'enum H323StringTypes {']
+    for args, name in string_types.items():
+        lines.append('    static let %s = %s' % (name, args))
+    lines.append('}')
+    lines.extend(codec)
+    return '\n'.join(lines) + '\n'
+
+
 out_dir = os.path.join(REPO, 'Sources', 'H323', 'Generated')
 os.makedirs(out_dir, exist_ok=True)
 with open(os.path.join(out_dir, 'H323Schema.generated.swift'), 'w') as f:
     f.write(gen_schema())
 with open(os.path.join(out_dir, 'H323Types.generated.swift'), 'w') as f:
     f.write(gen_types())
+with open(os.path.join(out_dir, 'H323Codec.generated.swift'), 'w') as f:
+    f.write(gen_codecs())
 print('generated %d named types' % len(order))
