@@ -29,7 +29,9 @@ cat <<BANNER
   Bloophone ProxyServer appliance ($board) — $(build/bloo version)
     serial console : this terminal (Ctrl-A X quits qemu)
     SSH            : ssh -p $ssh_port admin@127.0.0.1   (keys in /data/home/admin/.ssh/authorized_keys)
-    tunnel         : 127.0.0.1:$tunnel_port -> appliance port 443
+    tunnel         : 127.0.0.1:$tunnel_port -> appliance port 443 (certificate's CA: build/image/tunnel-ca.pem)
+    test call      : build/bloo phone call 0123456 --alias demo --secret bloo-demo-secret --appliances tls:127.0.0.1:$tunnel_port --ca build/image/tunnel-ca.pem --tone 1000 --expect-tone 2000 --duration 5
+                     (to the lab gateway inside the appliance: a lab tool of the board's default configuration)
     update         : ssh -p $ssh_port admin@127.0.0.1 update install < build/image/bloo-$board-$(cat VERSION).bundle
 
 BANNER

@@ -43,6 +43,19 @@ public struct Configuration: Equatable, Sendable {
         public let secret: String
     }
 
+    /// LAB TOOL: the lab gatekeeper the daemon runs on the loopback (`lab gatekeeper`).
+    public struct LabGatekeeper: Equatable, Sendable {
+        public let ras: SocketAddress
+    }
+
+    /// LAB TOOL: the lab gateway the daemon runs on the loopback (`lab gateway`).
+    public struct LabGateway: Equatable, Sendable {
+        public let signalling: SocketAddress
+        public let mediaPorts: PortRange
+        public let toneHz: Int
+        public let expectToneHz: Int
+    }
+
     public let hostname: String
     public let users: [User]
     public let serviceUser: String?
@@ -61,6 +74,8 @@ public struct Configuration: Equatable, Sendable {
     /// client's H.235 password token in the mirror's RRQ (docs/tunnel-protocol.md §4.1).
     public let gatekeeperVerifiesUnknownSubscribers: Bool
     public let subscribers: [Subscriber]
+    public let labGatekeeper: LabGatekeeper?
+    public let labGateway: LabGateway?
     /// The statements this view was built from (what `show configuration` prints).
     public let tree: ConfigTree
 
@@ -225,6 +240,32 @@ public struct Configuration: Equatable, Sendable {
             subscribers.append(Subscriber(alias: alias, secret: secret))
         }
         self.subscribers = subscribers
+
+        // Lab tools answer anyone who reaches them: they listen on the loopback only.
+        func loopback(_ words: [String], _ what: String) -> SocketAddress? {
+            guard let statement = first(words), let address = SocketAddress(statement.value) else { return nil }
+            guard case .v4(let ip) = address.address, ip.octets.first == 127 else {
+                fail(statement, "\(what) \(address): lab tools listen on the loopback (127.0.0.0/8) only")
+                return nil
+            }
+            return address
+        }
+        labGatekeeper = loopback(["lab", "gatekeeper", "ras"], "lab gatekeeper ras").map { LabGatekeeper(ras: $0) }
+        var labGateway: LabGateway?
+        if let signalling = loopback(["lab", "gateway", "signalling"], "lab gateway signalling") {
+            let prefix = ["lab", "gateway"]
+            if let mediaPorts = tree.value(prefix + ["media-ports"]).flatMap(PortRange.init) {
+                if let relayPorts, mediaPorts.low <= relayPorts.high, relayPorts.low <= mediaPorts.high {
+                    fail(first(prefix + ["media-ports"]), "lab gateway media-ports \(mediaPorts) overlap relay ports \(relayPorts)")
+                }
+                labGateway = LabGateway(signalling: signalling, mediaPorts: mediaPorts,
+                                        toneHz: tree.value(prefix + ["tone"]).flatMap(parseDecimal) ?? 2000,
+                                        expectToneHz: tree.value(prefix + ["expect-tone"]).flatMap(parseDecimal) ?? 1000)
+            } else {
+                fail(first(prefix + ["signalling"]), "lab gateway: missing 'media-ports <low-high>'")
+            }
+        }
+        self.labGateway = labGateway
 
         if !errors.isEmpty {
             throw ConfigErrors(errors.sorted { ($0.line ?? Int.max) < ($1.line ?? Int.max) })

@@ -97,5 +97,16 @@ public enum ConfigSchema {
         SchemaNode("subscriber", .list(.name), "client allowed to open a tunnel", [
             SchemaNode("secret", .leaf(.text), "shared secret of the subscriber"),
         ]),
+        SchemaNode("lab", .container, "LAB TOOLS on the loopback for demos and test calls, not for service", [
+            SchemaNode("gatekeeper", .container, "LAB TOOL: H.323 gatekeeper that routes every number to the lab gateway", [
+                SchemaNode("ras", .leaf(.socketAddress), "RAS address:port on 127.0.0.0/8 (enables it)"),
+            ]),
+            SchemaNode("gateway", .container, "LAB TOOL: H.323 gateway that answers every call with a tone", [
+                SchemaNode("signalling", .leaf(.socketAddress), "call-signalling address:port on 127.0.0.0/8 (enables it)"),
+                SchemaNode("media-ports", .leaf(.portRange), "UDP ports for its RTP, outside 'relay ports'"),
+                SchemaNode("tone", .leaf(.integer(50...3900)), "tone it sends, in Hz (default 2000)"),
+                SchemaNode("expect-tone", .leaf(.integer(50...3900)), "tone it listens for and reports, in Hz (default 1000)"),
+            ]),
+        ]),
     ])
 }

@@ -19,6 +19,10 @@ public struct LabGatekeeperConfig: Sendable {
     public var mode: Mode = .direct
     public var rejectNATed = false
     public var timeToLive = 60
+    /// An alias registered again from the same IP address but another port replaces the old
+    /// registration instead of being refused as a duplicate: the appliance's mirror gives
+    /// each new tunnel a new RAS port, while the old one may still be in its grace period.
+    public var aliasesFollowTheirHost = false
     /// Dialled-digit prefixes sent to a static gateway ("" matches everything).
     public var routes: [(prefix: String, gateway: EndpointAddress)] = []
     /// When set, a full RRQ must carry an H.235 password token (MD5 pwdHash) that matches
@@ -185,6 +189,10 @@ public struct GatekeeperCore: Sendable {
             }
             for name in names {
                 if let id = byAlias[name], let clash = live(id, now: now), clash.rasAddress != ras {
+                    if config.aliasesFollowTheirHost && clash.rasAddress.ip == ras.ip {
+                        remove(id)  // the same host from a new port: the new registration wins
+                        continue
+                    }
                     return reject(.duplicateAlias(clash.aliases))
                 }
             }
@@ -253,6 +261,16 @@ public final class LabGatekeeper {
         log.notice("lab gatekeeper started (LAB TOOL)", ["ras": "\(ras.address)", "mode": config.mode.rawValue,
                                                         "reject_nat": "\(config.rejectNATed)",
                                                         "h235": config.h235Passwords.map { "\($0.count) subscribers" } ?? "off"])
+    }
+
+    /// Closes its sockets and every relayed call leg (the daemon's lab service restarts it).
+    public func close() {
+        let all = Array(legs.values)
+        legs = [:]
+        for leg in all { leg.close() }
+        listener?.close()
+        listener = nil
+        ras.close()
     }
 
     func datagram(_ bytes: [UInt8], from: EndpointAddress) {

@@ -39,6 +39,10 @@ public struct LabGatewayConfig {
     public var callTo: String?
     public var callToAddress: EndpointAddress?
     public var callDelayMs: UInt64 = 500
+    /// Where its RTP/RTCP pairs come from; nil: a range picked from the process id
+    /// (separate lab processes on one host rarely collide). The daemon's lab service
+    /// sets it so that the gateway keeps out of the relay's ports.
+    public var mediaPorts: ClosedRange<UInt16>?
 
     public init(callSignalAddress: EndpointAddress, mediaIP: UInt32) {
         self.callSignalAddress = callSignalAddress
@@ -85,6 +89,19 @@ public final class LabGateway {
             "mode": config.options.fastStart ? "fast-start" : (config.separateH245 ? "h245-separate" : "h245-tunnelled")])
     }
 
+    /// Ends every call and closes every socket (the daemon's lab service restarts it).
+    public func close() {
+        let all = Array(calls.values)
+        calls = [:]
+        for call in all { call.finish() }
+        if let t = rasTimer { loop.cancel(t) }
+        rasTimer = nil
+        listener?.close()
+        listener = nil
+        ras?.close()
+        ras = nil
+    }
+
     // MARK: RAS
 
     func ras(_ event: RASEvent) {
@@ -126,7 +143,12 @@ public final class LabGateway {
     func mediaPort() throws -> (UDPPort, UDPPort) {
         // An even RTP port with RTCP on the next one.
         for _ in 0..<200 {
-            if nextPort == 0 || nextPort > 60000 { nextPort = 20000 + UInt16(getpid() % 1000) * 40 }
+            if let range = config.mediaPorts {
+                if nextPort < range.lowerBound || nextPort >= range.upperBound { nextPort = range.lowerBound + range.lowerBound % 2 }
+                if nextPort >= range.upperBound { break }  // no pair fits the range
+            } else if nextPort == 0 || nextPort > 60000 {
+                nextPort = 20000 + UInt16(getpid() % 1000) * 40
+            }
             let port = nextPort
             nextPort &+= 2
             guard let rtp = try? UDPPort(loop: loop, address: EndpointAddress(ip: config.mediaIP, port: port)) else { continue }

@@ -33,7 +33,7 @@ public struct Installer {
     public func install(from source: inout some ByteSource) throws -> Manifest {
         var lockFD: Int32 = -1
         if let lockPath {
-            lockFD = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+            lockFD = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o660)  // rcS makes it: root:update 0660
             guard lockFD >= 0 else { throw SystemError("cannot open \(lockPath)") }
             guard flock(lockFD, LOCK_EX | LOCK_NB) == 0 else {
                 close(lockFD)

@@ -25,6 +25,6 @@ enum DaemonCommand {
         if let seconds = try arguments.integer("confirm-unit-seconds", command: "daemon", range: 1...60) {
             options.confirmUnitSeconds = Int64(seconds)
         }
-        return Daemon(options: options, services: [TunnelService()]).run()
+        return Daemon(options: options, services: [TunnelService(), LabService()]).run()
     }
 }

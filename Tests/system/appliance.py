@@ -10,6 +10,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pexpect
@@ -54,20 +55,51 @@ class Appliance:
                  log: pathlib.Path, append: str = ""):
         self.image_dir, self.disk, self.ssh_key = image_dir, disk, ssh_key
         self.ssh_port = free_port()
-        env = dict(os.environ, BLOO_HOSTFWD=f"tcp:127.0.0.1:{self.ssh_port}-:22", BLOO_APPEND=append)
+        self.tunnel_port = free_port()  # the appliance's TLS tunnel port 443, as `make run` forwards it
+        env = dict(os.environ, BLOO_HOSTFWD=f"tcp:127.0.0.1:{self.ssh_port}-:22,tcp:127.0.0.1:{self.tunnel_port}-:443",
+                   BLOO_APPEND=append)
         self.logfile = open(log, "ab")
         self.console = pexpect.spawn(str(BOARD_DIR / "qemu.sh"), [str(image_dir), str(disk)],
                                      env=env, timeout=300, logfile=self.logfile)
+        # The serial console must be read all the time, as a terminal would: once qemu's pty
+        # is full the guest's UART stops, and every process writing to /dev/console (the
+        # daemon's log, dropbear's) blocks, with the daemon's workers in it. Between
+        # expects, a thread reads into pexpect's buffer (kept for the next expect).
+        self._lock = threading.Lock()
+        self._closed = False
+        self._drainer = threading.Thread(target=self._drain, daemon=True)
+        self._drainer.start()
+
+    def _drain(self):
+        while not self._closed:
+            time.sleep(0.2)
+            with self._lock:
+                if self._closed or not self.console.isalive():
+                    continue
+                try:
+                    self.console.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=0.05)
+                except (OSError, ValueError):
+                    pass
 
     def expect(self, pattern, timeout=300):
-        self.console.expect(pattern, timeout=timeout)
-        return self.console.match
+        with self._lock:
+            self.console.expect(pattern, timeout=timeout)
+            return self.console.match
+
+    def console_text(self, last=3000) -> str:
+        """What the console printed lately (read, not consumed)."""
+        with self._lock:
+            try:
+                self.console.expect([pexpect.TIMEOUT, pexpect.EOF], timeout=1)
+            except (OSError, ValueError):
+                pass
+            return self.console.before.decode(errors="replace")[-last:] if isinstance(self.console.before, bytes) else ""
 
     def wait_booted(self, timeout=300) -> str:
         """Waits for rcS's marker line; returns the running-slot line."""
         self.expect(r"bloo: system up: ", timeout)
-        self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
-        return self.console.match.group(0).decode().strip()
+        match = self.expect(r"bloo: running slot ([AB]) \(([^)]*)\), ([a-z ,]+)\r*\n", 30)
+        return match.group(0).decode().strip()
 
     def ssh(self, command: str, user: str = "root", stdin=None, input=None, timeout=180, check=False):
         argv = ["ssh", "-p", str(self.ssh_port), "-i", str(self.ssh_key),
@@ -85,6 +117,13 @@ class Appliance:
                 f"{user}@127.0.0.1", command]
         return subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE)
+
+    def cli_session(self, user: str = "admin"):
+        """An interactive SSH login (a pty): the user lands in `bloo cli`."""
+        argv = ["-tt", "-p", str(self.ssh_port), "-i", str(self.ssh_key),
+                "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", f"{user}@127.0.0.1"]
+        return pexpect.spawn("ssh", argv, timeout=120, env=dict(os.environ, TERM="dumb"))
 
     def wait_ssh(self, timeout=180):
         deadline = time.monotonic() + timeout
@@ -107,11 +146,13 @@ class Appliance:
 
     def poweroff(self, timeout=60):
         self.ssh("poweroff", timeout=30)
-        self.console.expect(pexpect.EOF, timeout=timeout)
+        self.expect(pexpect.EOF, timeout=timeout)
         self.console.wait()
 
     def close(self):
+        self._closed = True
         self.kill()
+        self._drainer.join(5)
         self.logfile.close()
 
 

@@ -3,20 +3,23 @@ and automatic rollback (issue: firmware image). One image is built per session
 (board/qemu-x86_64/build-image.sh, signed with a key this session generates); each
 test boots its own copy of the disk.
 
-Until `bloo daemon`, `bloo console` and `bloo cli` land, tests that need them skip,
-and updates are driven as root over SSH (`bloo update ...`); a root key exists only
-where a test puts one into the data partition.
+The documented update runs as admin through the CLI (`ssh admin@box update install <
+bundle`); the other update tests drive `bloo update ...` as root, whose key exists only
+where a test puts one into the data partition. The documented test call (README) runs
+from the host against the booted image's lab gatekeeper and gateway.
 """
 import hashlib
 import os
 import pathlib
 import re
+import shlex
 import subprocess
 import time
 
+import pexpect
 import pytest
 
-from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, has_command, put_file,
+from appliance import (Appliance, BOARD, BOARD_DIR, ROOT, copy_disk, put_file,
                        read_partition)
 
 TRIAL_DEADLINE = 60  # seconds; the board default (180) shortened on the kernel command line
@@ -123,71 +126,62 @@ def test_boots_from_slot_a_to_the_appliance(box, firmware):
     assert appliance.ssh("test -f /data/config/bloo.conf && test -f /data/ssh/dropbear_ed25519_host_key").returncode == 0
 
 
-def test_console_login_and_show_version(box, firmware):
-    if not has_command(firmware["bloo"], "console"):
-        pytest.skip("bloo console is not on this branch yet (console issue)")
-    appliance = box()
-    appliance.wait_booted()
-    appliance.expect(r"login: ", 300)
-    # The factory default's administrator (Sources/Config/FactoryDefault.swift).
-    appliance.console.send("admin\r")
-    appliance.expect(r"Password: ", 60)
-    appliance.console.send("bloophone\r")
-    appliance.expect(r"admin@bloo> ", 120)
-    appliance.console.send("show version\r")
-    appliance.expect(r"bloo " + re.escape(firmware["version"]) + r" ", 60)
-    appliance.expect(r"admin@bloo> ", 60)
-
-
-def test_ssh_admin_lands_in_the_cli(box, firmware):
-    if not has_command(firmware["bloo"], "cli"):
-        pytest.skip("bloo cli is not on this branch yet (console issue)")
-    appliance = box()
-    appliance.wait_booted()
-    appliance.wait_ssh()
-    result = appliance.ssh("show version", user="admin")
+def admin_status(appliance) -> str:
+    """`show update` as admin: the CLI's hook runs the update status verb."""
+    result = appliance.ssh("show update", user="admin", timeout=60)
     assert result.returncode == 0, result.stderr
-    assert firmware["version"] in result.stdout.decode()
-    # Not a Unix shell: a shell command is not a CLI command.
-    assert appliance.ssh("ls /", user="admin").returncode != 0
+    return result.stdout.decode()
 
 
-def install(appliance, bundle: pathlib.Path, user="root"):
-    command = "bloo update install" if user == "root" else "update install"
-    with open(bundle, "rb") as f:
-        return appliance.ssh(command, user=user, stdin=f, timeout=300)
+def admin_reboot(appliance):
+    """`reboot` in admin's interactive CLI (it asks for confirmation)."""
+    session = appliance.cli_session("admin")
+    try:
+        session.expect(r"admin@bloo> ")
+        session.send("reboot\r")
+        session.expect(r"Type 'yes' to proceed: ")
+        session.send("yes\r")
+        session.expect(pexpect.EOF, timeout=60)  # the box goes down under the session
+    finally:
+        session.close(force=True)
 
 
-def test_install_new_version_reboots_into_slot_b_and_confirms(box, firmware):
+def test_admin_installs_over_ssh_through_the_cli_then_reboots_into_slot_b_confirmed(box, firmware):
+    """The documented update: `ssh admin@box update install < bundle`. admin is no root: its
+    login shell is `bloo cli`, whose update hook writes slot B and the boot state as a member
+    of group `update` (docs/update.md)."""
     appliance = box()
     appliance.wait_booted()
     appliance.wait_ssh()
+    assert appliance.ssh("id -u", user="admin").returncode != 0  # a CLI, not a shell
     started = time.monotonic()
-    result = install(appliance, firmware["next"])
+    with open(firmware["next"], "rb") as bundle:
+        result = subprocess.run(["ssh", "-p", str(appliance.ssh_port), "-i", str(firmware["ssh_key"]),
+                                 "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                                 "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR",
+                                 "admin@127.0.0.1", "update install"], stdin=bundle, capture_output=True, timeout=300)
     install_seconds = time.monotonic() - started
     out, err = result.stdout.decode(), result.stderr.decode()
     assert result.returncode == 0, err
-    assert "signature good" in err and "install: 100%" in err and "installed 0.2.0" in out
-    status = appliance.status()
+    # Progress as it happens, then the verdict.
+    assert "signature good" in err and "install: 40%" in err and "install: 100%" in err, err
+    assert "installed 0.2.0" in out
+    status = admin_status(appliance)
     assert "running:  slot A" in status and "slot B:   0.2.0 (trial, 1 boots left)" in status
-    print(f"install of {firmware['next'].stat().st_size} bytes over SSH: {install_seconds:.1f} s")
+    print(f"install of {firmware['next'].stat().st_size} bytes over SSH as admin: {install_seconds:.1f} s")
 
-    appliance.ssh("reboot", timeout=30)
+    admin_reboot(appliance)
     appliance.expect(r"bloo init: booting slot B \(0\.2\.0\) on trial")
     assert appliance.wait_booted() == "bloo: running slot B (0.2.0), on trial, not confirmed yet"
+    # The daemon reports healthy (its lab gatekeeper answers the probe) and the watchdog confirms.
+    appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 60)
     appliance.wait_ssh()
-    if has_command(firmware["bloo"], "daemon"):
-        # The daemon reports healthy and the watchdog confirms by itself.
-        appliance.expect(r"update watchdog: slot B \(0\.2\.0\) confirmed", TRIAL_DEADLINE + 60)
-    else:
-        result = appliance.ssh("bloo update confirm")
-        assert result.returncode == 0 and "slot B (0.2.0) confirmed" in result.stdout.decode(), result.stderr
-    status = appliance.status()
+    status = admin_status(appliance)
     assert "running:  slot B (0.2.0), confirmed" in status
     assert "slot B:   0.2.0 (last good)" in status and "floor:    0.2.0" in status
 
     # Confirmed means it stays: the next boot (past the trial deadline) is still B.
-    appliance.ssh("reboot", timeout=30)
+    admin_reboot(appliance)
     appliance.expect(r"bloo init: booting slot B \(0\.2\.0\)\r*\n")
     assert appliance.wait_booted() == "bloo: running slot B (0.2.0), confirmed"
 
@@ -244,16 +238,49 @@ def test_qemu_killed_during_the_write_boots_the_old_slot(box, firmware):
 
 @pytest.fixture(scope="module")
 def idle_box(firmware, tmp_path_factory):
-    """One booted appliance shared by the refusal tests: each checks that nothing changed."""
+    """One booted appliance shared by the tests that change nothing on it: console and SSH
+    logins, the refusals (each checks that nothing changed), the documented test call."""
     work = tmp_path_factory.mktemp("idle")
     disk = work / "disk.img"
     copy_disk(firmware["image"] / "disk.img", disk)
-    put_file(disk, "data", pathlib.Path(str(firmware["ssh_key"]) + ".pub"), "/root/.ssh/authorized_keys")
+    for home in ["/root", "/home/admin"]:
+        put_file(disk, "data", pathlib.Path(str(firmware["ssh_key"]) + ".pub"), f"{home}/.ssh/authorized_keys")
     appliance = Appliance(firmware["image"], disk, firmware["ssh_key"], work / "console.log")
     appliance.wait_booted()
     appliance.wait_ssh()
     yield appliance
     appliance.close()
+
+
+def test_console_login_and_show_version(idle_box, firmware):
+    appliance = idle_box
+    appliance.console.send("\r")  # an empty name asks again: a fresh prompt whatever came before
+    appliance.expect(r"login: ", 300)
+    # The factory default's administrator (Sources/Config/FactoryDefault.swift).
+    appliance.console.send("admin\r")
+    appliance.expect(r"Password: ", 60)
+    appliance.console.send("bloophone\r")
+    appliance.expect(r"admin@bloo> ", 120)
+    appliance.console.send("show version\r")
+    appliance.expect(r"bloo " + re.escape(firmware["version"]) + r" ", 60)
+    appliance.expect(r"admin@bloo> ", 60)
+    appliance.console.send("logout\r")
+    appliance.expect(r"login: ", 60)
+
+
+def test_ssh_admin_lands_in_the_cli(idle_box, firmware):
+    appliance = idle_box
+    result = appliance.ssh("show version", user="admin")
+    assert result.returncode == 0, result.stderr
+    assert firmware["version"] in result.stdout.decode()
+    # Not a Unix shell: a shell command is not a CLI command.
+    assert appliance.ssh("ls /", user="admin").returncode != 0
+
+
+def install(appliance, bundle: pathlib.Path, user="root"):
+    command = "bloo update install" if user == "root" else "update install"
+    with open(bundle, "rb") as f:
+        return appliance.ssh(command, user=user, stdin=f, timeout=300)
 
 
 def slot_b_digest(appliance) -> str:
@@ -302,3 +329,57 @@ def test_truncated_bundle_leaves_the_boot_choice(idle_box, firmware):
     for line in ("running:  slot A (0.1.0), confirmed", "slot A:   0.1.0 (last good)", "slot B:   empty"):
         assert line in before_status and line in after
     assert "trial" not in after
+
+
+def documented_test_call() -> list:
+    """README's test call against `make run` (the `build/bloo phone call` line that trusts
+    the image's tunnel CA), as words."""
+    lines = [line for line in (ROOT / "README.md").read_text().splitlines()
+             if line.startswith("build/bloo phone call ") and "build/image/tunnel-ca.pem" in line]
+    assert len(lines) == 1, lines
+    return shlex.split(lines[0])
+
+
+def test_the_documented_test_call_reaches_the_lab_gateway_with_audio_both_ways(idle_box, firmware):
+    """README's test call, from the host, against the booted image: TLS to the forwarded
+    tunnel port (trusting the image's tunnel-ca.pem), the mirror, the lab gatekeeper and
+    the lab gateway of the board's default configuration. Only what differs from `make
+    run` is replaced: this session's binary, image directory and forwarded port."""
+    argv = documented_test_call()
+    replacements = {"build/bloo": str(firmware["bloo"]),
+                    "build/image/tunnel-ca.pem": str(firmware["image"] / "tunnel-ca.pem"),
+                    "tls:127.0.0.1:4443": f"tls:127.0.0.1:{idle_box.tunnel_port}"}
+    assert set(replacements) <= set(argv), argv
+    argv = [replacements.get(word, word) for word in argv]
+    # Ready as a newcomer finds it: a `bloo phone scan` (the same appliance and CA) reaches
+    # the tunnel within the phone's 2 s budget. The daemon starts its lab tools before its
+    # tunnel listener, so the lab gatekeeper and gateway are up by then.
+    deadline = time.monotonic() + 90
+    scan = [argv[0], "phone", "scan"] + argv[4:]  # the call's own options
+    scans = []
+    while time.monotonic() < deadline:
+        scans.append(subprocess.run(scan, capture_output=True, text=True, timeout=60))
+        if scans[-1].returncode == 0:
+            break
+        time.sleep(1)
+    started = time.monotonic()
+    try:
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    except subprocess.TimeoutExpired as timeout:
+        result = subprocess.CompletedProcess(argv, -1, (timeout.stdout or b"").decode(errors="replace"),
+                                             "timed out after 120 s")
+    out = result.stdout
+    if result.returncode != 0:
+        console = idle_box.console_text()
+        scan_lines = [s.stdout[-300:] for s in scans]
+        raise AssertionError(f"{out}{result.stderr}\nscans ({len(scans)}): {scan_lines}\nconsole:\n{console}")
+    print(f"test call: {time.monotonic() - started:.1f} s\n{out}")
+    assert re.search(r"connected \(call 1\), codec PCM[AU]", out), out
+    heard = int(re.search(r"tone 2000 Hz: present in (\d+)%", out).group(1))
+    assert heard >= 80, out  # the lab gateway's tone reached the phone
+    assert re.search(r"tunnel open to \S+ \(tunnel over TCP, TLS\), authenticated as demo", out), out
+    assert "summary: path tunnel over TCP" in out and "summary: estimated MOS" in out, out
+    # The other direction: the lab gateway (inside the appliance) heard the phone's 1000 Hz.
+    released = idle_box.expect(rb"lab-gateway: call released ([^\r\n]*)\r?\n", 60).group(1).decode()  # the whole line
+    fields = dict(re.findall(r'(\w+)=("[^"]*"|\S+)', released))
+    assert float(fields["tone_presence"]) >= 0.8, released

@@ -5,7 +5,8 @@
 # (cpio, mksquashfs, mke2fs -d) and the disk is assembled with sfdisk and dd.
 #
 # Output (build/image/ unless BLOO_IMAGE_DIR says otherwise):
-#   vmlinuz, initramfs.cpio.gz, rootfs.squashfs, disk.img, bloo-qemu-x86_64-<version>.bundle
+#   vmlinuz, initramfs.cpio.gz, rootfs.squashfs, disk.img, bloo-qemu-x86_64-<version>.bundle,
+#   tunnel-ca.pem (the CA of this image's tunnel certificate, for the host's `bloo phone`)
 # Signing: BLOO_SIGNING_KEY=path/to.key (its .pub beside it) signs the bundle and is the
 # key the image trusts; without it a development key is made once in build/keys/.
 set -euo pipefail
@@ -113,13 +114,23 @@ mkdir -p "$data/config/commits"
     cat "$root/board/qemu-x86_64/bloo.conf"
 } >"$data/config/commits/0000000001.conf"
 chmod 0700 "$data/ssh" "$data/root"
-# The tunnel's TLS identity (the factory default listens on 443 with these files).
+# The tunnel's TLS identity (the board configuration listens on 443 with these files).
 # Made per image build so that a flashed box serves TLS at once; operators replace it
-# with their own certificate. The service user (uid/gid 100) reads it after the
-# privilege drop, when a reload happens.
+# with their own certificate. A throw-away CA signs it: the host gets only the CA
+# certificate ($out/tunnel-ca.pem, what `bloo phone --ca` trusts), and the CA's key dies
+# with $work, so nothing else can ever be signed by it. The names are those the box is
+# reached by: qemu's forwarded 127.0.0.1, its guest address, and bloo-appliance.
+# The service user (uid/gid 100) reads it after the privilege drop, when a reload happens.
 mkdir -p "$data/tls"
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-    -subj "/CN=bloo-appliance" -keyout "$data/tls/key.pem" -out "$data/tls/certificate.pem" 2>/dev/null
+    -subj "/CN=bloo appliance CA (image $version)" -keyout "$work/ca.key" -out "$out/tunnel-ca.pem" \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign" 2>/dev/null
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=bloo-appliance" \
+    -keyout "$data/tls/key.pem" -out "$work/tunnel.csr" 2>/dev/null
+printf 'subjectAltName=DNS:bloo-appliance,IP:127.0.0.1,IP:10.0.2.15\nbasicConstraints=critical,CA:FALSE\nextendedKeyUsage=serverAuth\n' \
+    >"$work/tunnel.ext"
+openssl x509 -req -in "$work/tunnel.csr" -CA "$out/tunnel-ca.pem" -CAkey "$work/ca.key" -days 3650 \
+    -set_serial "0x$(openssl rand -hex 8)" -extfile "$work/tunnel.ext" -out "$data/tls/certificate.pem" 2>/dev/null
 chown -R 100:100 "$data/tls"
 chmod 0700 "$data/tls"
 chmod 0600 "$data/tls/key.pem"
@@ -167,3 +178,4 @@ say "initramfs  $out/initramfs.cpio.gz $(stat -c %s "$out/initramfs.cpio.gz") by
 say "rootfs     $out/rootfs.squashfs $rootfs_bytes bytes"
 say "disk       $disk $(stat -c %s "$disk") bytes ($(du -k "$disk" | cut -f1) KiB allocated)"
 say "bundle     $bundle $(stat -c %s "$bundle") bytes, signed by $(basename "$public_key")"
+say "tunnel CA  $out/tunnel-ca.pem (trust it with: bloo phone --ca $out/tunnel-ca.pem)"
