@@ -46,6 +46,32 @@ public enum LogSink {
         set { minimumLevel.store(newValue.rawValue, ordering: .relaxed) }
     }
 
+    /// Lines (or their ends) not written because standard error would have blocked.
+    private static let droppedLineCount = Atomic<UInt64>(0)
+    public static var droppedLines: UInt64 { droppedLineCount.load(ordering: .relaxed) }
+
+    /// Makes writes to standard error fail rather than wait when it is a terminal or a
+    /// pipe (a serial console at 115200 baud, or one nobody reads, fills up): a log line
+    /// is then dropped and counted, and no thread, least of all a data-plane worker,
+    /// stalls on it. The descriptor is reopened, so the O_NONBLOCK flag stays ours and
+    /// does not change the open file that other processes share. Regular files are left
+    /// as they are (they do not block, and a reopen would lose O_APPEND).
+    @discardableResult
+    public static func makeStandardErrorNonBlocking() -> Bool {
+        reopenNonBlocking(STDERR_FILENO)
+    }
+
+    static func reopenNonBlocking(_ target: Int32) -> Bool {
+        var info = stat()
+        guard fstat(target, &info) == 0 else { return false }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFCHR || type == S_IFIFO else { return false }
+        let fd = open("/proc/self/fd/\(target)", O_WRONLY | O_NONBLOCK | O_NOCTTY)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        return dup2(fd, target) == target
+    }
+
     public static var writesToStandardError: Bool {
         get { stderrEnabled.load(ordering: .relaxed) }
         set { stderrEnabled.store(newValue, ordering: .relaxed) }
@@ -99,7 +125,7 @@ public enum LogSink {
         }
     }
 
-    private static func writeAll(_ fd: Int32, _ text: String) {
+    static func writeAll(_ fd: Int32, _ text: String) {
         var text = text
         text.withUTF8 { buffer in
             var offset = 0
@@ -107,6 +133,8 @@ public enum LogSink {
                 let written = write(fd, buffer.baseAddress! + offset, buffer.count - offset)
                 if written < 0 {
                     if errno == EINTR { continue }
+                    // EAGAIN on a full console, or any error: the line (or its end) is lost.
+                    droppedLineCount.add(1, ordering: .relaxed)
                     return
                 }
                 offset += written

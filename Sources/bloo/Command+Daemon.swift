@@ -1,4 +1,5 @@
 import Daemon
+import Log
 
 /// `bloo daemon`: the appliance service. Logic lives in the Daemon module.
 enum DaemonCommand {
@@ -25,6 +26,9 @@ enum DaemonCommand {
         if let seconds = try arguments.integer("confirm-unit-seconds", command: "daemon", range: 1...60) {
             options.confirmUnitSeconds = Int64(seconds)
         }
+        // A stalled console (init gives the daemon /dev/console) must cost log lines, not
+        // calls: the workers log too.
+        LogSink.makeStandardErrorNonBlocking()
         return Daemon(options: options, services: [TunnelService(), LabService()]).run()
     }
 }
