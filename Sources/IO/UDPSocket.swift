@@ -124,6 +124,16 @@ public struct UDPSocket: Sendable {
         return IPv4Endpoint(raw)
     }
 
+    /// Lets sockets of this user join this socket's port (SO_REUSEPORT). Set after `bind`,
+    /// the bind itself still fails with EADDRINUSE when any other socket holds the port.
+    public func allowPortSharing() throws { try setOption(SOL_SOCKET, SO_REUSEPORT, 1, "SO_REUSEPORT") }
+
+    /// Makes this socket, the first of its port's SO_REUSEPORT group, the one that
+    /// receives every datagram for the port: the others only send.
+    public func receiveAllOfPort() throws {
+        guard csys_steer_reuseport_to_first(fd) == 0 else { throw SystemError("setsockopt(SO_ATTACH_REUSEPORT_CBPF)") }
+    }
+
     /// Kernel receive buffer in bytes. As root SO_RCVBUFFORCE exceeds net.core.rmem_max.
     public func setReceiveBuffer(bytes: Int) throws {
         let value = Int32(clamping: bytes)

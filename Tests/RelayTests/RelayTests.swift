@@ -59,6 +59,54 @@ import AllocCounting
         #expect(s.gatewayRemote == moved.endpoint)
     }
 
+    /// RTP leaves from a second socket on the same port (in no epoll set); every datagram
+    /// for the port must still reach the receiving socket. Without the steering program
+    /// the kernel would spread sources over both sockets by hash, and about half of
+    /// these twenty sources would vanish into the socket nobody reads.
+    @Test func sendsFromASecondSocketWhileTheFirstReceivesEverything() throws {
+        let relay = try Relay(configuration: testConfiguration())
+        try relay.start()
+        defer { relay.shutdown() }
+        let client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: IPv4Endpoint("127.0.0.1", port: 0),
+                                          client: .udp(announced: client.endpoint))
+        let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 2)
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort + 1) == 1)
+        usleep(20_000)
+        // Each source relatches (same announced address) and is forwarded.
+        let sources = try (0..<20).map { _ in try Peer() }
+        for (index, source) in sources.enumerated() {
+            source.sendRTP(seq: UInt16(index + 1), to: gatewaySide)
+            #expect(client.receive(count: 1).map { rtpSequence($0.bytes) } == [UInt16(index + 1)])
+        }
+        let received = client.receive(count: 1, milliseconds: 50)
+        #expect(received.isEmpty)
+        let s = try #require(try stats(relay, info.id))
+        #expect(s.fromGateway.packets == 20 && s.fromGateway.forwarded == 20 && s.fromGateway.relatches == 19)
+        // Toward the last source, from the gateway port: the send socket's source port.
+        client.sendRTP(seq: 77, to: IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+        let back = try #require(sources.last).receive(count: 1)
+        #expect(back.map { rtpSequence($0.bytes) } == [77])
+        #expect(back.first?.from == gatewaySide)
+    }
+
+    @Test func sendsFromTheReceivingSocketWhenAskedTo() throws {
+        var configuration = testConfiguration()
+        configuration.separateSendSockets = false
+        let relay = try Relay(configuration: configuration)
+        try relay.start()
+        defer { relay.shutdown() }
+        let gateway = try Peer(), client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 1)
+        usleep(20_000)
+        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+        let atClient = client.receive(count: 1)
+        #expect(atClient.map { rtpSequence($0.bytes) } == [1])
+        #expect(atClient.first?.from == IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+    }
+
     @Test func reportsFirstPacketOnce() throws {
         let relay = try Relay(configuration: testConfiguration())
         try relay.start()
