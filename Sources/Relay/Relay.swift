@@ -224,6 +224,7 @@ public final class Relay {
             try sender.setReceiveBuffer(bytes: 0)
             if let bytes = configuration.sendBufferBytes { try sender.setSendBuffer(bytes: bytes) }
             if let dscp = configuration.dscp { try sender.setTOS(UDPSocket.tos(dscp: dscp)) }
+            try sender.setDontFragment()
             try sender.allowPortSharing()
             try sender.bind(endpoint)
             try receiver.receiveAllOfPort()
@@ -243,6 +244,7 @@ public final class Relay {
             if let bytes = configuration.receiveBufferBytes { try socket.setReceiveBuffer(bytes: bytes) }
             if let bytes = configuration.sendBufferBytes { try socket.setSendBuffer(bytes: bytes) }
             if let dscp = configuration.dscp { try socket.setTOS(UDPSocket.tos(dscp: dscp)) }
+            try socket.setDontFragment()
             try socket.enableDropCounter()
             try socket.bind(endpoint)
         } catch {

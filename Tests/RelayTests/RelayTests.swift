@@ -91,6 +91,47 @@ import AllocCounting
         #expect(back.first?.from == gatewaySide)
     }
 
+    /// Forwarded datagrams carry Don't Fragment and IPv4 ID 0 (RFC 6864 atomic
+    /// datagrams), read from the wire of the loopback interface with a packet socket.
+    @Test(.enabled(if: geteuid() == 0, "a packet socket needs CAP_NET_RAW"))
+    func forwardedDatagramsAreAtomic() throws {
+        let relay = try Relay(configuration: testConfiguration())
+        try relay.start()
+        defer { relay.shutdown() }
+        let gateway = try Peer(), client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
+        let clientSide = try #require(info.clientPort)
+        usleep(20_000)
+        let capture = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(UInt16(0x0800).bigEndian))  // ETH_P_IP
+        try #require(capture >= 0)
+        defer { close(capture) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(capture, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // Room for everybody else's loopback traffic until ours is read.
+        var room: Int32 = 64 << 20
+        setsockopt(capture, SOL_SOCKET, SO_RCVBUFFORCE, &room, socklen_t(MemoryLayout<Int32>.size))
+        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+        #expect(client.receive(count: 1).count == 1)
+        var header: (flags: UInt16, id: UInt16)?
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        // The interface carries everybody's loopback traffic: look for ours for 2 s at most.
+        let deadline = monotonicNanoseconds() + 2_000_000_000
+        while header == nil && monotonicNanoseconds() < deadline {
+            let n = recv(capture, &buffer, buffer.count, 0)
+            guard n >= 28 else { continue }
+            let ihl = Int(buffer[0] & 0x0F) * 4
+            guard buffer[9] == UInt8(IPPROTO_UDP), n >= ihl + 8 else { continue }
+            let sourcePort = UInt16(buffer[ihl]) << 8 | UInt16(buffer[ihl + 1])
+            let destinationPort = UInt16(buffer[ihl + 2]) << 8 | UInt16(buffer[ihl + 3])
+            if sourcePort == clientSide && destinationPort == client.endpoint.port {
+                header = (UInt16(buffer[6]) << 8 | UInt16(buffer[7]), UInt16(buffer[4]) << 8 | UInt16(buffer[5]))
+            }
+        }
+        let seen = try #require(header)
+        #expect(seen.flags & 0x4000 != 0)
+        #expect(seen.id == 0)
+    }
+
     @Test func sendsFromTheReceivingSocketWhenAskedTo() throws {
         var configuration = testConfiguration()
         configuration.separateSendSockets = false
