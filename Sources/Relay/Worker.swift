@@ -184,10 +184,10 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
             guard slot < count else { continue }
             let session = UnsafeRawPointer(table + slot)
             let fromClient = (event.tag >> 1) & 1 == 1
-            let from = session + (fromClient ? Self.clientLegOffset : Self.gatewayLegOffset)
-            let to = session + (fromClient ? Self.gatewayLegOffset : Self.clientLegOffset)
+            let from = session + (fromClient ? clientLegOffset : gatewayLegOffset)
+            let to = session + (fromClient ? gatewayLegOffset : clientLegOffset)
             csys_prefetch(session)
-            csys_prefetch(from + Self.streamOffset)
+            csys_prefetch(from + streamOffset)
             csys_prefetch(to)
         }
         for event in ready { serve(socket: event.tag) }
@@ -203,8 +203,8 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         let session = table + slot
         guard session.pointee.active else { return }
         let raw = UnsafeMutableRawPointer(session)
-        let gateway = (raw + Self.gatewayLegOffset).assumingMemoryBound(to: LegState.self)
-        let client = (raw + Self.clientLegOffset).assumingMemoryBound(to: LegState.self)
+        let gateway = (raw + gatewayLegOffset).assumingMemoryBound(to: LegState.self)
+        let client = (raw + clientLegOffset).assumingMemoryBound(to: LegState.self)
         let leftData: Bool
         if fromClient {
             leftData = drain(from: &client.pointee, to: &gateway.pointee, toSink: nil, id: session.pointee.id,
@@ -216,10 +216,12 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         if leftData { backlog.append(tag) }
     }
 
-    // SessionState and LegState are plain structs of stored properties: these offsets always exist.
-    private static let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
-    private static let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
-    private static let streamOffset = MemoryLayout<LegState>.offset(of: \LegState.counters.stream) ?? 0
+    // SessionState and LegState are plain structs of stored properties: these offsets always
+    // exist. Instance constants: a static would be a lazily initialized global, checked on
+    // every access.
+    private let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
+    private let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
+    private let streamOffset = MemoryLayout<LegState>.offset(of: \LegState.counters.stream) ?? 0
 
     /// Drains one socket with recvmmsg and forwards each batch with one sendmmsg.
     /// At most `batchesPerWake` batches, so a flooded socket cannot starve the others or
