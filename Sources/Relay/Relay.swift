@@ -231,6 +231,8 @@ public final class Relay {
             return sender
         } catch {
             opened?.close()
+            // Alone again: nobody else may join the receiving socket's port.
+            try? receiver.setOption(SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT")
             sendSocketsRefused = true
             log.warning("separate send sockets unavailable, sending from the receiving sockets",
                         ["error": String(describing: error)])
