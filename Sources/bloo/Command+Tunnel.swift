@@ -144,6 +144,8 @@ enum TunnelLoadCommand {
         var best = 0
         var bestP99 = 0.0
         var bestCPU = 0.0
+        var bestArrivalP99 = 0.0
+        var bestGeneratorCPU = 0.0
         var stopReason = "reached --max"
         while target <= maximum {
             try load.addCalls(target - load.tunnelCount)
@@ -159,18 +161,24 @@ enum TunnelLoadCommand {
             let line = "calls=\(result.calls) target=\(target) sent=\(result.sent) expected=\(Int(expected)) received=\(result.received) "
                 + "loss_pct=\(format(result.loss * 100, 3)) p50_ms=\(format(result.percentile(0.5), 2)) "
                 + "p99_ms=\(format(result.percentile(0.99), 2)) up_p50_ms=\(format(result.percentile(0.5, of: result.upstream), 2)) "
-                + "server_cpu_pct=\(format(cpuPercent, 1)) failed_tunnels=\(load.failedTunnels)"
+                + "arrival_p50_ms=\(format(result.percentile(0.5, of: result.arrivals), 2)) "
+                + "arrival_p99_ms=\(format(result.percentile(0.99, of: result.arrivals), 2)) arrival_samples=\(result.arrivals.count) "
+                + "server_cpu_pct=\(format(cpuPercent, 1)) generator_cpu_pct=\(format(result.generatorCPU, 1)) "
+                + "failed_tunnels=\(load.failedTunnels)"
             writeLine(STDOUT_FILENO, line)
             if result.calls != target { stopReason = "only \(result.calls) of \(target) calls came up"; break }
             if result.loss > maxLoss { stopReason = "loss above \(format(maxLoss * 100, 3))%"; break }
             if !keptUp { stopReason = "the generator could not keep up (generator-limited)"; break }
             best = target
             bestP99 = result.percentile(0.99)
+            bestArrivalP99 = result.percentile(0.99, of: result.arrivals)
             bestCPU = cpuPercent
+            bestGeneratorCPU = result.generatorCPU
             target += step
         }
         let extrapolated = bestCPU > 0 ? Int(Double(best) * 100 / bestCPU) : 0
-        writeLine(STDOUT_FILENO, "max_calls=\(best) p99_ms=\(format(bestP99, 2)) server_cpu_pct=\(format(bestCPU, 1)) "
+        writeLine(STDOUT_FILENO, "max_calls=\(best) p99_ms=\(format(bestP99, 2)) arrival_p99_ms=\(format(bestArrivalP99, 2)) "
+                  + "server_cpu_pct=\(format(bestCPU, 1)) generator_cpu_pct=\(format(bestGeneratorCPU, 1)) "
                   + "cpu_extrapolated_calls=\(extrapolated) stop=\"\(stopReason)\"")
         return ExitStatus.success
     }

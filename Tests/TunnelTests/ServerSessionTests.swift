@@ -78,6 +78,26 @@ import Testing
         #expect(session.outputs == [.close(.error(.unexpectedMessage))])
     }
 
+    @Test func mediaFastPathKeepsTheRefusals() {
+        // MEDIA on channel 0 ends the session; MEDIA of an unknown kind is malformed;
+        // an empty MEDIA payload too. Valid media around them is relayed unchanged.
+        var (session, _) = authenticatedSession()
+        session.receive(Message.media(kind: .rtcp, packet: [0x81, 200]).frame(channel: 4).encoded, now: 3)
+        #expect(session.outputs == [.media(channel: 4, kind: .rtcp, packet: [0x81, 200])])
+        session.outputs.removeAll()
+        session.receive(Message.media(kind: .rtp, packet: [1]).frame(channel: 0).encoded, now: 4)
+        #expect(session.outputs == [.close(.error(.unknownChannel))])
+
+        var (unknownKind, _) = authenticatedSession()
+        unknownKind.receive(Frame(type: MessageType.media.rawValue, channel: 1, payload: [9, 1, 2]).encoded, now: 3)
+        #expect(unknownKind.outputs == [.close(.error(.malformedFrame))])
+
+        var (empty, _) = authenticatedSession()
+        empty.receive(Frame(type: MessageType.media.rawValue, channel: 1, payload: []).encoded, now: 3)
+        #expect(empty.outputs == [.close(.error(.malformedFrame))])
+        #expect(empty.counters.framesReceived == unknownKind.counters.framesReceived)
+    }
+
     @Test func versionNegotiationPicksTheHighestCommonVersion() {
         var config = ServerSessionConfig()
         config.versions = 1...2
