@@ -140,24 +140,3 @@ public struct FrameDecoder: Sendable {
         }
     }
 }
-
-/// A MEDIA frame encoded in one allocation (the hot path: one per packet).
-public func encodedMediaFrame(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) -> [UInt8] {
-    let payloadLength = packet.count + 1
-    return [UInt8](unsafeUninitializedCapacity: Frame.headerSize + payloadLength) { buffer, count in
-        let length = UInt32(truncatingIfNeeded: payloadLength)
-        buffer[0] = tunnelFramingVersion
-        buffer[1] = MessageType.media.rawValue
-        buffer[2] = UInt8(truncatingIfNeeded: channel >> 8)
-        buffer[3] = UInt8(truncatingIfNeeded: channel)
-        buffer[4] = UInt8(truncatingIfNeeded: length >> 24)
-        buffer[5] = UInt8(truncatingIfNeeded: length >> 16)
-        buffer[6] = UInt8(truncatingIfNeeded: length >> 8)
-        buffer[7] = UInt8(truncatingIfNeeded: length)
-        buffer[8] = kind.rawValue
-        if let destination = buffer.baseAddress, let base = packet.baseAddress, packet.count > 0 {
-            UnsafeMutableRawPointer(destination + 9).copyMemory(from: base, byteCount: packet.count)
-        }
-        count = Frame.headerSize + payloadLength
-    }
-}

@@ -207,7 +207,7 @@ public struct ServerSession: Sendable {
     /// Queues a media packet for the client; it is dropped if not written in time.
     public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer, now: UInt64) {
         guard isAuthenticated else { return }
-        outbound.pushMedia(encodedMediaFrame(channel: channel, kind: kind, packet: packet), now: now)
+        outbound.pushMedia(channel: channel, kind: kind, packet: packet, now: now)
     }
 
     public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8], now: UInt64) {
