@@ -99,7 +99,7 @@ taskset -c "$client_cpu" "$BLOO" tunnel-load --connect "$tls" --ca "$work/cert.p
 read_p99=$(sed -n 's/^calls=.* p99_ms=\([0-9.]*\) up_p50_ms=.*/\1/p' "$work/at80" | tail -1)
 p99=$(sed -n 's/^calls=.* arrival_p99_ms=\([0-9.]*\) .*/\1/p' "$work/at80" | tail -1)
 at80_loss=$(sed -n 's/^calls=.* loss_pct=\([0-9.]*\) .*/\1/p' "$work/at80" | tail -1)
-at80_cpu=$(sed -n 's/^calls=.* server_cpu_pct=\([0-9.]*\) generator_cpu_pct=\([0-9.]*\) .*/worker \1%, generator \2% of a core/p' "$work/at80" | tail -1)
+at80_cpu=$(sed -n 's/^calls=.* server_cpu_pct=\([0-9.]*\) generator_cpu_pct=\([0-9.]*\) server_preempted_per_s=\([0-9.]*\) .*/worker \1%, generator \2% of a core, worker preempted by other processes \3 times\/s/p' "$work/at80" | tail -1)
 
 echo "tunnel: memory of $IDLE idle authenticated TLS connections" >&2
 start_server
