@@ -291,6 +291,8 @@ final class TunnelConnection: IOHandler {
     func finish() {
         guard !finished else { return }
         finished = true
+        if let client, client.connection === self { client.connection = nil }
+        client = nil
         if let closeTimer { worker.loop.cancel(closeTimer) }
         if let registration { worker.loop.unregister(registration) }
         registration = nil
