@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stddef.h>
@@ -17,13 +18,23 @@ _Static_assert(sizeof(struct csys_mmsghdr) == sizeof(struct mmsghdr), "mmsghdr s
 _Static_assert(offsetof(struct csys_mmsghdr, msg_len) == offsetof(struct mmsghdr, msg_len),
                "mmsghdr layout");
 
+// Straight to the kernel: glibc's wrappers are cancellation points, and switching
+// asynchronous cancellation on and off around every call costs more than the call's
+// own user-space work on the data plane. Nothing here is ever cancelled.
 int csys_recvmmsg(int fd, struct csys_mmsghdr *messages, unsigned int count, int flags,
                   struct timespec *timeout) {
-    return recvmmsg(fd, (struct mmsghdr *)messages, count, flags, timeout);
+    return (int)syscall(SYS_recvmmsg, fd, messages, count, flags, timeout);
 }
 
 int csys_sendmmsg(int fd, struct csys_mmsghdr *messages, unsigned int count, int flags) {
-    return sendmmsg(fd, (struct mmsghdr *)messages, count, flags);
+    return (int)syscall(SYS_sendmmsg, fd, messages, count, flags);
+}
+
+int csys_steer_reuseport_to_first(int fd) {
+    // Classic BPF "return 0": every datagram for the port goes to the group's first socket.
+    struct sock_filter code[] = {{BPF_RET | BPF_K, 0, 0, 0}};
+    struct sock_fprog program = {.len = 1, .filter = code};
+    return setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &program, sizeof program);
 }
 
 int csys_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,

@@ -21,6 +21,20 @@ public protocol IOHandler: AnyObject {
     func handle(events: IOEvents, tag: UInt64)
 }
 
+/// One ready descriptor, as handed to an `IOBatchHandler`.
+public struct ReadyEvent: Sendable {
+    public var tag: UInt64
+    public var events: IOEvents
+}
+
+/// Takes every ready descriptor of one wake-up at once, straight from epoll's data word:
+/// no registration table between the kernel and the handler, and the handler can
+/// prefetch the state of all of them before touching any (the relay's session table
+/// outgrows the caches; one miss per packet costs as much as the relay's own code).
+public protocol IOBatchHandler: AnyObject {
+    func handle(ready: UnsafeBufferPointer<ReadyEvent>)
+}
+
 /// Identifies one registration in an `EventLoop`.
 public struct Registration: Hashable, Sendable {
     public let slot: Int
@@ -45,6 +59,11 @@ public final class EventLoop {
     private let events: UnsafeMutablePointer<epoll_event>
     private let maxEvents: Int32
     private var running = false
+    /// The loop's batch handler and its descriptors, marked in epoll's data word.
+    private var batchHandler: IOBatchHandler?
+    private let batchReady: UnsafeMutablePointer<ReadyEvent>
+    private static let batchMark: UInt64 = 1 << 63
+    public private(set) var batchedRegistrationCount = 0
 
     // Timers: a binary min-heap of (deadline, id); cancelled ids are dropped lazily.
     private struct TimerEntry {
@@ -79,10 +98,13 @@ public final class EventLoop {
         self.maxEvents = Int32(maxEvents)
         events = .allocate(capacity: maxEvents)
         events.initialize(repeating: epoll_event(), count: maxEvents)
+        batchReady = .allocate(capacity: maxEvents)
+        batchReady.initialize(repeating: ReadyEvent(tag: 0, events: []), count: maxEvents)
     }
 
     deinit {
         events.deallocate()
+        batchReady.deallocate()
         close(epollFD)
     }
 
@@ -119,6 +141,25 @@ public final class EventLoop {
         guard epoll_ctl(epollFD, EPOLL_CTL_MOD, slots[registration.slot].fd, &ev) == 0 else {
             throw SystemError("epoll_ctl(MOD)")
         }
+    }
+
+    /// Sets the handler of every `registerBatched` descriptor (one per loop; held strongly).
+    public func setBatchHandler(_ handler: IOBatchHandler) { batchHandler = handler }
+
+    /// Registers `fd` for the batch handler, which gets `tag` (below 2^63) back.
+    public func registerBatched(fd: Int32, events wanted: IOEvents, tag: UInt64) throws {
+        precondition(batchHandler != nil, "setBatchHandler first")
+        precondition(tag & Self.batchMark == 0, "batched tags are below 2^63")
+        var ev = epoll_event()
+        ev.events = wanted.rawValue
+        ev.data.u64 = tag | Self.batchMark
+        guard epoll_ctl(epollFD, EPOLL_CTL_ADD, fd, &ev) == 0 else { throw SystemError("epoll_ctl(ADD)") }
+        batchedRegistrationCount += 1
+    }
+
+    /// Removes a `registerBatched` descriptor (before its owner closes it).
+    public func unregisterBatched(fd: Int32) {
+        if epoll_ctl(epollFD, EPOLL_CTL_DEL, fd, nil) == 0 { batchedRegistrationCount -= 1 }
     }
 
     /// Removes a registration. The descriptor is not closed (its owner closes it).
@@ -237,11 +278,21 @@ public final class EventLoop {
             throw SystemError("epoll_wait")
         }
         wakeTime = monotonicNanoseconds()
+        var batched = 0
         for index in 0..<Int(count) {
             let ev = events[index]
-            let slot = Int(truncatingIfNeeded: ev.data.u64)
+            let data = ev.data.u64
+            if data & Self.batchMark != 0 {
+                batchReady[batched] = ReadyEvent(tag: data & ~Self.batchMark, events: IOEvents(rawValue: ev.events))
+                batched += 1
+                continue
+            }
+            let slot = Int(truncatingIfNeeded: data)
             guard slot < slots.count, let handler = slots[slot].handler else { continue }
             handler.handle(events: IOEvents(rawValue: ev.events), tag: slots[slot].tag)
+        }
+        if batched > 0, let batchHandler {
+            batchHandler.handle(ready: UnsafeBufferPointer(start: batchReady, count: batched))
         }
         // Indexed: a for-in over the array allocates an iterator box in debug builds.
         var hook = 0

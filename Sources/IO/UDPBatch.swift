@@ -12,10 +12,12 @@ public final class UDPReceiveBatch {
     private let addresses: UnsafeMutablePointer<sockaddr_in>
     private let control: UnsafeMutableRawPointer
     private let controlSize: Int
+    // Unchecked exclusivity: these are touched for every datagram, only ever from the
+    // owning thread, and never while a reference to them is held.
     /// Datagrams held after the last `receive`.
-    public private(set) var count = 0
+    @exclusivity(unchecked) public private(set) var count = 0
     /// Headers the kernel wrote to in the last call (only those need resetting).
-    private var dirty: Int
+    @exclusivity(unchecked) private var dirty: Int
 
     public init(capacity: Int = 64, bufferSize: Int = 2048) {
         self.capacity = capacity
@@ -102,13 +104,14 @@ public final class UDPSendBatch {
     private let segmentSizes: UnsafeMutablePointer<Int>
     private let control: UnsafeMutableRawPointer
     private let controlSize: Int
+    // Unchecked exclusivity: as in UDPReceiveBatch, per-datagram state of one thread.
     /// Messages (GSO runs) and datagrams queued.
-    public private(set) var messageCount = 0
-    public private(set) var datagramCount = 0
+    @exclusivity(unchecked) public private(set) var messageCount = 0
+    @exclusivity(unchecked) public private(set) var datagramCount = 0
     /// Merge runs into GSO messages; switched off for good if the kernel refuses.
-    public var segmentationOffload: Bool
+    @exclusivity(unchecked) public var segmentationOffload: Bool
     /// Messages are being closed: the next datagram starts a new one.
-    private var runClosed = true
+    @exclusivity(unchecked) private var runClosed = true
 
     public init(capacity: Int = 64, maxSegments: Int = 64, segmentationOffload: Bool = true) {
         self.capacity = capacity

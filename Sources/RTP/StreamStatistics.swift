@@ -6,26 +6,28 @@ public struct StreamStatistics: Equatable, Sendable {
     static let maxMisorder: UInt16 = 100
     static let sequenceModulus: UInt32 = 1 << 16
 
+    // Stored in the order an in-order packet touches them (one cache line), then the
+    // counters of the rarer cases.
     public private(set) var ssrc: UInt32 = 0
     public private(set) var started = false
-    public private(set) var baseSequence: UInt16 = 0
+    private var haveTransit = false
     public private(set) var maxSequence: UInt16 = 0
     /// Wrap-arounds of the sequence number, times 65536.
     public private(set) var cycles: UInt32 = 0
+    private var lastTransit: Int32 = 0
     /// Packets accepted into the statistics (duplicates included, as in A.1).
     public private(set) var received: UInt64 = 0
+    /// Bit i set: sequence (maxSequence - i) has been received.
+    private var history: UInt64 = 0
+    /// Jitter scaled by 16 (A.8 integer form).
+    private var jitterScaled: UInt32 = 0
+    private var badSequence: UInt32 = sequenceModulus + 1
+    public private(set) var baseSequence: UInt16 = 0
     public private(set) var duplicates: UInt64 = 0
     /// Packets that arrived after a higher sequence number had been seen.
     public private(set) var reordered: UInt64 = 0
     /// Large jumps that restarted the sequence (A.1 "bad_seq" confirmed).
     public private(set) var resyncs: UInt64 = 0
-    private var badSequence: UInt32 = sequenceModulus + 1
-    /// Bit i set: sequence (maxSequence - i) has been received.
-    private var history: UInt64 = 0
-    private var lastTransit: Int32 = 0
-    private var haveTransit = false
-    /// Jitter scaled by 16 (A.8 integer form).
-    private var jitterScaled: UInt32 = 0
 
     public init() {}
 

@@ -32,6 +32,8 @@ public struct RelayConfiguration: Sendable {
     public var busyPollNanoseconds: UInt64 = 0
     /// Merge same-size datagrams to one destination into one UDP GSO send.
     public var segmentationOffload = true
+    /// Send RTP from a second socket per port that is in no epoll set (see `Relay.openPair`).
+    public var separateSendSockets = true
     /// How often workers scan for idle sessions, and push stats (0: only on request).
     public var scanIntervalNanoseconds: UInt64 = 1_000_000_000
     public var statsIntervalNanoseconds: UInt64 = 0

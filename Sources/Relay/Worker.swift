@@ -2,25 +2,28 @@ import Glibc
 import IO
 import RTP
 import Log
+import CSystem
 
 private let log = Logger(subsystem: "relay")
 
-/// One leg of a session, as the worker sees it.
+/// One leg of a session, as the worker sees it. What every packet reads comes first:
+/// with the session header it shares the session's first cache line.
 struct LegState {
     var rtpFD: Int32 = -1
+    /// Where this leg's RTP leaves from: a second socket on the same port that is in no
+    /// epoll set (see `Relay.openPair`), or `rtpFD` itself.
+    var rtpSendFD: Int32 = -1
     var rtcpFD: Int32 = -1
-    var rtpRegistration: Registration?
-    var rtcpRegistration: Registration?
     /// Address signalling announced (0: none) and the endpoint to send to before latching.
     var announcedAddress: UInt32 = 0
-    var announcedRTP: IPv4Endpoint?
     var rtpRemote: IPv4Endpoint?
     var rtcpRemote: IPv4Endpoint?
+    var announcedRTP: IPv4Endpoint?
     var rtcpMux = false
-    /// What this leg's peer sent toward the other leg.
-    var counters = DirectionCounters()
     var kernelDropsRTP: UInt32 = 0
     var kernelDropsRTCP: UInt32 = 0
+    /// What this leg's peer sent toward the other leg.
+    var counters = DirectionCounters()
 
     var rtpDestination: IPv4Endpoint? { rtpRemote ?? announcedRTP }
     var rtcpDestination: IPv4Endpoint? {
@@ -42,14 +45,14 @@ struct LegState {
 }
 
 struct SessionState {
-    var id = SessionID(0)
     var active = false
     var mode = SessionMode.active
     var timedOut = false
-    var createdAt: UInt64 = 0
+    var id = SessionID(0)
     var gateway = LegState()
     var client = LegState()
     var sink: MediaSink?
+    var createdAt: UInt64 = 0
 
     func stats() -> SessionStats {
         SessionStats(id: id, fromGateway: gateway.counters, fromClient: client.counters,
@@ -60,7 +63,7 @@ struct SessionState {
 /// A data-plane worker: one thread, one epoll set, one session table. Everything here
 /// runs on the worker's thread; the control plane reaches it only through `commands`
 /// (+ `wakeup`) and reads `events`.
-public final class RelayWorker: IOHandler, @unchecked Sendable {
+public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     public let index: Int
     /// The worker's event loop: the tunnel registers its connections here too, so a
     /// client's media never crosses a thread.
@@ -72,7 +75,12 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     /// Rung by the worker after pushing events (shared by all workers of a relay).
     private let eventWakeup: Wakeup?
     private let configuration: RelayConfiguration
-    private var sessions: ContiguousArray<SessionState> = []
+    /// The session table: one block reached through a pointer, so the hot path neither
+    /// checks uniqueness (copy on write) nor copies a session to read a field.
+    /// Slots below `tableCount` are initialized; free ones are listed in `freeSlots`.
+    @exclusivity(unchecked) private var table: UnsafeMutablePointer<SessionState>
+    private var tableCapacity: Int
+    @exclusivity(unchecked) private var tableCount = 0
     private var freeSlots: [Int] = []
     private var slotByID: [SessionID: Int] = [:]
     private let receiveBatch: UDPReceiveBatch
@@ -81,7 +89,7 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private var lastStatsPush: UInt64 = 0
     /// Sockets left with data after their per-wake quota (edge-triggered epoll will not
     /// report them again): served after the next epoll_wait, which then does not block.
-    private var backlog: ContiguousArray<UInt64> = []
+    @exclusivity(unchecked) private var backlog: ContiguousArray<UInt64> = []
     private var backlogInService: ContiguousArray<UInt64> = []
     private var stopped = false
     /// Media from tunnels toward gateways: copied out of the tunnel's buffer (which is
@@ -110,12 +118,19 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         tunnelBatch = UDPSendBatch(capacity: configuration.batchSize, maxSegments: 64,
                                    segmentationOffload: configuration.segmentationOffload)
         tunnelArena = .allocate(byteCount: configuration.batchSize * Self.tunnelSlotBytes, alignment: 16)
+        tableCapacity = 16
+        table = .allocate(capacity: tableCapacity)
+        loop.setBatchHandler(self)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
         loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
         scheduleScan()
     }
 
-    deinit { tunnelArena.deallocate() }
+    deinit {
+        tunnelArena.deallocate()
+        table.deinitialize(count: tableCount)
+        table.deallocate()
+    }
 
     public var sessionCount: Int { slotByID.count }
 
@@ -145,7 +160,7 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private func serviceBacklog() {
         guard !backlog.isEmpty else { return }
         swap(&backlog, &backlogInService)
-        for tag in backlogInService { handle(events: .readable, tag: tag) }
+        for tag in backlogInService { serve(socket: tag) }
         backlogInService.removeAll(keepingCapacity: true)
     }
 
@@ -153,40 +168,60 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
 
     // MARK: Readiness
 
+    /// The control plane's wake-up (the only descriptor registered the ordinary way).
     public func handle(events: IOEvents, tag: UInt64) {
-        if tag == UInt64.max {
-            wakeup.drain()
-            processCommands()
-            return
+        wakeup.drain()
+        processCommands()
+    }
+
+    /// Every media socket that became readable in this wake-up. The sessions they belong
+    /// to are scattered over a table larger than the caches: ask for all of their cache
+    /// lines first, so the misses overlap instead of stalling one packet at a time.
+    public func handle(ready: UnsafeBufferPointer<ReadyEvent>) {
+        let count = tableCount
+        for event in ready {
+            let slot = Int(truncatingIfNeeded: event.tag >> 2)
+            guard slot < count else { continue }
+            let session = UnsafeRawPointer(table + slot)
+            let fromClient = (event.tag >> 1) & 1 == 1
+            let from = session + (fromClient ? clientLegOffset : gatewayLegOffset)
+            let to = session + (fromClient ? gatewayLegOffset : clientLegOffset)
+            csys_prefetch(session)
+            csys_prefetch(from + streamOffset)
+            csys_prefetch(to)
         }
+        for event in ready { serve(socket: event.tag) }
+    }
+
+    private func serve(socket tag: UInt64) {
         let slot = Int(truncatingIfNeeded: tag >> 2)
         let fromClient = (tag >> 1) & 1 == 1
         let rtcpSocket = tag & 1 == 1
-        guard slot < sessions.count else { return }
-        var leftData = false
-        sessions.withUnsafeMutableBufferPointer { table in
-            // Through pointers: `table[slot].field` reads copy the whole SessionState
-            // (a memmove plus a retain and release of each reference in it) per packet.
-            guard let base = table.baseAddress else { return }
-            let session = base + slot
-            guard session.pointee.active else { return }
-            let raw = UnsafeMutableRawPointer(session)
-            let gateway = (raw + Self.gatewayLegOffset).assumingMemoryBound(to: LegState.self)
-            let client = (raw + Self.clientLegOffset).assumingMemoryBound(to: LegState.self)
-            if fromClient {
-                leftData = drain(from: &client.pointee, to: &gateway.pointee, toSink: nil, id: session.pointee.id,
-                                 side: .client, rtcpSocket: rtcpSocket)
-            } else {
-                leftData = drain(from: &gateway.pointee, to: &client.pointee, toSink: session.pointee.sink,
-                                 id: session.pointee.id, side: .gateway, rtcpSocket: rtcpSocket)
-            }
+        guard slot < tableCount else { return }
+        // Through pointers: `table[slot].field` reads copy the whole SessionState
+        // (a memmove plus a retain and release of each reference in it) per packet.
+        let session = table + slot
+        guard session.pointee.active else { return }
+        let raw = UnsafeMutableRawPointer(session)
+        let gateway = (raw + gatewayLegOffset).assumingMemoryBound(to: LegState.self)
+        let client = (raw + clientLegOffset).assumingMemoryBound(to: LegState.self)
+        let leftData: Bool
+        if fromClient {
+            leftData = drain(from: &client.pointee, to: &gateway.pointee, toSink: nil, id: session.pointee.id,
+                             side: .client, rtcpSocket: rtcpSocket)
+        } else {
+            leftData = drain(from: &gateway.pointee, to: &client.pointee, toSink: session.pointee.sink,
+                             id: session.pointee.id, side: .gateway, rtcpSocket: rtcpSocket)
         }
         if leftData { backlog.append(tag) }
     }
 
-    // SessionState is a plain struct of stored properties: these offsets always exist.
-    private static let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
-    private static let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
+    // SessionState and LegState are plain structs of stored properties: these offsets always
+    // exist. Instance constants: a static would be a lazily initialized global, checked on
+    // every access.
+    private let gatewayLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.gateway) ?? 0
+    private let clientLegOffset = MemoryLayout<SessionState>.offset(of: \SessionState.client) ?? 0
+    private let streamOffset = MemoryLayout<LegState>.offset(of: \LegState.counters.stream) ?? 0
 
     /// Drains one socket with recvmmsg and forwards each batch with one sendmmsg.
     /// At most `batchesPerWake` batches, so a flooded socket cannot starve the others or
@@ -197,7 +232,7 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
                        side: Side, rtcpSocket: Bool) -> Bool {
         let inFD = rtcpSocket ? from.rtcpFD : from.rtpFD
         // The socket most of this batch leaves through.
-        let outFD = rtcpSocket && !to.rtcpMux ? to.rtcpFD : to.rtpFD
+        let outFD = rtcpSocket && !to.rtcpMux ? to.rtcpFD : to.rtpSendFD
         let anyAddress = configuration.latchFromAnyAddress
         var errors = 0
         for _ in 0..<configuration.batchesPerWake {
@@ -264,7 +299,7 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
                     fd = to.rtcpFD
                 } else {
                     destination = to.rtpDestination
-                    fd = to.rtpFD
+                    fd = to.rtpSendFD
                 }
                 guard let destination else { from.counters.drops.noDestination &+= 1; continue }
                 if fd == outFD {
@@ -298,56 +333,49 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     public func receiveFromClient(session id: SessionID, bytes: UnsafeRawBufferPointer) {
         guard let slot = slotByID[id] else { return }
         let now = monotonicNanoseconds()
-        sessions.withUnsafeMutableBufferPointer { table in
-            var isRTCP = false
-            switch RTPPacket.classify(bytes) {
-            case .rtp(let header):
-                table[slot].client.counters.stream.record(
-                    sequence: header.sequence, timestamp: header.timestamp, ssrc: header.ssrc,
-                    arrival: UInt32(truncatingIfNeeded: now / nanosecondsPerTick))
-            case .rtcp:
-                isRTCP = true
-                table[slot].client.counters.rtcpPackets &+= 1
-            case .malformed(let reason):
-                table[slot].client.counters.drops.count(reason)
-                return
-            }
-            table[slot].client.counters.packets &+= 1
-            table[slot].client.counters.bytes &+= UInt64(bytes.count)
-            table[slot].client.counters.lastSeenNanoseconds = now
-            let gateway = table[slot].gateway
-            let destination = isRTCP ? gateway.rtcpDestination : gateway.rtpDestination
-            let fd = isRTCP && !gateway.rtcpMux ? gateway.rtcpFD : gateway.rtpFD
-            guard let destination else { table[slot].client.counters.drops.noDestination &+= 1; return }
-            guard bytes.count <= Self.tunnelSlotBytes, let source = bytes.baseAddress else {
-                table[slot].client.counters.drops.oversize &+= 1
-                return
-            }
-            if fd != tunnelBatchFD || tunnelBatch.datagramCount == tunnelBatch.capacity {
-                flushTunnelBatch(table)
-            }
-            let copy = tunnelArena + tunnelBatch.datagramCount * Self.tunnelSlotBytes
-            copy.copyMemory(from: source, byteCount: bytes.count)
-            if tunnelBatch.append(copy, length: bytes.count, to: destination) {
-                tunnelBatchFD = fd
-                tunnelBatchSlot = slot
-            } else {
-                table[slot].client.counters.drops.sendFailed &+= 1
-            }
+        let session = table + slot
+        var isRTCP = false
+        switch RTPPacket.classify(bytes) {
+        case .rtp(let header):
+            session.pointee.client.counters.stream.record(
+                sequence: header.sequence, timestamp: header.timestamp, ssrc: header.ssrc,
+                arrival: UInt32(truncatingIfNeeded: now / nanosecondsPerTick))
+        case .rtcp:
+            isRTCP = true
+            session.pointee.client.counters.rtcpPackets &+= 1
+        case .malformed(let reason):
+            session.pointee.client.counters.drops.count(reason)
+            return
+        }
+        session.pointee.client.counters.packets &+= 1
+        session.pointee.client.counters.bytes &+= UInt64(bytes.count)
+        session.pointee.client.counters.lastSeenNanoseconds = now
+        let destination = isRTCP ? session.pointee.gateway.rtcpDestination : session.pointee.gateway.rtpDestination
+        let fd = isRTCP && !session.pointee.gateway.rtcpMux ? session.pointee.gateway.rtcpFD : session.pointee.gateway.rtpSendFD
+        guard let destination else { session.pointee.client.counters.drops.noDestination &+= 1; return }
+        guard bytes.count <= Self.tunnelSlotBytes, let source = bytes.baseAddress else {
+            session.pointee.client.counters.drops.oversize &+= 1
+            return
+        }
+        if fd != tunnelBatchFD || tunnelBatch.datagramCount == tunnelBatch.capacity {
+            flushTunnelBatch()
+        }
+        let copy = tunnelArena + tunnelBatch.datagramCount * Self.tunnelSlotBytes
+        copy.copyMemory(from: source, byteCount: bytes.count)
+        if tunnelBatch.append(copy, length: bytes.count, to: destination) {
+            tunnelBatchFD = fd
+            tunnelBatchSlot = slot
+        } else {
+            session.pointee.client.counters.drops.sendFailed &+= 1
         }
     }
 
     /// Sends the queued tunnel media (end of iteration, another socket, or a full batch).
     private func flushTunnelBatch() {
-        guard tunnelBatch.datagramCount > 0 else { return }
-        sessions.withUnsafeMutableBufferPointer { flushTunnelBatch($0) }
-    }
-
-    private func flushTunnelBatch(_ table: UnsafeMutableBufferPointer<SessionState>) {
         let queued = tunnelBatch.datagramCount
         guard queued > 0 else { return }
         let sent = tunnelBatch.flush(tunnelBatchFD)
-        if tunnelBatchSlot >= 0 && tunnelBatchSlot < table.count {
+        if tunnelBatchSlot >= 0 && tunnelBatchSlot < tableCount {
             table[tunnelBatchSlot].client.counters.forwarded &+= UInt64(sent)
             table[tunnelBatchSlot].client.counters.drops.sendFailed &+= UInt64(queued - sent)
         }
@@ -371,20 +399,20 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
             case .create(let setup): create(setup)
             case .updateRemote(let id, let side, let endpoint):
                 guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                if side == .gateway { sessions[slot].gateway.announce(endpoint) } else { sessions[slot].client.announce(endpoint) }
+                if side == .gateway { table[slot].gateway.announce(endpoint) } else { table[slot].client.announce(endpoint) }
             case .setMode(let id, let mode):
                 guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                sessions[slot].mode = mode
-                sessions[slot].timedOut = false
+                table[slot].mode = mode
+                table[slot].timedOut = false
             case .destroy(let id):
                 guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                emit(.destroyed(sessions[slot].stats()))
+                emit(.destroyed(table[slot].stats()))
                 destroy(slot: slot)
             case .requestStats(let id):
                 guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                emit(.stats(sessions[slot].stats()))
+                emit(.stats(table[slot].stats()))
             case .stop:
-                for slot in sessions.indices where sessions[slot].active { destroy(slot: slot) }
+                for slot in 0..<tableCount where table[slot].active { destroy(slot: slot) }
                 stopped = true
                 loop.stop()
             }
@@ -396,18 +424,22 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         if let free = freeSlots.popLast() {
             slot = free
         } else {
-            slot = sessions.count
-            sessions.append(SessionState())
+            if tableCount == tableCapacity { growTable() }
+            slot = tableCount
+            (table + slot).initialize(to: SessionState())
+            tableCount += 1
         }
         var session = SessionState()
         session.id = setup.id
         session.active = true
         session.createdAt = monotonicNanoseconds()
         session.gateway.rtpFD = setup.gatewayRTP
+        session.gateway.rtpSendFD = setup.gatewayRTPSend >= 0 ? setup.gatewayRTPSend : setup.gatewayRTP
         session.gateway.rtcpFD = setup.gatewayRTCP
         session.gateway.rtcpMux = setup.rtcpMux.gateway
         if let announced = setup.gatewayAnnounced { session.gateway.announce(announced) }
         session.client.rtpFD = setup.clientRTP
+        session.client.rtpSendFD = setup.clientRTPSend >= 0 ? setup.clientRTPSend : setup.clientRTP
         session.client.rtcpFD = setup.clientRTCP
         session.client.rtcpMux = setup.rtcpMux.client
         if let announced = setup.clientAnnounced { session.client.announce(announced) }
@@ -419,34 +451,43 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
         backlog.reserveCapacity(4 * (slotByID.count + 1))
         backlogInService.reserveCapacity(4 * (slotByID.count + 1))
         do {
-            session.gateway.rtpRegistration = try loop.register(fd: setup.gatewayRTP, events: events, handler: self, tag: base)
-            session.gateway.rtcpRegistration = try loop.register(fd: setup.gatewayRTCP, events: events, handler: self, tag: base | 1)
+            try loop.registerBatched(fd: setup.gatewayRTP, events: events, tag: base)
+            try loop.registerBatched(fd: setup.gatewayRTCP, events: events, tag: base | 1)
             if setup.clientSink == nil {
-                session.client.rtpRegistration = try loop.register(fd: setup.clientRTP, events: events, handler: self, tag: base | 2)
-                session.client.rtcpRegistration = try loop.register(fd: setup.clientRTCP, events: events, handler: self, tag: base | 3)
+                try loop.registerBatched(fd: setup.clientRTP, events: events, tag: base | 2)
+                try loop.registerBatched(fd: setup.clientRTCP, events: events, tag: base | 3)
             }
         } catch {
             log.error("session registration failed", ["session": String(setup.id.value), "error": String(describing: error)])
         }
-        sessions[slot] = session
+        table[slot] = session
         slotByID[setup.id] = slot
     }
 
     private func destroy(slot: Int) {
         // Queued media must leave before its socket is closed (and its number reused).
         if tunnelBatchSlot == slot { flushTunnelBatch() }
-        var session = sessions[slot]
-        for registration in [session.gateway.rtpRegistration, session.gateway.rtcpRegistration,
-                             session.client.rtpRegistration, session.client.rtcpRegistration] {
-            if let registration { loop.unregister(registration) }
-        }
+        var session = table[slot]
         for fd in [session.gateway.rtpFD, session.gateway.rtcpFD, session.client.rtpFD, session.client.rtcpFD] where fd >= 0 {
+            loop.unregisterBatched(fd: fd)
             close(fd)
+        }
+        for leg in [session.gateway, session.client] where leg.rtpSendFD >= 0 && leg.rtpSendFD != leg.rtpFD {
+            close(leg.rtpSendFD)
         }
         slotByID[session.id] = nil
         session = SessionState()
-        sessions[slot] = session
+        table[slot] = session
         freeSlots.append(slot)
+    }
+
+    private func growTable() {
+        let capacity = tableCapacity * 2
+        let grown = UnsafeMutablePointer<SessionState>.allocate(capacity: capacity)
+        grown.moveInitialize(from: table, count: tableCount)
+        table.deallocate()
+        table = grown
+        tableCapacity = capacity
     }
 
     // MARK: Idle timeouts and periodic stats
@@ -465,21 +506,21 @@ public final class RelayWorker: IOHandler, @unchecked Sendable {
     private func scan(now: UInt64) {
         let pushStats = configuration.statsIntervalNanoseconds > 0 && now - lastStatsPush >= configuration.statsIntervalNanoseconds
         if pushStats { lastStatsPush = now }
-        for slot in sessions.indices where sessions[slot].active {
+        for slot in 0..<tableCount where table[slot].active {
             // Two-argument max: the variadic one builds an array.
-            let last = max(max(sessions[slot].createdAt, sessions[slot].gateway.counters.lastSeenNanoseconds),
-                           sessions[slot].client.counters.lastSeenNanoseconds)
-            let limit = sessions[slot].mode == .hold ? configuration.holdTimeoutNanoseconds : configuration.idleTimeoutNanoseconds
+            let last = max(max(table[slot].createdAt, table[slot].gateway.counters.lastSeenNanoseconds),
+                           table[slot].client.counters.lastSeenNanoseconds)
+            let limit = table[slot].mode == .hold ? configuration.holdTimeoutNanoseconds : configuration.idleTimeoutNanoseconds
             let idle = now &- last
             if idle >= limit {
-                if !sessions[slot].timedOut {
-                    sessions[slot].timedOut = true
-                    emit(.timeout(sessions[slot].id, idleNanoseconds: idle))
+                if !table[slot].timedOut {
+                    table[slot].timedOut = true
+                    emit(.timeout(table[slot].id, idleNanoseconds: idle))
                 }
             } else {
-                sessions[slot].timedOut = false
+                table[slot].timedOut = false
             }
-            if pushStats { emit(.stats(sessions[slot].stats())) }
+            if pushStats { emit(.stats(table[slot].stats())) }
         }
     }
 }

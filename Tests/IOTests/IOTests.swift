@@ -32,6 +32,38 @@ private final class Recorder: IOHandler {
         #expect(try loop.runOnce(timeoutMilliseconds: 0) == 0)
     }
 
+    @Test func batchHandlerGetsEveryReadyDescriptorOfAWakeUpInOneCall() throws {
+        final class BatchRecorder: IOBatchHandler {
+            var calls: [[UInt64]] = []
+            func handle(ready: UnsafeBufferPointer<ReadyEvent>) { calls.append(ready.map(\.tag)) }
+        }
+        let loop = try EventLoop()
+        let batch = BatchRecorder(), ordinary = Recorder()
+        loop.setBatchHandler(batch)
+        let (a, aEnd) = try loopbackSocket()
+        let (b, bEnd) = try loopbackSocket()
+        let (c, cEnd) = try loopbackSocket()
+        defer { a.close(); b.close(); c.close() }
+        try loop.registerBatched(fd: a.fd, events: .readable, tag: 7)
+        try loop.registerBatched(fd: b.fd, events: .readable, tag: (1 << 62) + 1)
+        let plain = try loop.register(fd: c.fd, events: .readable, handler: ordinary, tag: 9)
+        #expect(loop.batchedRegistrationCount == 2)
+        #expect(c.send([1], to: aEnd) == 1 && c.send([2], to: bEnd) == 1 && a.send([3], to: cEnd) == 1)
+        usleep(10_000)
+        #expect(try loop.runOnce(timeoutMilliseconds: 1000) == 3)
+        #expect(batch.calls.count == 1)
+        let tags = Set(batch.calls.first ?? [])
+        #expect(tags == Set<UInt64>([7, (1 << 62) + 1]))
+        #expect(ordinary.seen.map(\.1) == [9])
+        loop.unregisterBatched(fd: a.fd)
+        loop.unregisterBatched(fd: b.fd)
+        loop.unregister(plain)
+        #expect(loop.batchedRegistrationCount == 0)
+        #expect(c.send([4], to: aEnd) == 1)
+        #expect(try loop.runOnce(timeoutMilliseconds: 50) == 0)
+        #expect(batch.calls.count == 1)
+    }
+
     @Test func timersFireInDeadlineOrderAndCancel() throws {
         let loop = try EventLoop()
         var fired: [Int] = []

@@ -59,6 +59,95 @@ import AllocCounting
         #expect(s.gatewayRemote == moved.endpoint)
     }
 
+    /// RTP leaves from a second socket on the same port (in no epoll set); every datagram
+    /// for the port must still reach the receiving socket. Without the steering program
+    /// the kernel would spread sources over both sockets by hash, and about half of
+    /// these twenty sources would vanish into the socket nobody reads.
+    @Test func sendsFromASecondSocketWhileTheFirstReceivesEverything() throws {
+        let relay = try Relay(configuration: testConfiguration())
+        try relay.start()
+        defer { relay.shutdown() }
+        let client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: IPv4Endpoint("127.0.0.1", port: 0),
+                                          client: .udp(announced: client.endpoint))
+        let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 2)
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort + 1) == 1)
+        usleep(20_000)
+        // Each source relatches (same announced address) and is forwarded.
+        let sources = try (0..<20).map { _ in try Peer() }
+        for (index, source) in sources.enumerated() {
+            source.sendRTP(seq: UInt16(index + 1), to: gatewaySide)
+            #expect(client.receive(count: 1).map { rtpSequence($0.bytes) } == [UInt16(index + 1)])
+        }
+        let received = client.receive(count: 1, milliseconds: 50)
+        #expect(received.isEmpty)
+        let s = try #require(try stats(relay, info.id))
+        #expect(s.fromGateway.packets == 20 && s.fromGateway.forwarded == 20 && s.fromGateway.relatches == 19)
+        // Toward the last source, from the gateway port: the send socket's source port.
+        client.sendRTP(seq: 77, to: IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+        let back = try #require(sources.last).receive(count: 1)
+        #expect(back.map { rtpSequence($0.bytes) } == [77])
+        #expect(back.first?.from == gatewaySide)
+    }
+
+    /// Forwarded datagrams carry Don't Fragment and IPv4 ID 0 (RFC 6864 atomic
+    /// datagrams), read from the wire of the loopback interface with a packet socket.
+    @Test(.enabled(if: geteuid() == 0, "a packet socket needs CAP_NET_RAW"))
+    func forwardedDatagramsAreAtomic() throws {
+        let relay = try Relay(configuration: testConfiguration())
+        try relay.start()
+        defer { relay.shutdown() }
+        let gateway = try Peer(), client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
+        let clientSide = try #require(info.clientPort)
+        usleep(20_000)
+        let capture = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(UInt16(0x0800).bigEndian))  // ETH_P_IP
+        try #require(capture >= 0)
+        defer { close(capture) }
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(capture, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        // Room for everybody else's loopback traffic until ours is read.
+        var room: Int32 = 64 << 20
+        setsockopt(capture, SOL_SOCKET, SO_RCVBUFFORCE, &room, socklen_t(MemoryLayout<Int32>.size))
+        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+        #expect(client.receive(count: 1).count == 1)
+        var header: (flags: UInt16, id: UInt16)?
+        var buffer = [UInt8](repeating: 0, count: 2048)
+        // The interface carries everybody's loopback traffic: look for ours for 2 s at most.
+        let deadline = monotonicNanoseconds() + 2_000_000_000
+        while header == nil && monotonicNanoseconds() < deadline {
+            let n = recv(capture, &buffer, buffer.count, 0)
+            guard n >= 28 else { continue }
+            let ihl = Int(buffer[0] & 0x0F) * 4
+            guard buffer[9] == UInt8(IPPROTO_UDP), n >= ihl + 8 else { continue }
+            let sourcePort = UInt16(buffer[ihl]) << 8 | UInt16(buffer[ihl + 1])
+            let destinationPort = UInt16(buffer[ihl + 2]) << 8 | UInt16(buffer[ihl + 3])
+            if sourcePort == clientSide && destinationPort == client.endpoint.port {
+                header = (UInt16(buffer[6]) << 8 | UInt16(buffer[7]), UInt16(buffer[4]) << 8 | UInt16(buffer[5]))
+            }
+        }
+        let seen = try #require(header)
+        #expect(seen.flags & 0x4000 != 0)
+        #expect(seen.id == 0)
+    }
+
+    @Test func sendsFromTheReceivingSocketWhenAskedTo() throws {
+        var configuration = testConfiguration()
+        configuration.separateSendSockets = false
+        let relay = try Relay(configuration: configuration)
+        try relay.start()
+        defer { relay.shutdown() }
+        let gateway = try Peer(), client = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 1)
+        usleep(20_000)
+        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+        let atClient = client.receive(count: 1)
+        #expect(atClient.map { rtpSequence($0.bytes) } == [1])
+        #expect(atClient.first?.from == IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+    }
+
     @Test func reportsFirstPacketOnce() throws {
         let relay = try Relay(configuration: testConfiguration())
         try relay.start()

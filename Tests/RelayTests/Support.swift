@@ -74,3 +74,22 @@ func testConfiguration(pairs: Int = 50) -> RelayConfiguration {
     configuration.quarantineNanoseconds = 0
     return configuration
 }
+
+/// How many UDP sockets are bound to 127.0.0.1:`port`, from the kernel's table.
+func socketsBound(toLoopbackPort port: UInt16) throws -> Int {
+    guard let file = fopen("/proc/net/udp", "r") else { throw SystemError("fopen(/proc/net/udp)") }
+    defer { fclose(file) }
+    let wanted = "0100007F:" + String(port, radix: 16, uppercase: true).leftPadded(to: 4)
+    var count = 0
+    var line = [CChar](repeating: 0, count: 512)
+    while fgets(&line, Int32(line.count), file) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let fields = text.split(separator: " ")
+        if fields.count > 1 && fields[1] == wanted { count += 1 }
+    }
+    return count
+}
+
+extension String {
+    func leftPadded(to width: Int) -> String { String(repeating: "0", count: max(0, width - count)) + self }
+}

@@ -45,6 +45,9 @@ LOAD_CPU = int(os.environ.get("LOAD_CPU", "0"))
 LOSS_LIMIT = 0.001
 MATCHED_SHARE = 0.8
 MATCHED_SECONDS = float(os.environ.get("MATCHED_SECONDS", "1.0"))
+# Rounds of the matched-rate comparison: short and interleaved, so that the median
+# rides over the other load of a shared machine (one round moves by +-15% here).
+MATCHED_REPS = int(os.environ.get("MATCHED_REPS", "7"))
 # Real-time priority (SCHED_FIFO) for the relay and the load generator, so that other
 # work on a shared machine does not preempt them mid-trial (the kernel still keeps 5% of
 # each second for everything else). BENCH_RT=0 runs them at normal priority.
@@ -420,17 +423,16 @@ def main():
             common = MATCHED_SHARE * min(statistics.median(r["sustainable"] for r in reps[name]) for name in RELAYS)
             matched[streams] = common
             costs = {name: [] for name in RELAYS}
-            for _ in range(REPS):
+            for _ in range(MATCHED_REPS):
                 for name in RELAYS:
                     relay, ports_file = started[name]
                     result = trial(ports_file, source_port, sink_port, common, MATCHED_SECONDS, relay.proc.pid)
                     if result["loss"] <= LOSS_LIMIT:
                         costs[name].append(result["cpu_ns_per_packet"])
             for name in RELAYS:
-                for rep, cost in zip(reps[name], costs[name] or [0.0]):
-                    rep["matched_ns"] = cost
-                for rep in reps[name][len(costs[name]):]:
+                for rep in reps[name]:
                     rep["matched_ns"] = statistics.median(costs[name]) if costs[name] else 0.0
+                    rep["matched_spread"] = (f"{min(costs[name]):.0f}-{max(costs[name]):.0f}" if costs[name] else "-")
         finally:
             for relay, ports_file in started.values():
                 relay.stop()
@@ -444,7 +446,8 @@ def main():
                   f"  overload {med('overload'):8.0f} pps [{spread('overload')}] (offered {med('overload_offered'):.0f})"
                   f"  flat-out {med('flat'):8.0f}  {med('cpu_ns'):.0f} ns CPU/packet at sustainable rate"
                   f"  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
-                  f"  {med('matched_ns'):.0f} ns CPU/packet at {matched[streams]:.0f} pps (all relays)"
+                  f"  {med('matched_ns'):.0f} ns CPU/packet [{runs[0]['matched_spread']}] at {matched[streams]:.0f} pps"
+                  f" (all relays, median of {MATCHED_REPS} interleaved rounds)"
                   f"  load {loadavg()}", flush=True)
     print(f"machine load after: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
     print()

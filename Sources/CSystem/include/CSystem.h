@@ -30,6 +30,11 @@ int csys_recvmmsg(int fd, struct csys_mmsghdr *messages, unsigned int count, int
                   struct timespec *timeout);
 int csys_sendmmsg(int fd, struct csys_mmsghdr *messages, unsigned int count, int flags);
 
+/// Attaches a reuseport steering program to `fd` (bound, SO_REUSEPORT) that hands every
+/// datagram for the port to the group's first socket: sockets that join the group later
+/// can send from the port without ever receiving. 0 or -1 (errno).
+int csys_steer_reuseport_to_first(int fd);
+
 /// prctl(2) is variadic; Swift cannot call it directly.
 int csys_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4,
                unsigned long arg5);
@@ -81,6 +86,9 @@ int csys_errno(void);
 
 static const int csys_udp_segment = CSYS_UDP_SEGMENT;
 static const int csys_so_rxq_ovfl = SO_RXQ_OVFL;
+
+/// Hints the CPU to fetch the cache line at `address` for writing (no fault if invalid).
+static inline void csys_prefetch(const void *address) { __builtin_prefetch(address, 1, 3); }
 
 /// Space a control buffer needs for one control message of `length` data bytes.
 static inline size_t csys_cmsg_space(size_t length) { return CMSG_SPACE(length); }
