@@ -90,7 +90,7 @@ for target in package.targets where target.name == "Proxy" || target.name == "bl
 }
 // The daemon runs the lab tools as a service when the configuration enables them (issue 9).
 for target in package.targets where target.name == "Daemon" { target.dependencies.append("Lab") }
-for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "EndpointIO", "H323", "IO", "Lab"]) }
+for target in package.targets where target.name == "DaemonTests" { target.dependencies.append(contentsOf: ["Endpoint", "EndpointIO", "H323", "IO", "Lab", "Proxy"]) }
 
 // MARK: Fuzz targets (only with BLOO_FUZZ=1; see fuzz/README.md)
 // Each directory fuzz/targets/<Name>/ holds one libFuzzer entry point

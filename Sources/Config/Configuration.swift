@@ -67,6 +67,10 @@ public struct Configuration: Equatable, Sendable {
     public let routes: [Route]
     public let tlsListeners: [TLSListener]
     public let tcpListeners: [SocketAddress]
+    /// Calls may move their audio to UDP (docs/tunnel-protocol.md §8); applied to new calls.
+    public let tunnelUDPAudio: Bool
+    /// Milliseconds without UDP audio before a call falls back to the tunnel (nil: default).
+    public let tunnelUDPFallbackMilliseconds: Int?
     public let relayPorts: PortRange?
     public let relayPublicAddress: IPAddress?
     public let gatekeeper: SocketAddress?
@@ -216,6 +220,8 @@ public struct Configuration: Equatable, Sendable {
             tcp.append(address)
         }
         tcpListeners = tcp
+        tunnelUDPAudio = tree.statements(under: ["tunnel", "udp-audio", "disable"]).isEmpty
+        tunnelUDPFallbackMilliseconds = tree.value(["tunnel", "udp-audio", "fallback-ms"]).flatMap(parseDecimal)
 
         relayPorts = tree.value(["relay", "ports"]).flatMap(PortRange.init)
         relayPublicAddress = tree.value(["relay", "public-address"]).flatMap(IPAddress.init)

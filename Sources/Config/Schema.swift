@@ -84,6 +84,11 @@ public enum ConfigSchema {
                 SchemaNode("key", .leaf(.absolutePath), "PEM private key file"),
             ]),
             SchemaNode("tcp", .list(.socketAddress), "plain TCP listener", []),
+            SchemaNode("udp-audio", .container, "calls' audio over UDP once the client proves UDP reaches the appliance", [
+                SchemaNode("disable", .flag, "audio always stays in the tunnel"),
+                SchemaNode("fallback-ms", .leaf(.integer(100...60_000)),
+                           "back to the tunnel after this long without UDP audio (default 1000)"),
+            ]),
         ]),
         SchemaNode("relay", .container, "media relay", [
             SchemaNode("ports", .leaf(.portRange), "UDP port range for media"),

@@ -68,6 +68,10 @@ public final class TunnelService: DaemonService {
             plan.config.tcpListen = endpoint
             plan.listeners.append("tcp-\(address)")
         }
+        plan.config.udp.enabled = configuration.tunnelUDPAudio
+        if let ms = configuration.tunnelUDPFallbackMilliseconds {
+            plan.config.udp.fallbackAfterNanos = UInt64(ms) * 1_000_000
+        }
         let cpus = configuration.dataCPUs?.cpus ?? []
         plan.config.workers = max(1, cpus.count)  // one terminator worker per daemon worker
         plan.config.cpus = cpus
@@ -181,6 +185,7 @@ public final class TunnelService: DaemonService {
             && certificate?.certificate == plan.certificate?.certificate && certificate?.key == plan.certificate?.key
         if let current, sameShape {
             current.shared.replaceSubscribers(plan.subscribers)
+            current.shared.replaceUDPSettings(plan.config.udp)
             if applies > 1, plan.certificate != nil {
                 // Renewed certificate files: new connections get them, established tunnels stay.
                 do { try current.reloadCertificate() } catch { problems.append("certificate reload failed: \(error)") }

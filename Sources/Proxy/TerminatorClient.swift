@@ -89,7 +89,7 @@ public final class TunnelClient {
 
     /// After CONNECTED: a UDP port and key for the call's audio, if the client can use them.
     private func offerUDP(channel: UInt16) {
-        guard capabilities.contains(.udpUpgrade), udpLegs[channel] == nil, let worker, worker.shared.config.udp.enabled,
+        guard capabilities.contains(.udpUpgrade), udpLegs[channel] == nil, let worker, worker.shared.udp.enabled,
               let local = try? connection?.socket.localEndpoint() else { return }
         do {
             let leg = try UDPAudioLeg(worker: worker, client: self, channel: channel, bindAddress: local.address)

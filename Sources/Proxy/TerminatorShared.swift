@@ -16,6 +16,9 @@ struct ResumeEntry: Sendable {
 public final class TerminatorShared: Sendable {
     public let config: TerminatorConfig
     let subscribers: Mutex<SubscriberTable>
+    /// The UDP audio settings, replaceable while running: read when a session or a call
+    /// starts, so a change applies to new calls and leaves established ones alone.
+    private let udpSettings: Mutex<UDPUpgradeSettings>
     let tls: Mutex<TLSContext?>
     let resumable = Mutex<[[UInt8]: ResumeEntry]>([:])
     private let buckets = Mutex<[UInt32: (tokens: Double, stamp: UInt64)]>([:])
@@ -34,6 +37,7 @@ public final class TerminatorShared: Sendable {
     init(config: TerminatorConfig, subscribers: SubscriberTable, tls: TLSContext?) {
         self.config = config
         self.subscribers = Mutex(subscribers)
+        self.udpSettings = Mutex(config.udp)
         self.tls = Mutex(tls)
     }
 
@@ -77,6 +81,11 @@ public final class TerminatorShared: Sendable {
 
     /// Replaces the subscriber table; sessions already authenticated are unaffected.
     public func replaceSubscribers(_ table: SubscriberTable) { subscribers.withLock { $0 = table } }
+
+    public var udp: UDPUpgradeSettings { udpSettings.withLock { $0 } }
+
+    /// Replaces the UDP audio settings for calls that start from now on.
+    public func replaceUDPSettings(_ settings: UDPUpgradeSettings) { udpSettings.withLock { $0 = settings } }
 }
 
 /// The session's view of the subscriber table and the resume directory.

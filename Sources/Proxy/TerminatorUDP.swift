@@ -23,7 +23,7 @@ final class UDPAudioLeg: IOHandler {
         self.client = client
         socket = try UDPSocket.bound(to: IPv4Endpoint(address: bindAddress, port: 0))
         leg = ApplianceUDPLeg(channel: channel, key: TLSCrypto.randomBytes(UDPUpgradeWire.keySize),
-                              config: worker.shared.config.udp.protocolConfig, crypto: OpenSSLTunnelCrypto())
+                              config: worker.shared.udp.protocolConfig, crypto: OpenSSLTunnelCrypto())
         do {
             registration = try worker.loop.register(fd: socket.fd, events: .readable, handler: self)
         } catch {

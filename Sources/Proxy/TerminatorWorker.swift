@@ -193,7 +193,7 @@ public final class TerminatorWorker {
             tls = engine
         }
         var sessionConfig = shared.config.session
-        if !shared.config.udp.enabled { sessionConfig.capabilities.remove(.udpUpgrade) }
+        if !shared.udp.enabled { sessionConfig.capabilities.remove(.udpUpgrade) }
         let session = ServerSession(config: sessionConfig, crypto: crypto, credentials: credentials, now: now)
         let connection = TunnelConnection(worker: self, socket: socket, peer: peer, tls: tls, session: session)
         add(connection)

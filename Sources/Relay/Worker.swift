@@ -49,9 +49,10 @@ struct SessionState {
     var mode = SessionMode.active
     var timedOut = false
     var id = SessionID(0)
+    /// Read for every packet from the gateway: kept in the first cache line.
+    var sink: MediaSink?
     var gateway = LegState()
     var client = LegState()
-    var sink: MediaSink?
     var createdAt: UInt64 = 0
 
     func stats() -> SessionStats {

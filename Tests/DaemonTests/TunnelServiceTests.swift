@@ -1,4 +1,5 @@
 import Config
+import Proxy
 import Testing
 @testable import Daemon
 
@@ -61,6 +62,23 @@ import Testing
         let verifying = TunnelService.plan(try Configuration(text: complete + "set gatekeeper verifies-unknown-subscribers\n"))
         #expect(verifying.config.gatekeeperVerification)
         #expect(verifying.problems.isEmpty)
+    }
+
+    @Test func udpAudioFollowsTheConfiguration() throws {
+        let standard = TunnelService.plan(try Configuration(text: FactoryDefault.text))
+        #expect(standard.config.udp.enabled)
+        #expect(standard.config.udp.fallbackAfterNanos == UDPUpgradeSettings().fallbackAfterNanos)
+        let tuned = TunnelService.plan(try Configuration(text: FactoryDefault.text
+            + "set tunnel udp-audio disable\nset tunnel udp-audio fallback-ms 2500\n"))
+        #expect(!tuned.config.udp.enabled)
+        #expect(tuned.config.udp.fallbackAfterNanos == 2_500_000_000)
+        #expect(tuned.problems.isEmpty)
+        do {
+            _ = try Configuration(text: FactoryDefault.text + "set tunnel udp-audio fallback-ms 50\n")
+            Issue.record("accepted a fallback below 100 ms")
+        } catch {
+            #expect(error.description.contains("fallback-ms"))
+        }
     }
 
     @Test func gatekeeperVerificationNeedsAGatekeeper() throws {

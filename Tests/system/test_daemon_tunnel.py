@@ -16,7 +16,7 @@ import signal
 import pytest
 
 from bloo_daemon import accounts, base_config, daemons, wait_for  # noqa: F401  (fixtures)
-from tunnel_client import BYE, PCMA, Closed, TunnelClient, rtp_packet
+from tunnel_client import BYE, CAP_UDP_UPGRADE, PCMA, UDP_OFFER, Closed, TunnelClient, rtp_packet
 from tunnel_fixtures import SECRETS, make_ca, make_server_cert
 
 CLONE_NEWNET = 0x40000000
@@ -115,6 +115,27 @@ def test_daemon_serves_tunnels_from_its_configuration(netns, daemons, accounts):
     renewed.close()
     alice.media(1, rtp_packet(99, payload_type=PCMA))
     assert alice.receive_media() == (1, 0, rtp_packet(99, payload_type=PCMA))
+
+    # UDP audio (docs/tunnel-protocol.md §8) follows the configuration without a restart:
+    # disabled, a client that asks for it gets no offer and its audio stays in the tunnel;
+    # enabled again, the next call is offered UDP. alice's tunnel stays up throughout.
+    reply = daemon.commit(config + "set tunnel udp-audio disable\n")
+    assert reply.startswith("ok\ncommit"), reply
+    tunnel_only = connect(ns, tcp).handshake("bob", SECRETS["bob"], capabilities=0x7 | CAP_UDP_UPGRADE)
+    assert tunnel_only.call(2, "echo", codecs=(PCMA,)) == (PCMA, 20)
+    for sequence in range(5):  # an offer here would fail receive_media
+        tunnel_only.media(2, rtp_packet(sequence, payload_type=PCMA))
+        assert tunnel_only.receive_media() == (2, 0, rtp_packet(sequence, payload_type=PCMA))
+    tunnel_only.close()
+    reply = daemon.commit(config + "set tunnel udp-audio fallback-ms 2000\n")
+    assert reply.startswith("ok\ncommit"), reply
+    offered = connect(ns, tcp).handshake("bob", SECRETS["bob"], capabilities=0x7 | CAP_UDP_UPGRADE)
+    assert offered.call(3, "echo", codecs=(PCMA,)) == (PCMA, 20)
+    channel, offer = offered.receive_type(UDP_OFFER)
+    assert channel == 3 and len(offer) >= 22
+    offered.close()
+    alice.media(1, rtp_packet(100, payload_type=PCMA))
+    assert alice.receive_media() == (1, 0, rtp_packet(100, payload_type=PCMA))
 
     # SIGTERM: every tunnel ends with BYE, listeners close, exit status 0.
     assert daemon.stop() == 0, daemon.log()
