@@ -55,9 +55,9 @@ cores=$(nproc)
 server_cpu=0
 client_cpu=$(( cores > 1 ? 1 : 0 ))
 
-start_server() {
+start_server() {  # $1..: a command prefix for the terminator (e.g. chrt -f 1)
     [ -n "$server_pid" ] && { kill "$server_pid"; wait "$server_pid" 2>/dev/null || true; }
-    taskset -c "$server_cpu" "$BLOO" --log-level warning tunnel-serve --workers 1 --cpus "$server_cpu" \
+    "$@" taskset -c "$server_cpu" "$BLOO" --log-level warning tunnel-serve --workers 1 --cpus "$server_cpu" \
         --tls 127.0.0.1:0 --tcp 127.0.0.1:0 --cert "$work/cert.pem" --key "$work/key.pem" \
         --subscribers "$work/subscribers" --rate 1000000 --burst 1000000 --max-connections 100000 \
         --capacity 100000 > "$work/ready" 2> "$work/server.log" &
@@ -113,8 +113,17 @@ tcp_stop=$(cat "$work/stop")
 
 at80=$(( tls_calls * 8 / 10 ))
 [ "$at80" -ge 1 ] || at80=1
-echo "tunnel: TLS at 80% of the maximum ($at80 calls), $((WINDOW * 3)) s" >&2
-start_server
+# TUNNEL_BENCH_DEDICATED=1: the terminator runs SCHED_FIFO for this step only (never for
+# the ramps, where it saturates its core), so that other processes cannot preempt it: the
+# appliance's worker has a core to itself, this shared machine's does not. Off by default.
+rt=()
+rt_note=""
+if [ "${TUNNEL_BENCH_DEDICATED:-0}" = 1 ]; then
+    rt=(chrt -f 1)
+    rt_note=", terminator SCHED_FIFO (a core to itself)"
+fi
+echo "tunnel: TLS at 80% of the maximum ($at80 calls), $((WINDOW * 3)) s$rt_note" >&2
+start_server "${rt[@]}"
 taskset -c "$client_cpu" "$BLOO" tunnel-load --connect "$tls" --ca "$work/cert.pem" --start "$at80" --step 1 \
     --max "$at80" --window $((WINDOW * 3)) --max-loss-ppm 1000000 --server-pid "$server_pid" | tee "$work/at80" | sed 's/^/  /' >&2
 read_p99=$(sed -n 's/^calls=.* p99_ms=\([0-9.]*\) up_p50_ms=.*/\1/p' "$work/at80" | tail -1)
@@ -172,6 +181,6 @@ echo "tunnel: MEASURED loss-free maximum (loss <= 0.1%): TLS $tls_calls calls ($
 echo "tunnel:                                            plain TCP $tcp_calls calls ($tcp_stop) (TLS/TCP $(python3 -c "print(round($tls_calls / max($tcp_calls, 1), 2))"))"
 echo "tunnel: DERIVED from the worker's CPU share at that maximum (calls / share, an estimate): TLS ~$tls_cpu_calls calls/core, plain TCP ~$tcp_cpu_calls calls/core"
 echo "tunnel: side by side, measured calls per core: TLS tunnel $tls_calls | plain TCP tunnel $tcp_calls | UDP-to-UDP relay $relay_calls"
-echo "tunnel: at 80% of the TLS maximum ($at80 calls, loss ${at80_loss}%, $at80_cpu): p99 added latency ${p99} ms (send to kernel arrival at the generator's socket); p99 as read by the generator ${read_p99} ms"
+echo "tunnel: at 80% of the TLS maximum ($at80 calls, loss ${at80_loss}%, $at80_cpu$rt_note): p99 added latency ${p99} ms (send to kernel arrival at the generator's socket); p99 as read by the generator ${read_p99} ms"
 echo "tunnel: idle authenticated TLS connection: ${idle_kib} KiB"
 echo "bench=tunnel calls_per_core=$tls_calls p99_ms=$p99 idle_conn_kib=$idle_kib"
