@@ -74,8 +74,15 @@ def free_udp_port():
 
 
 def free_port_block(count):
-    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4)."""
-    bases = list(range(10000, 60000 - count, 64))
+    """`count` consecutive free UDP ports on 127.0.0.1 (start divisible by 4), below the
+    kernel's ephemeral range: a port free now but inside that range can be handed to any
+    program's unbound socket a moment later (seen: rtpengine "Ran out of ports" while
+    another benchmark opened thousands of sockets)."""
+    try:
+        ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        ephemeral_low = 32768
+    bases = list(range(10000, max(10064, ephemeral_low - count), 64))
     random.shuffle(bases)
     for base in bases[:400]:
         if any(base <= port < base + count for port in RESERVED):
@@ -233,6 +240,16 @@ class RTPEngine:
                 return reply
 
     def start(self, streams, sink_port, source_port):
+        for attempt in range(3):
+            try:
+                return self._start(streams, sink_port, source_port)
+            except RuntimeError as error:
+                if "Ran out of ports" not in str(error) or attempt == 2:
+                    raise
+                print(f"  (rtpengine: {error}; restarting on another port block)", flush=True)
+                self.stop()
+
+    def _start(self, streams, sink_port, source_port):
         base = free_port_block(6 * streams + 200)  # rtpengine wants some slack in its range
         self.ng_port = free_udp_port()
         self.proc = subprocess.Popen(
