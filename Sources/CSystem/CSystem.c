@@ -92,3 +92,26 @@ pid_t csys_gettid(void) { return (pid_t)syscall(SYS_gettid); }
 int csys_errno(void) { return errno; }
 
 int csys_set_thread_name(const char *name) { return pthread_setname_np(pthread_self(), name); }
+
+int csys_enable_receive_timestamps(int fd) {
+    int on = 1;
+    return setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &on, sizeof on) == 0 ? 0 : -errno;
+}
+
+long csys_recv_timestamped(int fd, void *buffer, size_t length, struct sockaddr *from, socklen_t from_length, int64_t *stamp) {
+    struct iovec iov = { .iov_base = buffer, .iov_len = length };
+    union { char bytes[CMSG_SPACE(sizeof(struct timespec))]; struct cmsghdr align; } control;
+    struct msghdr msg = { .msg_name = from, .msg_namelen = from ? from_length : 0, .msg_iov = &iov, .msg_iovlen = 1,
+                          .msg_control = control.bytes, .msg_controllen = sizeof control.bytes };
+    *stamp = 0;
+    ssize_t n = recvmsg(fd, &msg, MSG_DONTWAIT);
+    if (n < 0) return -errno;
+    for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c != NULL; c = CMSG_NXTHDR(&msg, c)) {
+        if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_TIMESTAMPNS && c->cmsg_len >= CMSG_LEN(sizeof(struct timespec))) {
+            struct timespec ts;
+            __builtin_memcpy(&ts, CMSG_DATA(c), sizeof ts);
+            *stamp = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        }
+    }
+    return n;
+}

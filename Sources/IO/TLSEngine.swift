@@ -31,6 +31,9 @@ public final class TLSEngine {
         _ = bloo_BIO_set_mem_eof_return(incoming, -1)
         _ = bloo_BIO_set_mem_eof_return(outgoing, -1)
         SSL_set_bio(ssl, incoming, outgoing)
+        // Read ahead: a record is taken from the memory BIO in one read instead of header
+        // then body (`hasBufferedInput` accounts for what it holds).
+        SSL_set_read_ahead(ssl, 1)
         self.ssl = ssl
         self.incoming = incoming
         self.outgoing = outgoing
@@ -87,6 +90,11 @@ public final class TLSEngine {
         return 0
     }
 
+    /// Whether a `read` could return more plaintext now: ciphertext fed but not yet
+    /// decrypted, or a decrypted record not fully read. When false, `read` would only
+    /// report "nothing available", so the caller can skip that call.
+    public var hasBufferedInput: Bool { BIO_ctrl_pending(incoming) > 0 || SSL_has_pending(ssl) == 1 }
+
     /// Encrypts all of `plaintext` (memory BIOs never refuse).
     @discardableResult
     public func write(_ plaintext: UnsafeRawBufferPointer) -> Bool {
@@ -113,8 +121,8 @@ public final class TLSEngine {
 
     /// Moves up to `buffer.count` bytes of pending ciphertext into `buffer`.
     public func takeCiphertext(into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        guard let base = buffer.baseAddress, buffer.count > 0, pendingCiphertext > 0 else { return 0 }
-        let result = BIO_read(outgoing, base, Int32(clamping: buffer.count))
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return 0 }
+        let result = BIO_read(outgoing, base, Int32(clamping: buffer.count))  // empty: -1 (retry), not EOF
         return result > 0 ? Int(result) : 0
     }
 

@@ -36,7 +36,11 @@ public final class TunnelClient {
     public internal(set) var verifiedByGatekeeper = false
     /// The service's own per-client state (the mirror), kept here for it.
     public var context: AnyObject?
-    weak var connection: TunnelConnection?
+    /// Strong, not weak: a weak reference gives every connection a side table, and each
+    /// retain of it on the packet path then takes the runtime's slow path. The cycle with
+    /// `TunnelConnection.client` is broken wherever either side lets go, and at the latest
+    /// in `TunnelConnection.finish`.
+    var connection: TunnelConnection?
     var detachedSince: UInt64?
     /// Signalling produced while detached, delivered on resume (bounded).
     var pending: [(UInt16, Message)] = []

@@ -4,6 +4,7 @@
 // call's RTP between the tunnel and that UDP port on the client's worker (the same
 // path the mirror's relay takes). Destinations outside 127.0.0.0/8 are refused.
 
+import Glibc
 import IO
 import Tunnel
 
@@ -19,7 +20,8 @@ public final class LabBackend: TunnelBackend {
     final class LabCall: IOHandler {
         let channel: UInt16
         unowned let client: TunnelClient
-        unowned let worker: TerminatorWorker
+        /// Unchecked: the worker outlives its calls (see TunnelConnection.worker).
+        unowned(unsafe) let worker: TerminatorWorker
         let socket: UDPSocket?
         let target: IPv4Endpoint?
         var registration: Registration?
@@ -80,6 +82,12 @@ public final class LabBackend: TunnelBackend {
                     client.send(.hangup(cause: 1), channel: channel)  // unallocated number
                     return
                 }
+                // Connected: each send skips the route lookup, and only the far end's datagrams arrive.
+                do { try bound.connect(endpoint) } catch {
+                    bound.close()
+                    client.send(.hangup(cause: 41), channel: channel)
+                    return
+                }
                 socket = bound
                 target = endpoint
             } else if destination != "echo" {
@@ -110,8 +118,9 @@ public final class LabBackend: TunnelBackend {
 
     public func clientMedia(_ client: TunnelClient, channel: UInt16, kind: MediaKind, packet: [UInt8]) {
         guard let call = state(client).calls[channel] else { return }
-        if let socket = call.socket, let target = call.target {
-            if kind == .rtp { _ = socket.send(packet, to: target) }
+        if let socket = call.socket {
+            // The socket is connected to the far end: a plain send, no address per packet.
+            if kind == .rtp { _ = packet.withUnsafeBytes { Glibc.send(socket.fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) } }
         } else {
             packet.withUnsafeBytes { client.sendMedia(channel: channel, kind: kind, packet: $0) }
         }

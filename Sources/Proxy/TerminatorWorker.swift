@@ -49,8 +49,11 @@ public final class TerminatorWorker {
 
     var readScratch = [UInt8](repeating: 0, count: 64 * 1024)
     var plainScratch = [UInt8](repeating: 0, count: 64 * 1024)
+    var cipherScratch = [UInt8](repeating: 0, count: 64 * 1024)
     var frameScratch: [UInt8] = []
     var dirty: [TunnelConnection] = []
+    /// The batch being flushed, swapped with `dirty` so that neither array is reallocated.
+    private var flushing: [TunnelConnection] = []
     private var connections: [ObjectIdentifier: TunnelConnection] = [:]
     private var clients: [[UInt8]: TunnelClient] = [:]
     private var nextTick: UInt64 = 0
@@ -137,9 +140,15 @@ public final class TerminatorWorker {
 
     private func flushDirty() {
         guard !dirty.isEmpty else { return }
-        let batch = dirty
-        dirty.removeAll(keepingCapacity: true)
-        for connection in batch where connection.isDirty { connection.flush() }
+        swap(&dirty, &flushing)
+        // Indexed: a flush may mark connections dirty again (into `dirty`), never into `flushing`.
+        var index = 0
+        while index < flushing.count {
+            let connection = flushing[index]
+            index += 1
+            if connection.isDirty { connection.flush() }
+        }
+        flushing.removeAll(keepingCapacity: true)
     }
 
     private func tick() {

@@ -86,38 +86,47 @@ public struct FrameDecoder: Sendable {
     /// The buffer never grows beyond one frame's worth plus what the caller fed in
     /// a single call: the caller's read size bounds it.
     public mutating func next() -> Result<Frame, FrameError>? {
+        nextView { type, channel, payload in Frame(type: type, channel: channel, payload: Array(payload)) }
+    }
+
+    /// Like `next`, but hands the frame to `body` as a view into the decoder's buffer,
+    /// valid only during the call: the hot path (MEDIA) copies only what it keeps.
+    public mutating func nextView<R>(_ body: (_ type: UInt8, _ channel: UInt16, _ payload: UnsafeRawBufferPointer) -> R)
+        -> Result<R, FrameError>? {
         if let failure { return .failure(failure) }
-        guard bufferedCount >= Frame.headerSize else {
+        let available = bufferedCount
+        guard available >= Frame.headerSize else {
             // A header's first byte already tells a foreign protocol apart.
-            if bufferedCount >= 1, buffer[readIndex] != tunnelFramingVersion {
+            if available >= 1, buffer[readIndex] != tunnelFramingVersion {
                 return fail(.unsupportedFramingVersion(buffer[readIndex]))
             }
             return nil
         }
-        let header = buffer[readIndex..<(readIndex + Frame.headerSize)]
-        let base = header.startIndex
-        let version = header[base]
+        let base = readIndex
+        let version = buffer[base]
         guard version == tunnelFramingVersion else { return fail(.unsupportedFramingVersion(version)) }
-        let type = header[base + 1]
-        let channel = UInt16(header[base + 2]) << 8 | UInt16(header[base + 3])
+        let type = buffer[base + 1]
+        let channel = UInt16(buffer[base + 2]) << 8 | UInt16(buffer[base + 3])
         var length: UInt32 = 0
-        for offset in 4..<8 { length = length << 8 | UInt32(header[base + offset]) }
+        for offset in 4..<8 { length = length << 8 | UInt32(buffer[base + offset]) }
         guard UInt64(length) <= UInt64(maxPayload) else {
             return fail(.oversize(announced: length, limit: maxPayload))
         }
         let payloadLength = Int(length)
-        guard bufferedCount >= Frame.headerSize + payloadLength else { return nil }
-        let start = readIndex + Frame.headerSize
-        let payload = Array(buffer[start..<(start + payloadLength)])
+        guard available >= Frame.headerSize + payloadLength else { return nil }
+        let start = base + Frame.headerSize
+        let result = buffer.withUnsafeBytes { raw in
+            body(type, channel, UnsafeRawBufferPointer(rebasing: raw[start..<(start + payloadLength)]))
+        }
         readIndex = start + payloadLength
         if readIndex == buffer.count {
             buffer.removeAll(keepingCapacity: buffer.capacity <= 2 * (maxPayload + Frame.headerSize))
             readIndex = 0
         }
-        return .success(Frame(type: type, channel: channel, payload: payload))
+        return .success(result)
     }
 
-    private mutating func fail(_ error: FrameError) -> Result<Frame, FrameError> {
+    private mutating func fail<R>(_ error: FrameError) -> Result<R, FrameError> {
         failure = error
         buffer = []
         readIndex = 0
@@ -129,26 +138,5 @@ public struct FrameDecoder: Sendable {
             buffer.removeFirst(readIndex)
             readIndex = 0
         }
-    }
-}
-
-/// A MEDIA frame encoded in one allocation (the hot path: one per packet).
-public func encodedMediaFrame(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer) -> [UInt8] {
-    let payloadLength = packet.count + 1
-    return [UInt8](unsafeUninitializedCapacity: Frame.headerSize + payloadLength) { buffer, count in
-        let length = UInt32(truncatingIfNeeded: payloadLength)
-        buffer[0] = tunnelFramingVersion
-        buffer[1] = MessageType.media.rawValue
-        buffer[2] = UInt8(truncatingIfNeeded: channel >> 8)
-        buffer[3] = UInt8(truncatingIfNeeded: channel)
-        buffer[4] = UInt8(truncatingIfNeeded: length >> 24)
-        buffer[5] = UInt8(truncatingIfNeeded: length >> 16)
-        buffer[6] = UInt8(truncatingIfNeeded: length >> 8)
-        buffer[7] = UInt8(truncatingIfNeeded: length)
-        buffer[8] = kind.rawValue
-        if let destination = buffer.baseAddress, let base = packet.baseAddress, packet.count > 0 {
-            UnsafeMutableRawPointer(destination + 9).copyMemory(from: base, byteCount: packet.count)
-        }
-        count = Frame.headerSize + payloadLength
     }
 }

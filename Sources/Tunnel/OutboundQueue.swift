@@ -13,8 +13,12 @@ public struct OutboundQueue: Sendable {
         public var signallingSent: UInt64 = 0
     }
 
+    /// One queued frame: where its bytes are in `storage`. Frames are stored back to
+    /// back in one buffer, so queueing a media packet allocates nothing once the
+    /// buffer has grown to the connection's usual backlog.
     private struct Entry: Sendable {
-        var bytes: [UInt8]
+        var start: Int
+        var length: Int
         var enqueuedAt: UInt64
         var isMedia: Bool
     }
@@ -23,6 +27,7 @@ public struct OutboundQueue: Sendable {
     public let maxMediaAgeNanos: UInt64
     public private(set) var counters = Counters()
     public private(set) var queuedBytes = 0
+    private var storage: [UInt8] = []
     private var entries: [Entry] = []
     private var head = 0
 
@@ -36,24 +41,47 @@ public struct OutboundQueue: Sendable {
     /// Queues a signalling frame. Returns false when the queue is full: the peer
     /// is not reading and the connection must end (signalling is never dropped).
     public mutating func pushSignalling(_ frame: Frame, now: UInt64) -> Bool {
-        let bytes = frame.encoded
-        guard queuedBytes + bytes.count <= maxBytes else { return false }
-        append(Entry(bytes: bytes, enqueuedAt: now, isMedia: false))
+        guard queuedBytes + Frame.headerSize + frame.payload.count <= maxBytes else { return false }
+        compactIfUseful()
+        let start = storage.count
+        frame.encode(into: &storage)
+        record(start: start, now: now, isMedia: false)
         return true
     }
 
     /// Queues a media frame; drops it (counted) when the queue is full.
     public mutating func pushMedia(_ frame: Frame, now: UInt64) {
-        pushMedia(frame.encoded, now: now)
+        guard admitMedia(Frame.headerSize + frame.payload.count) else { return }
+        let start = storage.count
+        frame.encode(into: &storage)
+        record(start: start, now: now, isMedia: true)
     }
 
     /// Queues an already encoded media frame.
     public mutating func pushMedia(_ encoded: [UInt8], now: UInt64) {
-        guard queuedBytes + encoded.count <= maxBytes else {
-            counters.mediaDroppedFull += 1
-            return
-        }
-        append(Entry(bytes: encoded, enqueuedAt: now, isMedia: true))
+        guard admitMedia(encoded.count) else { return }
+        let start = storage.count
+        storage.append(contentsOf: encoded)
+        record(start: start, now: now, isMedia: true)
+    }
+
+    /// Queues a MEDIA frame for `packet`, encoded straight into the queue (the hot path).
+    public mutating func pushMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer, now: UInt64) {
+        let payloadLength = packet.count + 1
+        guard admitMedia(Frame.headerSize + payloadLength) else { return }
+        let start = storage.count
+        let length = UInt32(truncatingIfNeeded: payloadLength)
+        storage.append(tunnelFramingVersion)
+        storage.append(MessageType.media.rawValue)
+        storage.append(UInt8(truncatingIfNeeded: channel >> 8))
+        storage.append(UInt8(truncatingIfNeeded: channel))
+        storage.append(UInt8(truncatingIfNeeded: length >> 24))
+        storage.append(UInt8(truncatingIfNeeded: length >> 16))
+        storage.append(UInt8(truncatingIfNeeded: length >> 8))
+        storage.append(UInt8(truncatingIfNeeded: length))
+        storage.append(kind.rawValue)
+        storage.append(contentsOf: packet)
+        record(start: start, now: now, isMedia: true)
     }
 
     /// Moves whole frames into `output` until it holds `limit` bytes or the queue is
@@ -66,13 +94,14 @@ public struct OutboundQueue: Sendable {
                 pop()
                 continue
             }
-            guard output.isEmpty || output.count + entry.bytes.count <= limit else { break }
-            output.append(contentsOf: entry.bytes)
+            guard output.isEmpty || output.count + entry.length <= limit else { break }
+            storage.withUnsafeBufferPointer { output.append(contentsOf: UnsafeBufferPointer(rebasing: $0[entry.start..<(entry.start + entry.length)])) }
             if entry.isMedia { counters.mediaSent += 1 } else { counters.signallingSent += 1 }
             pop()
         }
         if head == entries.count {
             entries.removeAll(keepingCapacity: true)
+            storage.removeAll(keepingCapacity: storage.capacity <= 64 * 1024)
             head = 0
         }
     }
@@ -80,32 +109,55 @@ public struct OutboundQueue: Sendable {
     /// Drops every stale media frame now, even when nothing can be written.
     public mutating func expire(now: UInt64) {
         guard head < entries.count else { return }
-        var kept: [Entry] = []
-        kept.reserveCapacity(entries.count - head)
+        let maxAge = maxMediaAgeNanos
+        let isStale = { (entry: Entry) in entry.isMedia && now >= entry.enqueuedAt && now - entry.enqueuedAt > maxAge }
+        guard entries[head...].contains(where: isStale) else { return }
+        var keptEntries: [Entry] = []
+        var keptBytes: [UInt8] = []
+        keptEntries.reserveCapacity(entries.count - head)
+        keptBytes.reserveCapacity(queuedBytes)
         for entry in entries[head...] {
-            if entry.isMedia, now >= entry.enqueuedAt, now - entry.enqueuedAt > maxMediaAgeNanos {
+            if isStale(entry) {
                 counters.mediaDroppedStale += 1
-                queuedBytes -= entry.bytes.count
+                queuedBytes -= entry.length
             } else {
-                kept.append(entry)
+                keptEntries.append(Entry(start: keptBytes.count, length: entry.length, enqueuedAt: entry.enqueuedAt,
+                                         isMedia: entry.isMedia))
+                keptBytes.append(contentsOf: storage[entry.start..<(entry.start + entry.length)])
             }
         }
-        entries = kept
+        entries = keptEntries
+        storage = keptBytes
         head = 0
     }
 
-    private mutating func append(_ entry: Entry) {
-        if head > 0 && head >= entries.count / 2 {
-            entries.removeFirst(head)
-            head = 0
+    private mutating func admitMedia(_ length: Int) -> Bool {
+        guard queuedBytes + length <= maxBytes else {
+            counters.mediaDroppedFull += 1
+            return false
         }
-        entries.append(entry)
-        queuedBytes += entry.bytes.count
+        compactIfUseful()
+        return true
+    }
+
+    private mutating func record(start: Int, now: UInt64, isMedia: Bool) {
+        let length = storage.count - start
+        entries.append(Entry(start: start, length: length, enqueuedAt: now, isMedia: isMedia))
+        queuedBytes += length
+    }
+
+    /// Forgets frames already taken once they are half the queue (amortised O(1)).
+    private mutating func compactIfUseful() {
+        guard head > 0 && head >= entries.count / 2 else { return }
+        let consumed = head < entries.count ? entries[head].start : storage.count
+        storage.removeFirst(consumed)
+        entries.removeFirst(head)
+        for index in entries.indices { entries[index].start -= consumed }
+        head = 0
     }
 
     private mutating func pop() {
-        queuedBytes -= entries[head].bytes.count
-        entries[head].bytes = []
+        queuedBytes -= entries[head].length
         head += 1
     }
 }

@@ -109,7 +109,7 @@ public struct ServerSession: Sendable {
         guard state != .closed else { return }
         lastReceived = now
         decoder.feed(bytes)
-        while state != .closed, let result = decoder.next() {
+        while state != .closed, let result = decoder.nextView(ServerSession.decodeView) {
             switch result {
             case let .failure(error):
                 switch error {
@@ -118,11 +118,32 @@ public struct ServerSession: Sendable {
                 case let .oversize(announced, limit):
                     fail(.frameTooLarge, "frame of \(announced) bytes exceeds \(limit)", now)
                 }
-            case let .success(frame):
+            case let .success(.media(channel, kind, packet)):
+                counters.framesReceived += 1
+                if channel != 0, isAuthenticated {
+                    outputs.append(.media(channel: channel, kind: kind, packet: packet))
+                } else {  // the refusals are `handle`'s
+                    handle(Frame(type: MessageType.media.rawValue, channel: channel, payload: [kind.rawValue] + packet), now: now)
+                }
+            case let .success(.frame(frame)):
                 counters.framesReceived += 1
                 handle(frame, now: now)
             }
         }
+    }
+
+    /// A received frame: MEDIA, the hot path, with its packet copied once out of the
+    /// decoder's buffer; anything else as a whole frame for `handle`.
+    private enum Received {
+        case media(channel: UInt16, kind: MediaKind, packet: [UInt8])
+        case frame(Frame)
+    }
+
+    private static func decodeView(type: UInt8, channel: UInt16, payload: UnsafeRawBufferPointer) -> Received {
+        if type == MessageType.media.rawValue, let first = payload.first, let kind = MediaKind(rawValue: first) {
+            return .media(channel: channel, kind: kind, packet: Array(UnsafeRawBufferPointer(rebasing: payload[1...])))
+        }
+        return .frame(Frame(type: type, channel: channel, payload: Array(payload)))
     }
 
     public mutating func receive(_ bytes: [UInt8], now: UInt64) {
@@ -186,7 +207,7 @@ public struct ServerSession: Sendable {
     /// Queues a media packet for the client; it is dropped if not written in time.
     public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: UnsafeRawBufferPointer, now: UInt64) {
         guard isAuthenticated else { return }
-        outbound.pushMedia(encodedMediaFrame(channel: channel, kind: kind, packet: packet), now: now)
+        outbound.pushMedia(channel: channel, kind: kind, packet: packet, now: now)
     }
 
     public mutating func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8], now: UInt64) {

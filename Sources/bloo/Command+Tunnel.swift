@@ -144,13 +144,21 @@ enum TunnelLoadCommand {
         var best = 0
         var bestP99 = 0.0
         var bestCPU = 0.0
+        var bestArrivalP99 = 0.0
+        var bestGeneratorCPU = 0.0
         var stopReason = "reached --max"
         while target <= maximum {
             try load.addCalls(target - load.tunnelCount)
             _ = load.run(seconds: 1.5)  // set-up and warm-up, not measured
             let cpuBefore = serverPID.flatMap(cpuSeconds)
+            let preemptedBefore = serverPID.flatMap(preemptions)
             let result = load.run(seconds: window)
             let cpuAfter = serverPID.flatMap(cpuSeconds)
+            let preemptedAfter = serverPID.flatMap(preemptions)
+            // How often other processes took the terminator's CPU from it: the machine's
+            // noise, which shows in the latency tail whatever the terminator does.
+            var preemptedPerSecond = 0.0
+            if let preemptedBefore, let preemptedAfter { preemptedPerSecond = Double(preemptedAfter - preemptedBefore) / window }
             var cpuPercent = 0.0
             if let cpuBefore, let cpuAfter { cpuPercent = (cpuAfter - cpuBefore) / window * 100 }
             // Both directions, one packet per call every 20 ms.
@@ -159,20 +167,48 @@ enum TunnelLoadCommand {
             let line = "calls=\(result.calls) target=\(target) sent=\(result.sent) expected=\(Int(expected)) received=\(result.received) "
                 + "loss_pct=\(format(result.loss * 100, 3)) p50_ms=\(format(result.percentile(0.5), 2)) "
                 + "p99_ms=\(format(result.percentile(0.99), 2)) up_p50_ms=\(format(result.percentile(0.5, of: result.upstream), 2)) "
-                + "server_cpu_pct=\(format(cpuPercent, 1)) failed_tunnels=\(load.failedTunnels)"
+                + "arrival_p50_ms=\(format(result.percentile(0.5, of: result.arrivals), 2)) "
+                + "arrival_p99_ms=\(format(result.percentile(0.99, of: result.arrivals), 2)) arrival_samples=\(result.arrivals.count) "
+                + "server_cpu_pct=\(format(cpuPercent, 1)) generator_cpu_pct=\(format(result.generatorCPU, 1)) "
+                + "server_preempted_per_s=\(format(preemptedPerSecond, 1)) failed_tunnels=\(load.failedTunnels)"
             writeLine(STDOUT_FILENO, line)
             if result.calls != target { stopReason = "only \(result.calls) of \(target) calls came up"; break }
             if result.loss > maxLoss { stopReason = "loss above \(format(maxLoss * 100, 3))%"; break }
             if !keptUp { stopReason = "the generator could not keep up (generator-limited)"; break }
             best = target
             bestP99 = result.percentile(0.99)
+            bestArrivalP99 = result.percentile(0.99, of: result.arrivals)
             bestCPU = cpuPercent
+            bestGeneratorCPU = result.generatorCPU
             target += step
         }
         let extrapolated = bestCPU > 0 ? Int(Double(best) * 100 / bestCPU) : 0
-        writeLine(STDOUT_FILENO, "max_calls=\(best) p99_ms=\(format(bestP99, 2)) server_cpu_pct=\(format(bestCPU, 1)) "
+        writeLine(STDOUT_FILENO, "max_calls=\(best) p99_ms=\(format(bestP99, 2)) arrival_p99_ms=\(format(bestArrivalP99, 2)) "
+                  + "server_cpu_pct=\(format(bestCPU, 1)) generator_cpu_pct=\(format(bestGeneratorCPU, 1)) "
                   + "cpu_extrapolated_calls=\(extrapolated) stop=\"\(stopReason)\"")
         return ExitStatus.success
+    }
+
+    /// Involuntary context switches of all threads of a process (/proc/PID/task/*/status).
+    private static func preemptions(_ pid: Int) -> Int? {
+        guard let directory = opendir("/proc/\(pid)/task") else { return nil }
+        defer { closedir(directory) }
+        var total = 0
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while let entry = readdir(directory) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            guard name.first?.isNumber == true else { continue }
+            let fd = open("/proc/\(pid)/task/\(name)/status", O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { continue }
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            close(fd)
+            guard n > 0 else { continue }
+            for line in buffer[0..<n].split(separator: UInt8(ascii: "\n")) where line.starts(with: Array("nonvoluntary_ctxt_switches:".utf8)) {
+                let digits = line.drop { !(48...57).contains($0) }
+                total += Int(String(decoding: digits, as: UTF8.self)) ?? 0
+            }
+        }
+        return total
     }
 
     /// User + system CPU seconds of a process, from /proc/PID/stat.

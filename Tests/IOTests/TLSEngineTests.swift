@@ -90,6 +90,30 @@ func readAll(_ engine: TLSEngine) -> [UInt8] {
         #expect(client.status == .closed)
     }
 
+    @Test func bufferedInputTellsWhenAnotherReadWouldFindData() throws {
+        let pki = try TestPKI()
+        let server = try TLSEngine(context: try TLSContext.server(certificatePath: pki.cert, keyPath: pki.key))
+        let client = try TLSEngine(context: try TLSContext.client(caPath: pki.ca), serverName: "localhost")
+        pump(client, server)
+        _ = readAll(server)
+        #expect(!server.hasBufferedInput)
+        // Two records fed at once, read with a small buffer: more is pending until both are out.
+        #expect(client.write([UInt8](repeating: 1, count: 300)))
+        #expect(client.write([UInt8](repeating: 2, count: 300)))
+        pump(client, server)
+        var buffer = [UInt8](repeating: 0, count: 100)
+        var total = 0
+        while server.hasBufferedInput {
+            let count = buffer.withUnsafeMutableBytes { server.read(into: $0) }
+            total += count
+            if count == 0 { break }
+        }
+        #expect(total == 600)
+        #expect(!server.hasBufferedInput)
+        let more = buffer.withUnsafeMutableBytes { server.read(into: $0) }
+        #expect(more == 0)
+    }
+
     @Test func clientWithTheWrongCAFailsTheHandshake() throws {
         let pki = try TestPKI()
         let server = try TLSEngine(context: try TLSContext.server(certificatePath: pki.cert, keyPath: pki.key))

@@ -58,6 +58,29 @@ import Testing
         #expect(decoder.bufferedCount == 0)
     }
 
+    @Test func viewsSeeTheSameFramesAsCopies() {
+        var stream: [UInt8] = []
+        Message.media(kind: .rtp, packet: [0x80, 0, 0, 7]).frame(channel: 9).encode(into: &stream)
+        Message.hangup(cause: 16).frame(channel: 9).encode(into: &stream)
+        Frame(type: 0x77, channel: 2).encode(into: &stream)
+        var copies = FrameDecoder()
+        var views = FrameDecoder()
+        copies.feed(stream)
+        views.feed(stream)
+        var expected: [Frame] = []
+        while case let .success(frame)? = copies.next() { expected.append(frame) }
+        var seen: [Frame] = []
+        while case let .success(frame)? = views.nextView({ Frame(type: $0, channel: $1, payload: Array($2)) }) { seen.append(frame) }
+        #expect(expected.count == 3)
+        #expect(seen == expected)
+        #expect(views.bufferedCount == 0)
+        views.feed([0x16, 3, 1])  // a TLS record on the plain port
+        guard case .failure(.unsupportedFramingVersion(0x16))? = views.nextView({ _, _, _ in 0 }) else {
+            Issue.record("a foreign first byte must fail the view too")
+            return
+        }
+    }
+
     @Test func oversizeFrameFailsBeforeItsPayloadArrives() {
         var decoder = FrameDecoder(maxPayload: 1000)
         decoder.feed([1, 0x30, 0, 1, 0, 0, 0x03, 0xE9])  // 1001 bytes announced

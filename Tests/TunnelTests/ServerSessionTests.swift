@@ -78,6 +78,26 @@ import Testing
         #expect(session.outputs == [.close(.error(.unexpectedMessage))])
     }
 
+    @Test func mediaFastPathKeepsTheRefusals() {
+        // MEDIA on channel 0 ends the session; MEDIA of an unknown kind is malformed;
+        // an empty MEDIA payload too. Valid media around them is relayed unchanged.
+        var (session, _) = authenticatedSession()
+        session.receive(Message.media(kind: .rtcp, packet: [0x81, 200]).frame(channel: 4).encoded, now: 3)
+        #expect(session.outputs == [.media(channel: 4, kind: .rtcp, packet: [0x81, 200])])
+        session.outputs.removeAll()
+        session.receive(Message.media(kind: .rtp, packet: [1]).frame(channel: 0).encoded, now: 4)
+        #expect(session.outputs == [.close(.error(.unknownChannel))])
+
+        var (unknownKind, _) = authenticatedSession()
+        unknownKind.receive(Frame(type: MessageType.media.rawValue, channel: 1, payload: [9, 1, 2]).encoded, now: 3)
+        #expect(unknownKind.outputs == [.close(.error(.malformedFrame))])
+
+        var (empty, _) = authenticatedSession()
+        empty.receive(Frame(type: MessageType.media.rawValue, channel: 1, payload: []).encoded, now: 3)
+        #expect(empty.outputs == [.close(.error(.malformedFrame))])
+        #expect(empty.counters.framesReceived == unknownKind.counters.framesReceived)
+    }
+
     @Test func versionNegotiationPicksTheHighestCommonVersion() {
         var config = ServerSessionConfig()
         config.versions = 1...2
@@ -218,6 +238,50 @@ import Testing
         queue.take(now: 150 * millisecond, into: &out, limit: Int.max)
         #expect(queue.counters.mediaSent == 3)
         #expect(out.count == 3 * (Frame.headerSize + 2))
+        #expect(queue.queuedBytes == 0)
+    }
+
+    @Test func partialTakesCompactionAndExpiryKeepOrderAndBytes() {
+        // A model run: frames of varied sizes pushed and taken in small bites, the
+        // queue compacted and expired on the way; what comes out must be exactly the
+        // frames not dropped, whole and in order.
+        var queue = OutboundQueue(maxBytes: 1 << 20, maxMediaAgeNanos: 60 * millisecond)
+        var expected: [UInt8] = []
+        var out: [UInt8] = []
+        var now: UInt64 = 0
+        var dropped = 0
+        for round in 0..<300 {
+            now += 5 * millisecond
+            let packet = [UInt8](repeating: UInt8(truncatingIfNeeded: round), count: 20 + round % 50)
+            if round % 7 == 0 {
+                let frame = Message.hangup(cause: UInt8(round % 100)).frame(channel: UInt16(round))
+                let accepted = queue.pushSignalling(frame, now: now)
+                #expect(accepted)
+                expected += frame.encoded
+            } else {
+                packet.withUnsafeBytes { queue.pushMedia(channel: 3, kind: .rtp, packet: $0, now: now) }
+                if round % 40 >= 30 {
+                    // Stalled for this stretch: these go stale before the next take.
+                    dropped += 1
+                } else {
+                    expected += Message.media(kind: .rtp, packet: packet).frame(channel: 3).encoded
+                }
+            }
+            if round % 40 == 39 {
+                now += 100 * millisecond  // the stall: expiry drops the stalled media, keeps the signalling
+                queue.expire(now: now)
+            } else if round % 40 < 30 {
+                var bite: [UInt8] = []  // small bites, and the backlog drained just before each stall
+                queue.take(now: now, into: &bite, limit: round % 40 == 29 ? Int.max : 60)
+                out += bite
+            }
+        }
+        var rest: [UInt8] = []
+        queue.take(now: now, into: &rest, limit: Int.max)
+        out += rest
+        #expect(out == expected)
+        #expect(queue.counters.mediaDroppedStale == UInt64(dropped))
+        #expect(queue.isEmpty)
         #expect(queue.queuedBytes == 0)
     }
 

@@ -125,4 +125,10 @@ const char *bloo_build_version(void);
 const char *bloo_build_revision(void);
 const char *bloo_build_date(void);
 
+/// Receive timestamps (benchmarks): turns on SO_TIMESTAMPNS; 0 or -errno.
+int csys_enable_receive_timestamps(int fd);
+/// recvmsg without blocking; `*stamp` gets the kernel's receive time (CLOCK_REALTIME, ns;
+/// 0 when absent), `*from` (`from_length` bytes) the source when non-NULL. Returns the byte count or -errno.
+long csys_recv_timestamped(int fd, void *buffer, size_t length, struct sockaddr *from, socklen_t from_length, int64_t *stamp);
+
 #endif
