@@ -32,8 +32,12 @@ public struct RelayConfiguration: Sendable {
     public var busyPollNanoseconds: UInt64 = 0
     /// Merge same-size datagrams to one destination into one UDP GSO send.
     public var segmentationOffload = true
-    /// Send RTP from a second socket per port that is in no epoll set (see `Relay.openPair`).
-    public var separateSendSockets = true
+    /// Send RTP from a second socket per port that is in no epoll set (see
+    /// `Relay.openSendSocket`). Off by default: it saves the relay the epoll wake-up of
+    /// every sent datagram, but every datagram received on the port then goes through a
+    /// reuseport group and its steering program, and that costs the receiving host more
+    /// (measured on loopback: the sender forwarded about 9% fewer packets per second).
+    public var separateSendSockets = false
     /// How often workers scan for idle sessions, and push stats (0: only on request).
     public var scanIntervalNanoseconds: UInt64 = 1_000_000_000
     public var statsIntervalNanoseconds: UInt64 = 0

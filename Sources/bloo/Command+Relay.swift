@@ -9,7 +9,7 @@ enum RelayCommandLine {
         [--client-ports LO-HI] [--cpus N,M|none] [--quarantine-ms N] [--idle-timeout-ms N] \
         [--hold-timeout-ms N] [--scan-ms N] [--stats-interval-ms N] [--dscp N|none] [--rcvbuf BYTES] \
         [--sndbuf BYTES] [--batch N] [--busy-poll-us N] [--latch-any] [--no-gso] \
-        [--no-send-sockets]
+        [--send-sockets]
         """
 
     static let command = Command(name: "relay", summary: "run the RTP relay alone, controlled by lines on stdin",
@@ -18,7 +18,7 @@ enum RelayCommandLine {
             options: ["address", "gateway-address", "client-address", "ports", "client-ports", "cpus",
                       "quarantine-ms", "idle-timeout-ms", "hold-timeout-ms", "scan-ms", "stats-interval-ms",
                       "dscp", "rcvbuf", "sndbuf", "batch", "busy-poll-us"],
-            flags: ["latch-any", "no-gso", "no-send-sockets"])
+            flags: ["latch-any", "no-gso", "send-sockets"])
         guard arguments.positionals.isEmpty else { throw UsageError("relay: takes no positional arguments") }
         let configuration = try configuration(from: arguments)
         let relay = try StandaloneRelay(configuration: configuration)
@@ -81,7 +81,7 @@ enum RelayCommandLine {
         }
         configuration.latchFromAnyAddress = arguments.has("latch-any")
         configuration.segmentationOffload = !arguments.has("no-gso")
-        configuration.separateSendSockets = !arguments.has("no-send-sockets")
+        configuration.separateSendSockets = arguments.has("send-sockets")
         return configuration
     }
 }

@@ -64,7 +64,9 @@ import AllocCounting
     /// the kernel would spread sources over both sockets by hash, and about half of
     /// these twenty sources would vanish into the socket nobody reads.
     @Test func sendsFromASecondSocketWhileTheFirstReceivesEverything() throws {
-        let relay = try Relay(configuration: testConfiguration())
+        var configuration = testConfiguration()
+        configuration.separateSendSockets = true
+        let relay = try Relay(configuration: configuration)
         try relay.start()
         defer { relay.shutdown() }
         let client = try Peer()
@@ -132,10 +134,8 @@ import AllocCounting
         #expect(seen.id == 0)
     }
 
-    @Test func sendsFromTheReceivingSocketWhenAskedTo() throws {
-        var configuration = testConfiguration()
-        configuration.separateSendSockets = false
-        let relay = try Relay(configuration: configuration)
+    @Test func sendsFromTheReceivingSocketByDefault() throws {
+        let relay = try Relay(configuration: testConfiguration())
         try relay.start()
         defer { relay.shutdown() }
         let gateway = try Peer(), client = try Peer()
