@@ -28,7 +28,13 @@ public struct Frame: Equatable, Sendable {
 
     /// Appends header and payload to `output`.
     public func encode(into output: inout [UInt8]) {
-        let length = UInt32(truncatingIfNeeded: payload.count)
+        Frame.appendHeader(type: type, channel: channel, payloadLength: payload.count, to: &output)
+        output.append(contentsOf: payload)
+    }
+
+    /// Appends the 8-byte header of a frame whose payload the caller appends next.
+    public static func appendHeader(type: UInt8, channel: UInt16, payloadLength: Int, to output: inout [UInt8]) {
+        let length = UInt32(truncatingIfNeeded: payloadLength)
         output.append(tunnelFramingVersion)
         output.append(type)
         output.append(UInt8(truncatingIfNeeded: channel >> 8))
@@ -37,7 +43,6 @@ public struct Frame: Equatable, Sendable {
         output.append(UInt8(truncatingIfNeeded: length >> 16))
         output.append(UInt8(truncatingIfNeeded: length >> 8))
         output.append(UInt8(truncatingIfNeeded: length))
-        output.append(contentsOf: payload)
     }
 
     public var encoded: [UInt8] {

@@ -70,15 +70,7 @@ public struct OutboundQueue: Sendable {
         let payloadLength = packet.count + 1
         guard admitMedia(Frame.headerSize + payloadLength) else { return }
         let start = storage.count
-        let length = UInt32(truncatingIfNeeded: payloadLength)
-        storage.append(tunnelFramingVersion)
-        storage.append(MessageType.media.rawValue)
-        storage.append(UInt8(truncatingIfNeeded: channel >> 8))
-        storage.append(UInt8(truncatingIfNeeded: channel))
-        storage.append(UInt8(truncatingIfNeeded: length >> 24))
-        storage.append(UInt8(truncatingIfNeeded: length >> 16))
-        storage.append(UInt8(truncatingIfNeeded: length >> 8))
-        storage.append(UInt8(truncatingIfNeeded: length))
+        Frame.appendHeader(type: MessageType.media.rawValue, channel: channel, payloadLength: payloadLength, to: &storage)
         storage.append(kind.rawValue)
         storage.append(contentsOf: packet)
         record(start: start, now: now, isMedia: true)
