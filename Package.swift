@@ -83,6 +83,7 @@ package.targets.append(contentsOf: [
     .target(name: "EndpointIO", dependencies: ["Endpoint", "H323", "IO", "Log"]),
     .target(name: "Lab", dependencies: ["EndpointIO", "Endpoint", "H323", "IO", "RTP", "Phone", "Tunnel", "Log"]),
     .testTarget(name: "LabTests", dependencies: ["Lab", "Endpoint", "H323", "IO"]),
+    .testTarget(name: "EndpointIOTests", dependencies: ["EndpointIO", "Endpoint", "H323", "IO"]),
 ])
 for target in package.targets where target.name == "Proxy" || target.name == "bloo" || target.name == "ProxyTests" {
     target.dependencies.append("EndpointIO")

@@ -125,7 +125,7 @@ public final class LabGateway {
                 log.info("call released", ["cause": "\(cause)", "by": "gatekeeper", "reason": Q850.text(cause)])
                 calls[key]?.finish()
             case .disengageRequested(let key):
-                calls[key]?.event(.hangup(cause: Q850.normalClearing))
+                calls[key]?.driver.event(.hangup(cause: Q850.normalClearing))
             default: break
             }
         }
@@ -169,13 +169,8 @@ public final class LabGateway {
     // MARK: Calls
 
     func accept(_ socket: TCPSocket, from: EndpointAddress) {
-        guard let connection = try? TPKTConnection(loop: loop, socket: socket, remote: from) else { return socket.close() }
-        var pending = true
-        connection.onPacket = { [unowned self] conn, packet in
-            guard pending else { return }
-            pending = false
-            guard let setup = try? Q931Message(decoding: packet), setup.messageType == .setup else { return conn.close() }
-            self.incoming(setup, on: conn)
+        TPKTConnection.awaitingSetup(loop: loop, socket: socket, from: from) { [unowned self] setup, connection in
+            self.incoming(setup, on: connection)
         }
     }
 
@@ -255,15 +250,11 @@ public final class LabGateway {
 final class GatewayCall {
     unowned let gateway: LabGateway
     let key: Int
-    var call: H323Call
-    var signalling: TPKTConnection?
-    var h245: TPKTConnection?
-    var h245Listener: TCPListener?
+    let driver: CallDriver
     let rtp: UDPPort
     let rtcp: UDPPort
     var transmit: MediaChannel?
     var receiveCodec: AudioCodec?
-    var timer: TimerID?
     var mediaTimer: TimerID?
     var source: any AudioSource
     var sequence: UInt16 = UInt16.random(in: 0...0xFFFF)
@@ -274,94 +265,48 @@ final class GatewayCall {
     var packetsIn = 0
     var packetsOut = 0
     var digits = ""
-    var finished = false
     var log: Logger { gateway.log }
 
     init(gateway: LabGateway, key: Int, call: H323Call, signalling: TPKTConnection?, rtp: UDPPort, rtcp: UDPPort, h245Listener: TCPListener?) {
         self.gateway = gateway
         self.key = key
-        self.call = call
-        self.signalling = signalling
+        driver = CallDriver(loop: gateway.loop, call: call)
         self.rtp = rtp
         self.rtcp = rtcp
-        self.h245Listener = h245Listener
         if let wav = gateway.config.wav { source = WAVSource(wav: wav) } else { source = ToneSource(frequency: gateway.config.toneHz) }
         if let hz = gateway.config.expectToneHz { detector = ToneDetector(frequency: hz) }
         rtp.onDatagram = { [unowned self] bytes, _ in self.media(bytes) }
-        h245Listener?.onAccept = { [unowned self] socket, from in
-            guard self.h245 == nil, let conn = try? TPKTConnection(loop: gateway.loop, socket: socket, remote: from) else { return socket.close() }
-            self.attachH245(conn)
-            self.event(.h245Connected)
-        }
-        signalling?.onPacket = { [unowned self] _, packet in self.packet(packet) }
-        signalling?.onClose = { [unowned self] _ in self.event(.transportClosed) }
+        if let h245Listener { driver.acceptH245(on: h245Listener) }
+        if let signalling { driver.attachSignalling(signalling) }
+        driver.onAction = { [unowned self] action in self.perform(action) }
     }
 
     /// Incoming: proceed at once.
-    func start() { event(.proceed) }
+    func start() { driver.event(.proceed) }
 
     func admitted(destination: EndpointAddress?) {
-        if call.role == .incoming {
-            event(.alert)
+        if driver.call?.role == .incoming {
+            driver.event(.alert)
             if let hz = gateway.config.earlyMediaHz {
                 source = ToneSource(frequency: hz)
-                event(.earlyMedia(codecs: gateway.config.codecs))
+                driver.event(.earlyMedia(codecs: gateway.config.codecs))
             }
             gateway.loop.schedule(afterNanoseconds: gateway.config.answerDelayMs * 1_000_000) { [weak self] in
                 guard let self else { return }
-                self.event(.answer(codecs: self.gateway.config.codecs))
+                self.driver.event(.answer(codecs: self.gateway.config.codecs))
             }
             return
         }
-        guard let destination, let conn = try? TPKTConnection.connect(loop: gateway.loop, to: destination) else {
+        guard driver.place(to: destination) else {
             log.info("call released", ["cause": "\(Q850.noRouteToDestination)", "by": "local", "reason": "no route"])
             return finish()
-        }
-        signalling = conn
-        conn.onPacket = { [unowned self] _, packet in self.packet(packet) }
-        conn.onClose = { [unowned self] _ in self.event(.transportClosed) }
-        event(.place)  // queued until the connection completes
-    }
-
-    func attachH245(_ conn: TPKTConnection) {
-        h245 = conn
-        conn.onPacket = { [unowned self] _, packet in
-            guard let m = try? MultimediaSystemControlMessage(decoding: packet) else { return }
-            self.event(.h245(m))
-        }
-        conn.onClose = { [unowned self] _ in self.h245 = nil }
-    }
-
-    func packet(_ bytes: [UInt8]) {
-        guard let m = try? Q931Message(decoding: bytes) else { return }
-        event(.signalling(m))
-    }
-
-    func event(_ e: CallEvent) {
-        guard !finished else { return }
-        let actions = call.handle(e, now: millisecondsNow())
-        for action in actions { perform(action) }
-        if let t = timer { gateway.loop.cancel(t) }
-        timer = nil
-        if let deadline = call.nextDeadline {
-            let now = millisecondsNow()
-            timer = gateway.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
-                self?.timer = nil
-                self?.event(.tick)
-            }
         }
     }
 
     func perform(_ action: CallAction) {
         switch action {
-        case .sendSignalling(let m):
-            if let bytes = try? m.encoded() { signalling?.send(packet: bytes) }
-        case .sendH245(let m):
-            if let bytes = try? m.encoded() { h245?.send(packet: bytes) }
-        case .connectH245(let address):
-            guard let conn = try? TPKTConnection.connect(loop: gateway.loop, to: address) else { return }
-            attachH245(conn)
-            conn.onConnected = { [unowned self] _ in self.event(.h245Connected) }
+        case .sendSignalling, .sendH245, .connectH245:
+            break  // the driver's
         case .proceeding: log.info("call proceeding", [:])
         case .ringing: log.info("call ringing", [:])
         case .progress: log.info("call progress", [:])
@@ -393,11 +338,11 @@ final class GatewayCall {
         let config = gateway.config
         var delay: UInt64 = 500
         for c in config.sendDTMF {
-            gateway.loop.schedule(afterNanoseconds: delay * 1_000_000) { [weak self] in self?.event(.dtmf(c, durationMs: 100)) }
+            gateway.loop.schedule(afterNanoseconds: delay * 1_000_000) { [weak self] in self?.driver.event(.dtmf(c, durationMs: 100)) }
             delay += 150
         }
         if let after = config.hangupAfterMs {
-            gateway.loop.schedule(afterNanoseconds: after * 1_000_000) { [weak self] in self?.event(.hangup(cause: config.hangupCause)) }
+            gateway.loop.schedule(afterNanoseconds: after * 1_000_000) { [weak self] in self?.driver.event(.hangup(cause: config.hangupCause)) }
         }
     }
 
@@ -441,13 +386,9 @@ final class GatewayCall {
     }
 
     func finish() {
-        guard !finished else { return }
-        finished = true
-        if let t = timer { gateway.loop.cancel(t) }
+        guard !driver.isClosed else { return }
+        driver.close()
         if let t = mediaTimer { gateway.loop.cancel(t) }
-        h245?.close()
-        h245Listener?.close()
-        signalling?.close()
         rtp.close()
         rtcp.close()
         if let dir = gateway.config.recordDirectory {

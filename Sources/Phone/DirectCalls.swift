@@ -95,7 +95,7 @@ final class DirectLine {
             case let .admissionFailed(key, cause):
                 byKey[key]?.finish(cause: cause, byRemote: true)
             case let .disengageRequested(key):
-                byKey[key]?.event(.hangup(cause: Q850.normalClearing))
+                byKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
             case .disengaged:
                 break
             }
@@ -133,18 +133,18 @@ final class DirectLine {
         nextCRV = nextCRV >= 0x7FFF ? 1 : nextCRV + 1
         let info = OutgoingCallInfo(callReference: crv, callIdentifier: guid, conferenceID: guid, source: [Self.alias(alias)],
                                     destination: [Self.alias(number)])
-        call.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.localRTP)
+        call.driver.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.localRTP)
         add(call)
         rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(crv), conferenceID: guid, callIdentifier: guid,
                                             destination: info.destination, source: info.source, answerCall: false)))
         return nil
     }
 
-    func answer(channel: UInt16) { calls[channel]?.event(.answer(codecs: codecs)) }
+    func answer(channel: UInt16) { calls[channel]?.driver.event(.answer(codecs: codecs)) }
 
     func hangup(channel: UInt16, cause: UInt8) { calls[channel]?.hangupHere(cause: cause) }
 
-    func dtmf(channel: UInt16, digit: Character) { calls[channel]?.event(.dtmf(digit, durationMs: 100)) }
+    func dtmf(channel: UInt16, digit: Character) { calls[channel]?.driver.event(.dtmf(digit, durationMs: 100)) }
 
     func sendMedia(channel: UInt16, kind: MediaKind, packet: [UInt8]) -> Bool {
         calls[channel]?.send(kind: kind, packet: packet) ?? false
@@ -162,13 +162,9 @@ final class DirectLine {
     }
 
     private func accept(_ socket: TCPSocket, from: EndpointAddress) {
-        guard let connection = try? TPKTConnection(loop: loop, socket: socket, remote: from) else { return socket.close() }
-        var first = true
-        connection.onPacket = { [weak self] conn, packet in
-            guard first else { return }
-            first = false
-            guard let self, let setup = try? Q931Message(decoding: packet), setup.messageType == .setup else { return conn.close() }
-            self.incoming(setup, on: conn)
+        TPKTConnection.awaitingSetup(loop: loop, socket: socket, from: from) { [weak self] setup, connection in
+            guard let self else { return connection.close() }
+            self.incoming(setup, on: connection)
         }
     }
 
@@ -184,7 +180,7 @@ final class DirectLine {
         }
         nextKey += 1
         do {
-            call.call = try H323Call(incoming: setup, localRTP: call.localRTP, acceptable: codecs)
+            call.driver.call = try H323Call(incoming: setup, localRTP: call.localRTP, acceptable: codecs)
         } catch {
             call.close()
             connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.protocolError).encoded()) ?? [])
@@ -192,10 +188,10 @@ final class DirectLine {
         }
         call.from = info.callingNumber ?? IncomingCallInfo.text(info.source) ?? ""
         call.to = info.calledNumber ?? IncomingCallInfo.text(info.destination) ?? alias
-        call.attach(connection)
+        call.driver.attachSignalling(connection)
         add(call)
-        call.event(.proceed)
-        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.call?.callReference ?? 0),
+        call.driver.event(.proceed)
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.driver.call?.callReference ?? 0),
                                             conferenceID: info.conferenceID, callIdentifier: info.callIdentifier,
                                             destination: [Self.alias(alias)], source: info.source, answerCall: true)))
     }
@@ -227,9 +223,7 @@ final class DirectCall {
     unowned let line: DirectLine
     let channel: UInt16
     let key: Int
-    var call: H323Call?
-    var signalling: TPKTConnection?
-    var h245: TPKTConnection?
+    let driver: CallDriver
     let rtp: UDPPort
     let rtcp: UDPPort?
     var transmit: MediaChannel?
@@ -237,14 +231,13 @@ final class DirectCall {
     var to = ""
     private var connected = false
     private var announced = false
-    private var done = false
     private var hungUpHere = false
-    private var timer: TimerID?
 
     init(line: DirectLine, channel: UInt16, key: Int) throws {
         self.line = line
         self.channel = channel
         self.key = key
+        driver = CallDriver(loop: line.loop)
         // An even RTP port with RTCP on the next one, as fast start advertises.
         var pair: (UDPPort, UDPPort?)?
         for _ in 0..<32 {
@@ -257,73 +250,33 @@ final class DirectCall {
         (rtp, rtcp) = pair
         rtp.onDatagram = { [unowned self] bytes, from in self.received(.rtp, bytes, from: from) }
         rtcp?.onDatagram = { [unowned self] bytes, from in self.received(.rtcp, bytes, from: from) }
+        driver.onAction = { [unowned self] action in self.perform(action) }
     }
 
     var localRTP: EndpointAddress { rtp.address }
 
-    func attach(_ connection: TPKTConnection) {
-        signalling = connection
-        connection.onPacket = { [unowned self] _, packet in
-            guard let m = try? Q931Message(decoding: packet) else { return }
-            self.event(.signalling(m))
-        }
-        connection.onClose = { [unowned self] _ in self.event(.transportClosed) }
-    }
-
     func admitted(destination: EndpointAddress?) {
-        guard let call, !done else { return }
+        guard let call = driver.call, !driver.isClosed else { return }
         if call.role == .incoming {
             line.onCall(channel, .incoming(from: from, to: to))
-            event(.alert)
+            driver.event(.alert)
             return
         }
-        guard let destination, let connection = try? TPKTConnection.connect(loop: line.loop, to: destination) else {
-            return finish(cause: Q850.noRouteToDestination, byRemote: true)
-        }
-        attach(connection)
-        event(.place)
+        guard driver.place(to: destination) else { return finish(cause: Q850.noRouteToDestination, byRemote: true) }
     }
 
     func hangupHere(cause: UInt8) {
         hungUpHere = true
-        if call == nil || call?.state == .null || signalling == nil { return finish(cause: cause, byRemote: false) }
-        event(.hangup(cause: cause))
-    }
-
-    func event(_ e: Endpoint.CallEvent) {
-        guard !done, var c = call else { return }
-        let actions = c.handle(e, now: millisecondsNow())
-        call = c
-        for action in actions { perform(action) }
-        if done { return }
-        if let timer { line.loop.cancel(timer) }
-        timer = nil
-        if let deadline = call?.nextDeadline {
-            let now = millisecondsNow()
-            timer = line.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
-                self?.timer = nil
-                self?.event(.tick)
-            }
-        }
+        if driver.call == nil || driver.call?.state == .null || driver.signalling == nil { return finish(cause: cause, byRemote: false) }
+        driver.event(.hangup(cause: cause))
     }
 
     private func perform(_ action: CallAction) {
         switch action {
-        case let .sendSignalling(m):
-            if let bytes = try? m.encoded() { signalling?.send(packet: bytes) }
-        case let .sendH245(m):
-            if let bytes = try? m.encoded() { h245?.send(packet: bytes) }
-        case let .connectH245(address):
-            guard let connection = try? TPKTConnection.connect(loop: line.loop, to: address) else { return }
-            h245 = connection
-            connection.onPacket = { [unowned self] _, packet in
-                guard let m = try? MultimediaSystemControlMessage(decoding: packet) else { return }
-                self.event(.h245(m))
-            }
-            connection.onConnected = { [unowned self] _ in self.event(.h245Connected) }
-            connection.onClose = { [unowned self] _ in self.h245 = nil }
+        case .sendSignalling, .sendH245, .connectH245:
+            break  // the driver's
         case .ringing:
-            if call?.role == .outgoing { line.onCall(channel, .ringing) }
+            if driver.call?.role == .outgoing { line.onCall(channel, .ringing) }
         case .connected:
             connected = true
             announce()
@@ -366,12 +319,8 @@ final class DirectCall {
     }
 
     func finish(cause: UInt8, byRemote: Bool) {
-        guard !done else { return }
-        done = true
-        if let timer { line.loop.cancel(timer) }
-        timer = nil
-        h245?.close()
-        signalling?.close()
+        guard !driver.isClosed else { return }
+        driver.close()
         close()
         line.forget(self, cause: cause)
         if !hungUpHere { line.onCall(channel, .released(cause: cause, byRemote: byRemote)) }

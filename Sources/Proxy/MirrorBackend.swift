@@ -194,13 +194,13 @@ final class MirrorClient {
         case .call(let destination, let codecs):
             placeCall(channel: channel, destination: destination, codecs: codecs.compactMap(AudioCodec.init))
         case .ringing:
-            calls[channel]?.event(.alert)
+            calls[channel]?.driver.event(.alert)
         case .answer(let codecs):
             calls[channel]?.answered(codecs.compactMap(AudioCodec.init))
         case .hangup(let cause):
             calls[channel]?.hangupFromClient(cause: cause)
         case .dtmf(let digit, let duration):
-            if let c = DTMF.character(tunnelByte: digit) { calls[channel]?.event(.dtmf(c, durationMs: Int(duration))) }
+            if let c = DTMF.character(tunnelByte: digit) { calls[channel]?.driver.event(.dtmf(c, durationMs: Int(duration))) }
         default:
             break
         }
@@ -228,7 +228,7 @@ final class MirrorClient {
         nextCRV = nextCRV >= 0x7FFF ? 1 : nextCRV + 1
         let info = OutgoingCallInfo(callReference: crv, callIdentifier: guid, conferenceID: guid, source: aliases.map(Self.alias),
                                     destination: [Self.alias(destination)])
-        call.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.publicRTP, options: config.options)
+        call.driver.call = H323Call(outgoing: info, codecs: codecs, localRTP: call.publicRTP, options: config.options)
         register(call)
         log.info("mirror-call-out", ["alias": alias, "channel": "\(channel)", "to": destination])
         rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(crv), conferenceID: guid, callIdentifier: guid,
@@ -254,13 +254,8 @@ final class MirrorClient {
     // MARK: Inbound calls
 
     func accept(_ socket: TCPSocket, from: EndpointAddress) {
-        guard let connection = try? TPKTConnection(loop: backend.loop, socket: socket, remote: from) else { return socket.close() }
-        var first = true
-        connection.onPacket = { [unowned self] conn, packet in
-            guard first else { return }
-            first = false
-            guard let setup = try? Q931Message(decoding: packet), setup.messageType == .setup else { return conn.close() }
-            self.incoming(setup, on: conn)
+        TPKTConnection.awaitingSetup(loop: backend.loop, socket: socket, from: from) { [unowned self] setup, connection in
+            self.incoming(setup, on: connection)
         }
     }
 
@@ -281,18 +276,18 @@ final class MirrorClient {
         // Without fast start the client may pick any codec it has; H.245 then offers just that one.
         let acceptable = info.offeredCodecs.isEmpty ? AudioCodec.allCases : info.offeredCodecs
         do {
-            call.call = try H323Call(incoming: setup, localRTP: call.publicRTP, acceptable: acceptable, options: config.options)
+            call.driver.call = try H323Call(incoming: setup, localRTP: call.publicRTP, acceptable: acceptable, options: config.options)
         } catch {
             call.releasePorts()
             connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.protocolError).encoded()) ?? [])
             return connection.close()
         }
         call.offered = acceptable
-        call.attach(connection)
+        call.driver.attachSignalling(connection)
         register(call)
         log.info("mirror-call-in", ["alias": alias, "channel": "\(channel)", "from": from, "to": to])
-        call.event(.proceed)
-        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.call?.callReference ?? 0),
+        call.driver.event(.proceed)
+        rasEvent(.admit(AdmissionParameters(callKey: call.key, callReferenceValue: Int(call.driver.call?.callReference ?? 0),
                                             conferenceID: info.conferenceID, callIdentifier: info.callIdentifier,
                                             destination: aliases.map(Self.alias), source: info.source, answerCall: true)))
     }
@@ -322,7 +317,7 @@ final class MirrorClient {
             case .admissionFailed(let key, let cause):
                 callsByKey[key]?.failed(cause: cause, by: .network)
             case .disengageRequested(let key):
-                callsByKey[key]?.event(.hangup(cause: Q850.normalClearing))
+                callsByKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
             case .disengaged:
                 if ending && calls.isEmpty { finishEnding() }
             }
@@ -384,9 +379,7 @@ final class MirrorCall {
     unowned let owner: MirrorClient
     let channel: UInt16
     let key: Int
-    var call: H323Call?
-    var signalling: TPKTConnection?
-    var h245: TPKTConnection?
+    let driver: CallDriver
     let rtpPort: UInt16
     let rtp: UDPPort
     let rtcp: UDPPort
@@ -396,8 +389,6 @@ final class MirrorCall {
     var earlyMediaSent = false
     var offered: [AudioCodec] = []
     var record: CallRecord
-    var timer: TimerID?
-    var done = false
     var hangupBy: CallRecord.Party?
 
     init(owner: MirrorClient, channel: UInt16, key: Int, direction: CallRecord.Direction, caller: String, callee: String) throws {
@@ -405,6 +396,7 @@ final class MirrorCall {
         self.channel = channel
         self.key = key
         let backend = owner.backend
+        driver = CallDriver(loop: backend.loop)
         guard let port = backend.rtpPool.take() else { throw SystemError("RTP port pool exhausted", 0) }
         do {
             rtp = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: port))
@@ -424,87 +416,47 @@ final class MirrorCall {
                             caller: direction == .outgoing ? caller : caller, callee: callee, startMs: now)
         rtp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtp, bytes, from: from) }
         rtcp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtcp, bytes, from: from) }
+        driver.onAction = { [unowned self] action in self.perform(action) }
     }
 
     var publicRTP: EndpointAddress { EndpointAddress(ip: owner.config.publicIP, port: rtpPort) }
     var log: Logger { owner.log }
 
-    func attach(_ connection: TPKTConnection) {
-        signalling = connection
-        connection.onPacket = { [unowned self] _, packet in
-            guard let m = try? Q931Message(decoding: packet) else { return }
-            self.event(.signalling(m))
-        }
-        connection.onClose = { [unowned self] _ in self.event(.transportClosed) }
-    }
-
     func admitted(destination: EndpointAddress?) {
-        guard let call else { return }
+        guard let call = driver.call else { return }
         if call.role == .incoming {
             owner.send(.incoming(from: record.caller, to: record.callee, codecs: offered.compactMap(\.tunnelCodec)), channel: channel)
             return
         }
-        guard let destination, let conn = try? TPKTConnection.connect(loop: owner.backend.loop, to: destination) else {
-            return failed(cause: Q850.noRouteToDestination, by: .network)
-        }
-        attach(conn)
-        event(.place)
+        guard driver.place(to: destination) else { return failed(cause: Q850.noRouteToDestination, by: .network) }
     }
 
     func answered(_ codecs: [AudioCodec]) {
-        event(.answer(codecs: codecs))
+        driver.event(.answer(codecs: codecs))
     }
 
     func hangupFromClient(cause: UInt8) {
         hangupBy = .client
-        if call?.state == .null || signalling == nil {
+        if driver.call?.state == .null || driver.signalling == nil {
             return failed(cause: cause, by: .client, notifyClient: false)
         }
-        event(.hangup(cause: cause))
+        driver.event(.hangup(cause: cause))
     }
 
     func applianceHangup(cause: UInt8) {
         hangupBy = .appliance
-        if call?.state == .null || signalling == nil { return failed(cause: cause, by: .appliance) }
-        event(.hangup(cause: cause))
-    }
-
-    func event(_ e: CallEvent) {
-        guard !done, var c = call else { return }
-        let actions = c.handle(e, now: millisecondsNow())
-        call = c
-        for action in actions { perform(action) }
-        if done { return }
-        if let t = timer { owner.backend.loop.cancel(t) }
-        timer = nil
-        if let deadline = call?.nextDeadline {
-            let now = millisecondsNow()
-            timer = owner.backend.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
-                self?.timer = nil
-                self?.event(.tick)
-            }
-        }
+        if driver.call?.state == .null || driver.signalling == nil { return failed(cause: cause, by: .appliance) }
+        driver.event(.hangup(cause: cause))
     }
 
     func perform(_ action: CallAction) {
         switch action {
-        case .sendSignalling(let m):
-            if let bytes = try? m.encoded() { signalling?.send(packet: bytes) }
-        case .sendH245(let m):
-            if let bytes = try? m.encoded() { h245?.send(packet: bytes) }
-        case .connectH245(let address):
-            guard let conn = try? TPKTConnection.connect(loop: owner.backend.loop, to: address) else { return }
-            h245 = conn
-            conn.onPacket = { [unowned self] _, packet in
-                guard let m = try? MultimediaSystemControlMessage(decoding: packet) else { return }
-                self.event(.h245(m))
-            }
-            conn.onConnected = { [unowned self] _ in self.event(.h245Connected) }
-            conn.onClose = { [unowned self] _ in self.h245 = nil }
+        case .sendSignalling, .sendH245, .connectH245:
+            break  // the driver's
         case .proceeding:
             break
         case .ringing:
-            if call?.role == .outgoing { owner.send(.ringing, channel: channel) }
+            if driver.call?.role == .outgoing { owner.send(.ringing, channel: channel) }
         case .progress:
             owner.send(.progress, channel: channel)
         case .connected:
@@ -514,7 +466,7 @@ final class MirrorCall {
         case .transmit(let media):
             transmit = media
             record.codec = media.codec.description
-            if !connected, !earlyMediaSent, call?.role == .outgoing, let codec = media.codec.tunnelCodec {
+            if !connected, !earlyMediaSent, driver.call?.role == .outgoing, let codec = media.codec.tunnelCodec {
                 // Fast start answered in Progress/Alerting: the far end's ringback or
                 // announcement flows into the tunnel before CONNECTED.
                 earlyMediaSent = true
@@ -542,25 +494,21 @@ final class MirrorCall {
     }
 
     func failed(cause: UInt8, by: CallRecord.Party, notifyClient: Bool = true) {
-        if let c = call, c.state != .null, !c.isReleased, signalling != nil {
-            event(.hangup(cause: cause))
+        if let c = driver.call, c.state != .null, !c.isReleased, driver.signalling != nil {
+            driver.event(.hangup(cause: cause))
             return
         }
         finish(cause: cause, by: by, notifyClient: notifyClient)
     }
 
     func finish(cause: UInt8, by: CallRecord.Party, notifyClient: Bool) {
-        guard !done else { return }
-        done = true
+        guard !driver.isClosed else { return }
+        driver.close()
         if notifyClient { owner.send(.hangup(cause: cause), channel: channel) }
         record.cause = cause
         record.hungUpBy = by
         record.endMs = wallClockMilliseconds()
         owner.backend.write(record)
-        if let t = timer { owner.backend.loop.cancel(t) }
-        timer = nil
-        h245?.close()
-        signalling?.close()
         releasePorts()
         owner.forget(self)
     }
