@@ -7,26 +7,22 @@ import AllocCounting
 
 @Suite(.serialized) struct ForwardingTests {
     @Test func forwardsBothDirectionsAndLatches() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
-        let clientSide = IPv4Endpoint.loopback(port: try #require(info.clientPort))
-        usleep(20_000)
-        for seq: UInt16 in 1...5 { gateway.sendRTP(seq: seq, to: gatewaySide) }
-        let atClient = client.receive(count: 5)
-        #expect(atClient.map { rtpSequence($0.bytes) } == [1, 2, 3, 4, 5])
-        #expect(atClient.allSatisfy { $0.from == clientSide && $0.bytes.count == 172 })
-        for seq: UInt16 in 100...102 { client.sendRTP(seq: seq, ssrc: 9, to: clientSide) }
-        let atGateway = gateway.receive(count: 3)
-        #expect(atGateway.map { rtpSequence($0.bytes) } == [100, 101, 102])
-        #expect(atGateway.allSatisfy { $0.from == gatewaySide })
-        let s = try #require(try stats(relay, info.id))
-        #expect(s.fromGateway.packets == 5 && s.fromGateway.forwarded == 5 && s.fromGateway.bytes == 5 * 172)
-        #expect(s.fromClient.packets == 3 && s.fromClient.forwarded == 3)
-        #expect(s.gatewayRemote == gateway.endpoint && s.clientRemote == client.endpoint)
+        try withSession { relay, gateway, client, info in
+            let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
+            let clientSide = IPv4Endpoint.loopback(port: try #require(info.clientPort))
+            for seq: UInt16 in 1...5 { gateway.sendRTP(seq: seq, to: gatewaySide) }
+            let atClient = client.receive(count: 5)
+            #expect(atClient.map { rtpSequence($0.bytes) } == [1, 2, 3, 4, 5])
+            #expect(atClient.allSatisfy { $0.from == clientSide && $0.bytes.count == 172 })
+            for seq: UInt16 in 100...102 { client.sendRTP(seq: seq, ssrc: 9, to: clientSide) }
+            let atGateway = gateway.receive(count: 3)
+            #expect(atGateway.map { rtpSequence($0.bytes) } == [100, 101, 102])
+            #expect(atGateway.allSatisfy { $0.from == gatewaySide })
+            let s = try #require(try stats(relay, info.id))
+            #expect(s.fromGateway.packets == 5 && s.fromGateway.forwarded == 5 && s.fromGateway.bytes == 5 * 172)
+            #expect(s.fromClient.packets == 3 && s.fromClient.forwarded == 3)
+            #expect(s.gatewayRemote == gateway.endpoint && s.clientRemote == client.endpoint)
+        }
     }
 
     @Test func rejectsWrongSourceAndRelatchesFromAnnouncedAddress() throws {
@@ -97,72 +93,60 @@ import AllocCounting
     /// datagrams), read from the wire of the loopback interface with a packet socket.
     @Test(.enabled(if: geteuid() == 0, "a packet socket needs CAP_NET_RAW"))
     func forwardedDatagramsAreAtomic() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        let clientSide = try #require(info.clientPort)
-        usleep(20_000)
-        let capture = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(UInt16(0x0800).bigEndian))  // ETH_P_IP
-        try #require(capture >= 0)
-        defer { close(capture) }
-        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
-        setsockopt(capture, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        // Room for everybody else's loopback traffic until ours is read.
-        var room: Int32 = 64 << 20
-        setsockopt(capture, SOL_SOCKET, SO_RCVBUFFORCE, &room, socklen_t(MemoryLayout<Int32>.size))
-        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
-        #expect(client.receive(count: 1).count == 1)
-        var header: (flags: UInt16, id: UInt16)?
-        var buffer = [UInt8](repeating: 0, count: 2048)
-        // The interface carries everybody's loopback traffic: look for ours for 2 s at most.
-        let deadline = monotonicNanoseconds() + 2_000_000_000
-        while header == nil && monotonicNanoseconds() < deadline {
-            let n = recv(capture, &buffer, buffer.count, 0)
-            guard n >= 28 else { continue }
-            let ihl = Int(buffer[0] & 0x0F) * 4
-            guard buffer[9] == UInt8(IPPROTO_UDP), n >= ihl + 8 else { continue }
-            let sourcePort = UInt16(buffer[ihl]) << 8 | UInt16(buffer[ihl + 1])
-            let destinationPort = UInt16(buffer[ihl + 2]) << 8 | UInt16(buffer[ihl + 3])
-            if sourcePort == clientSide && destinationPort == client.endpoint.port {
-                header = (UInt16(buffer[6]) << 8 | UInt16(buffer[7]), UInt16(buffer[4]) << 8 | UInt16(buffer[5]))
+        try withSession { _, gateway, client, info in
+            let clientSide = try #require(info.clientPort)
+            let capture = socket(AF_PACKET, Int32(SOCK_DGRAM.rawValue), Int32(UInt16(0x0800).bigEndian))  // ETH_P_IP
+            try #require(capture >= 0)
+            defer { close(capture) }
+            var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+            setsockopt(capture, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+            // Room for everybody else's loopback traffic until ours is read.
+            var room: Int32 = 64 << 20
+            setsockopt(capture, SOL_SOCKET, SO_RCVBUFFORCE, &room, socklen_t(MemoryLayout<Int32>.size))
+            gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+            #expect(client.receive(count: 1).count == 1)
+            var header: (flags: UInt16, id: UInt16)?
+            var buffer = [UInt8](repeating: 0, count: 2048)
+            // The interface carries everybody's loopback traffic: look for ours for 2 s at most.
+            let deadline = monotonicNanoseconds() + 2_000_000_000
+            while header == nil && monotonicNanoseconds() < deadline {
+                let n = recv(capture, &buffer, buffer.count, 0)
+                guard n >= 28 else { continue }
+                let ihl = Int(buffer[0] & 0x0F) * 4
+                guard buffer[9] == UInt8(IPPROTO_UDP), n >= ihl + 8 else { continue }
+                let sourcePort = UInt16(buffer[ihl]) << 8 | UInt16(buffer[ihl + 1])
+                let destinationPort = UInt16(buffer[ihl + 2]) << 8 | UInt16(buffer[ihl + 3])
+                if sourcePort == clientSide && destinationPort == client.endpoint.port {
+                    header = (UInt16(buffer[6]) << 8 | UInt16(buffer[7]), UInt16(buffer[4]) << 8 | UInt16(buffer[5]))
+                }
             }
+            let seen = try #require(header)
+            #expect(seen.flags & 0x4000 != 0)
+            #expect(seen.id == 0)
         }
-        let seen = try #require(header)
-        #expect(seen.flags & 0x4000 != 0)
-        #expect(seen.id == 0)
     }
 
     @Test func sendsFromTheReceivingSocketByDefault() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 1)
-        usleep(20_000)
-        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
-        let atClient = client.receive(count: 1)
-        #expect(atClient.map { rtpSequence($0.bytes) } == [1])
-        #expect(atClient.first?.from == IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+        try withSession { _, gateway, client, info in
+            #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 1)
+            gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+            let atClient = client.receive(count: 1)
+            #expect(atClient.map { rtpSequence($0.bytes) } == [1])
+            #expect(atClient.first?.from == IPv4Endpoint.loopback(port: try #require(info.clientPort)))
+        }
     }
 
     @Test func reportsFirstPacketOnce() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        usleep(20_000)
-        for seq: UInt16 in 1...3 { gateway.sendRTP(seq: seq, to: .loopback(port: info.gatewayPort)) }
-        _ = client.receive(count: 3)
-        let events = waitForEvents(relay, milliseconds: 300) { _ in false }
-        let firsts = events.compactMap { event -> IPv4Endpoint? in
-            if case .firstPacket(let id, .gateway, let from) = event, id == info.id { return from }
-            return nil
+        try withSession { relay, gateway, client, info in
+            for seq: UInt16 in 1...3 { gateway.sendRTP(seq: seq, to: .loopback(port: info.gatewayPort)) }
+            _ = client.receive(count: 3)
+            let events = waitForEvents(relay, milliseconds: 300) { _ in false }
+            let firsts = events.compactMap { event -> IPv4Endpoint? in
+                if case .firstPacket(let id, .gateway, let from) = event, id == info.id { return from }
+                return nil
+            }
+            #expect(firsts == [gateway.endpoint])
         }
-        #expect(firsts == [gateway.endpoint])
     }
 
     @Test func latchFromAnyAddressWhenConfigured() throws {
@@ -179,90 +163,73 @@ import AllocCounting
     }
 
     @Test func dropsMalformedPacketsByReason() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
-        usleep(20_000)
-        var badVersion = [UInt8](repeating: 0, count: 172)
-        badVersion[0] = 0x40
-        gateway.send(badVersion, to: gatewaySide)
-        gateway.send([0x80, 0, 0, 1, 0, 0], to: gatewaySide)               // truncated fixed header
-        gateway.send([0x8F] + [UInt8](repeating: 0, count: 20), to: gatewaySide) // 15 CSRCs announced
-        gateway.sendRTP(seq: 1, to: gatewaySide)
-        #expect(client.receive(count: 2, milliseconds: 300).map { rtpSequence($0.bytes) } == [1])
-        let s = try #require(try stats(relay, info.id))
-        #expect(s.fromGateway.drops.badVersion == 1)
-        #expect(s.fromGateway.drops.tooShort == 1)
-        #expect(s.fromGateway.drops.truncatedHeader == 1)
-        #expect(s.fromGateway.packets == 1)
-        // A malformed first packet must not have latched anything before the good one.
-        #expect(s.gatewayRemote == gateway.endpoint)
+        try withSession { relay, gateway, client, info in
+            let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
+            var badVersion = [UInt8](repeating: 0, count: 172)
+            badVersion[0] = 0x40
+            gateway.send(badVersion, to: gatewaySide)
+            gateway.send([0x80, 0, 0, 1, 0, 0], to: gatewaySide)               // truncated fixed header
+            gateway.send([0x8F] + [UInt8](repeating: 0, count: 20), to: gatewaySide) // 15 CSRCs announced
+            gateway.sendRTP(seq: 1, to: gatewaySide)
+            #expect(client.receive(count: 2, milliseconds: 300).map { rtpSequence($0.bytes) } == [1])
+            let s = try #require(try stats(relay, info.id))
+            #expect(s.fromGateway.drops.badVersion == 1)
+            #expect(s.fromGateway.drops.tooShort == 1)
+            #expect(s.fromGateway.drops.truncatedHeader == 1)
+            #expect(s.fromGateway.packets == 1)
+            // A malformed first packet must not have latched anything before the good one.
+            #expect(s.gatewayRemote == gateway.endpoint)
+        }
     }
 
     @Test func countsLossAndReorderOfAKnownPattern() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
-        usleep(20_000)
-        // 1...100 with 10, 20, 30 lost; 41 before 40; 50 twice.
-        var order: [UInt16] = Array(1...100).filter { ![10, 20, 30].contains($0) }
-        let i40 = order.firstIndex(of: 40)!
-        order.swapAt(i40, i40 + 1)
-        order.insert(50, at: order.firstIndex(of: 50)!)
-        for seq in order { gateway.sendRTP(seq: seq, to: gatewaySide); usleep(200) }
-        #expect(client.receive(count: order.count).count == order.count)
-        let s = try #require(try stats(relay, info.id)).fromGateway.stream
-        #expect(s.expected == 100)
-        #expect(s.lost == 3)
-        #expect(s.reordered == 1)
-        #expect(s.duplicates == 1)
+        try withSession { relay, gateway, client, info in
+            let gatewaySide = IPv4Endpoint.loopback(port: info.gatewayPort)
+            // 1...100 with 10, 20, 30 lost; 41 before 40; 50 twice.
+            var order: [UInt16] = Array(1...100).filter { ![10, 20, 30].contains($0) }
+            let i40 = order.firstIndex(of: 40)!
+            order.swapAt(i40, i40 + 1)
+            order.insert(50, at: order.firstIndex(of: 50)!)
+            for seq in order { gateway.sendRTP(seq: seq, to: gatewaySide); usleep(200) }
+            #expect(client.receive(count: order.count).count == order.count)
+            let s = try #require(try stats(relay, info.id)).fromGateway.stream
+            #expect(s.expected == 100)
+            #expect(s.lost == 3)
+            #expect(s.reordered == 1)
+            #expect(s.duplicates == 1)
+        }
     }
 
     @Test func relaysRTCPOnItsPortAndMultiplexed() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
         // The client multiplexes RTCP on its RTP port (RFC 5761); the gateway does not.
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint),
-                                           rtcpMux: (gateway: false, client: true))
-        usleep(20_000)
-        let rr: [UInt8] = [0x80, 201, 0, 1, 0, 0, 0, 7]
-        // RTCP from the gateway on the RTCP port goes to the (muxed) client's RTP port.
-        gateway.send(rr, to: .loopback(port: info.gatewayPort + 1))
-        let got = client.receive(count: 1)
-        #expect(got.map(\.bytes) == [rr])
-        #expect(got.first?.from == .loopback(port: info.clientPort!))
-        // RTCP muxed on the client's RTP port goes to the gateway's RTCP port, from ours.
-        // (The gateway's RTCP remote latched to the socket that sent the first RR.)
-        client.send(rr, to: .loopback(port: info.clientPort!))
-        let back = gateway.receive(count: 1)
-        #expect(back.map(\.bytes) == [rr])
-        #expect(back.first?.from == .loopback(port: info.gatewayPort + 1))
-        let s = try #require(try stats(relay, info.id))
-        #expect(s.fromGateway.rtcpPackets == 1 && s.fromClient.rtcpPackets == 1)
+        try withSession(rtcpMux: (gateway: false, client: true)) { relay, gateway, client, info in
+            let rr: [UInt8] = [0x80, 201, 0, 1, 0, 0, 0, 7]
+            // RTCP from the gateway on the RTCP port goes to the (muxed) client's RTP port.
+            gateway.send(rr, to: .loopback(port: info.gatewayPort + 1))
+            let got = client.receive(count: 1)
+            #expect(got.map(\.bytes) == [rr])
+            #expect(got.first?.from == .loopback(port: info.clientPort!))
+            // RTCP muxed on the client's RTP port goes to the gateway's RTCP port, from ours.
+            // (The gateway's RTCP remote latched to the socket that sent the first RR.)
+            client.send(rr, to: .loopback(port: info.clientPort!))
+            let back = gateway.receive(count: 1)
+            #expect(back.map(\.bytes) == [rr])
+            #expect(back.first?.from == .loopback(port: info.gatewayPort + 1))
+            let s = try #require(try stats(relay, info.id))
+            #expect(s.fromGateway.rtcpPackets == 1 && s.fromClient.rtcpPackets == 1)
+        }
     }
 
     @Test func marksDSCPExpeditedForwarding() throws {
-        let relay = try Relay(configuration: testConfiguration())
-        try relay.start()
-        defer { relay.shutdown() }
-        let gateway = try Peer(), client = try Peer()
-        try client.socket.enableReceiveTOS()
-        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint))
-        usleep(20_000)
-        gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
-        let batch = UDPReceiveBatch(capacity: 4)
-        var pfd = pollfd(fd: client.socket.fd, events: Int16(POLLIN), revents: 0)
-        _ = poll(&pfd, 1, 1000)
-        #expect(batch.receive(from: client.socket.fd) == 1)
-        #expect(batch.ancillary(at: 0).tos == 46 << 2)
+        try withSession { _, gateway, client, info in
+            try client.socket.enableReceiveTOS()
+            gateway.sendRTP(seq: 1, to: .loopback(port: info.gatewayPort))
+            let batch = UDPReceiveBatch(capacity: 4)
+            var pfd = pollfd(fd: client.socket.fd, events: Int16(POLLIN), revents: 0)
+            _ = poll(&pfd, 1, 1000)
+            #expect(batch.receive(from: client.socket.fd) == 1)
+            #expect(batch.ancillary(at: 0).tos == 46 << 2)
+        }
     }
 
     @Test func raisesIdleTimeoutAndHoldUsesTheLongerOne() throws {

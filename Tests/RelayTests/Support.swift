@@ -75,6 +75,21 @@ func testConfiguration(pairs: Int = 50) -> RelayConfiguration {
     return configuration
 }
 
+/// The set-up most forwarding tests share: a started relay, a gateway and a client peer
+/// on 127.0.0.1 and one session between them, with 20 ms for the worker to arm the
+/// session's sockets before `body` sends. The relay is shut down when `body` returns.
+func withSession(_ configuration: RelayConfiguration = testConfiguration(),
+                 rtcpMux: (gateway: Bool, client: Bool) = (false, false),
+                 _ body: (_ relay: Relay, _ gateway: Peer, _ client: Peer, _ info: SessionInfo) throws -> Void) throws {
+    let relay = try Relay(configuration: configuration)
+    try relay.start()
+    defer { relay.shutdown() }
+    let gateway = try Peer(), client = try Peer()
+    let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, client: .udp(announced: client.endpoint), rtcpMux: rtcpMux)
+    usleep(20_000)
+    try body(relay, gateway, client, info)
+}
+
 /// How many UDP sockets are bound to 127.0.0.1:`port`, from the kernel's table.
 func socketsBound(toLoopbackPort port: UInt16) throws -> Int {
     guard let file = fopen("/proc/net/udp", "r") else { throw SystemError("fopen(/proc/net/udp)") }
