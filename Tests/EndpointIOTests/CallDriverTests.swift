@@ -111,7 +111,7 @@ import Testing
         let start = millisecondsNow()
         #expect(driver.place(to: listener.address))
         try Self.run(loop) { caller.released != nil }
-        #expect(caller.released == .released(cause: Q850.recoveryOnTimerExpiry, byRemote: false))
+        #expect(caller.released == .released(cause: Q850.noUserResponding, byRemote: false))  // T303
         #expect(millisecondsNow() - start >= 150)
         #expect(silent.count == 1)
     }
