@@ -1,6 +1,7 @@
 // The mirror's pieces that need no network: CDR lines, RTP statistics, port pools.
 import Foundation
 import Testing
+import Endpoint
 @testable import Proxy
 
 @Suite struct MirrorTests {
@@ -78,11 +79,40 @@ import Testing
         while let p = a.take() { #expect(seen.insert(p).inserted) }
         while let p = b.take() { #expect(seen.insert(p).inserted) }
         #expect(seen == Set(40000...40009))
-        var rtp = PortPool(range: 50001...50010, worker: 0, workers: 1, step: 2)
-        var pairs: [UInt16] = []
-        while let p = rtp.take() { pairs.append(p) }
-        #expect(pairs == [50002, 50004, 50006, 50008])  // even RTP, RTCP above, inside the range
-        rtp.give(50004)
-        #expect(rtp.take() == 50004)
+    }
+
+    @Test func portPoolReusesTheLeastRecentlyReleasedPortLast() {
+        var pool = PortPool(range: 40000...40004, worker: 0, workers: 1)
+        #expect(pool.take() == 40000)
+        #expect(pool.take() == 40001)
+        pool.give(40000)  // the first client ends: its port goes behind every other free one
+        #expect(pool.available == 4)
+        #expect(pool.take() == 40002)
+        #expect(pool.take() == 40003)
+        #expect(pool.take() == 40004)
+        #expect(pool.take() == 40000)
+        #expect(pool.take() == nil)
+        // Many rounds of one client ending and the next starting: the order holds.
+        for _ in 0..<500 {
+            pool.give(40000)
+            #expect(pool.take() == 40000)
+        }
+        pool.give(40001)
+        pool.give(40000)
+        #expect(pool.take() == 40001)
+        #expect(pool.take() == 40000)
+    }
+
+    @Test func rtpBlocksAreWholePairsOnePerWorker() {
+        var config = MirrorConfig(gatekeeper: EndpointAddress(ip: 0x7f00_0001, port: 1719), publicIP: 0x7f00_0001,
+                                  rtpPorts: 50001...50010)
+        // Pairs 50002/3, 50004/5, 50006/7, 50008/9 (50010 has no odd port above it in the range).
+        #expect(config.rtpBlock(worker: 0, workers: 1) == 50002...50009)
+        #expect(config.rtpBlock(worker: 0, workers: 2) == 50002...50005)
+        #expect(config.rtpBlock(worker: 1, workers: 2) == 50006...50009)
+        #expect(config.rtpBlock(worker: 2, workers: 3) == 50006...50007)  // the fourth pair stays unused
+        #expect(config.rtpBlock(worker: 0, workers: 5) == nil)  // fewer pairs than workers
+        config.rtpPorts = 42000...42099
+        #expect(config.rtpBlock(worker: 1, workers: 2) == 42050...42099)
     }
 }
