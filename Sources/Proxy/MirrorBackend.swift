@@ -593,6 +593,10 @@ final class MirrorCall {
         record.cause = cause
         record.hungUpBy = by
         record.endMs = wallClockMilliseconds()
+        if let counters = relay.stats(media) {
+            record.toNetwork = MediaSummary(counters.fromClient.stream)
+            record.fromNetwork = MediaSummary(counters.fromGateway.stream)
+        }
         owner.backend.write(record)
         if let t = timer { owner.backend.loop.cancel(t) }
         timer = nil
@@ -614,17 +618,14 @@ final class MirrorCall {
 
     /// From the gateway, accepted by the relay's latching (the negotiated far end only).
     func fromNetwork(_ kind: Channel, _ bytes: UnsafeRawBufferPointer) {
-        if kind == .rtp { record.fromNetwork.record(bytes, arrivalMs: millisecondsNow()) }
         owner.client?.sendMedia(channel: channel, kind: kind == .rtp ? .rtp : .rtcp, packet: bytes)
     }
 
+    /// From the client. The relay tells RTP from RTCP by the packet itself (RFC 5761).
     func fromClient(kind: MediaKind, packet: [UInt8]) {
         // Nothing goes out before the far end is known (the relay would only count it).
         guard transmit?.remoteRTP != nil else { return }
-        packet.withUnsafeBytes { bytes in
-            if kind == .rtp { record.toNetwork.record(bytes, arrivalMs: millisecondsNow()) }
-            relay.receiveFromClient(session: media, bytes: bytes)
-        }
+        packet.withUnsafeBytes { relay.receiveFromClient(session: media, bytes: $0) }
     }
 }
 
