@@ -69,7 +69,7 @@ let package = Package(
         .testTarget(name: "SystemTests", dependencies: ["System", "CSystem"]),
         .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Config", "System"]),
         .testTarget(name: "UpdateTests", dependencies: ["Update"]),
-        .testTarget(name: "ProxyTests", dependencies: ["Proxy"]),
+        .testTarget(name: "ProxyTests", dependencies: ["Proxy", "Endpoint", "RTP"]),
         .testTarget(name: "PhoneTests", dependencies: ["Phone", "RTP", "Proxy", "Tunnel", "IO"]),
         .testTarget(name: "ConsoleTests", dependencies: ["Console", "Config"]),
     ]

@@ -73,6 +73,8 @@ public struct Configuration: Equatable, Sendable {
     public let tunnelUDPFallbackMilliseconds: Int?
     public let relayPorts: PortRange?
     public let relayPublicAddress: IPAddress?
+    /// DSCP of the media the appliance sends (nil: the default, EF); applied to new calls.
+    public let relayDSCP: Int?
     public let gatekeeper: SocketAddress?
     /// Aliases missing from `subscribers` are handed to the gatekeeper, which checks the
     /// client's H.235 password token in the mirror's RRQ (docs/tunnel-protocol.md §4.1).
@@ -225,6 +227,7 @@ public struct Configuration: Equatable, Sendable {
 
         relayPorts = tree.value(["relay", "ports"]).flatMap(PortRange.init)
         relayPublicAddress = tree.value(["relay", "public-address"]).flatMap(IPAddress.init)
+        relayDSCP = tree.value(["relay", "dscp"]).flatMap(parseDecimal)
         gatekeeper = tree.value(["gatekeeper", "address"]).flatMap(SocketAddress.init)
         gatekeeperVerifiesUnknownSubscribers = !tree.statements(under: ["gatekeeper", "verifies-unknown-subscribers"]).isEmpty
         if gatekeeperVerifiesUnknownSubscribers && gatekeeper == nil {

@@ -93,6 +93,8 @@ public enum ConfigSchema {
         SchemaNode("relay", .container, "media relay", [
             SchemaNode("ports", .leaf(.portRange), "UDP port range for media"),
             SchemaNode("public-address", .leaf(.ipAddress), "address announced to the gateway for media"),
+            SchemaNode("dscp", .leaf(.integer(0...63)),
+                       "DSCP of the audio the appliance sends over UDP (default 46, EF; 0: unmarked)"),
         ]),
         SchemaNode("gatekeeper", .container, "the operator's H.323 gatekeeper", [
             SchemaNode("address", .leaf(.socketAddress), "gatekeeper RAS address:port"),

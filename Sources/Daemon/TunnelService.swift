@@ -68,6 +68,7 @@ public final class TunnelService: DaemonService {
             plan.config.tcpListen = endpoint
             plan.listeners.append("tcp-\(address)")
         }
+        if let dscp = configuration.relayDSCP.flatMap(UInt8.init(exactly:)) { plan.config.mediaDSCP = dscp }
         plan.config.udp.enabled = configuration.tunnelUDPAudio
         if let ms = configuration.tunnelUDPFallbackMilliseconds {
             plan.config.udp.fallbackAfterNanos = UInt64(ms) * 1_000_000
@@ -186,6 +187,7 @@ public final class TunnelService: DaemonService {
         if let current, sameShape {
             current.shared.replaceSubscribers(plan.subscribers)
             current.shared.replaceUDPSettings(plan.config.udp)
+            current.shared.replaceMediaDSCP(plan.config.mediaDSCP)
             if applies > 1, plan.certificate != nil {
                 // Renewed certificate files: new connections get them, established tunnels stay.
                 do { try current.reloadCertificate() } catch { problems.append("certificate reload failed: \(error)") }

@@ -86,6 +86,7 @@ public final class EventLoop {
     /// Run after the ready handlers of every iteration: batches that handlers fill
     /// (sendmmsg of tunnel media, coalesced writes) go out once per wake-up.
     private var iterationEndHooks: ContiguousArray<TimerBody> = []
+    private var skipWait = false
 
     /// CLOCK_MONOTONIC when the last epoll_wait returned. Handlers stamp what they
     /// received with it: one clock read per wake-up instead of one per socket.
@@ -209,6 +210,10 @@ public final class EventLoop {
         iterationEndHooks.append(TimerBody(interval: 0, run: body))
     }
 
+    /// The next iteration does not wait: work is left over that no descriptor will
+    /// announce again (an edge-triggered socket drained only in part).
+    public func skipNextWait() { skipWait = true }
+
     private func heapPush(_ item: TimerEntry) {
         timerHeap.append(item)
         var child = timerHeap.count - 1
@@ -274,6 +279,10 @@ public final class EventLoop {
         var timeout = runDueTimers()
         if timeoutMilliseconds >= 0 && (timeout < 0 || timeoutMilliseconds < timeout) {
             timeout = timeoutMilliseconds
+        }
+        if skipWait {
+            skipWait = false
+            timeout = 0
         }
         let count = epoll_wait(epollFD, events, maxEvents, timeout)
         if count < 0 {

@@ -1,51 +1,24 @@
 // Call detail records: one logfmt line per call, appended to a file on the data partition
 // (O_APPEND: records from several workers never interleave, and the file outlives a
-// restart). Per-direction RTP statistics (RFC 3550 A.3 loss, A.8 jitter) feed it.
+// restart). The relay's per-direction RTP statistics (RFC 3550 A.3 loss, A.8 jitter) feed it.
 import Glibc
+import RTP
 
-/// Receive-side statistics of one RTP stream.
-public struct RTPStreamStats: Sendable {
-    public private(set) var packets = 0
-    private var baseSequence: UInt32 = 0
-    private var highestSequence: UInt32 = 0  // extended with the cycle count
-    private var started = false
-    private var lastTransit: Int64?
-    private var jitter: Double = 0  // in timestamp units
-    public let clockRate: Double
+/// One direction of a call's media as the CDR gives it: RTP packets, loss (RFC 3550 A.3)
+/// and jitter (A.8), taken from the relay's counters of that direction when the call ends.
+public struct MediaSummary: Sendable, Equatable {
+    public var packets: UInt64 = 0
+    public var lost: UInt64 = 0
+    public var jitterMs: Double = 0
 
-    public init(clockRate: Double = 8000) { self.clockRate = clockRate }
+    public init() {}
 
-    /// `arrivalMs`: local receive time in milliseconds.
-    public mutating func record(_ packet: UnsafeRawBufferPointer, arrivalMs: UInt64) {
-        guard packet.count >= 12, packet[0] >> 6 == 2 else { return }
-        let pt = packet[1] & 0x7F
-        guard pt < 72 || pt > 76 else { return }  // RTCP on the same port is not RTP
-        packets += 1
-        let sequence = UInt32(packet[2]) << 8 | UInt32(packet[3])
-        let timestamp = UInt32(packet[4]) << 24 | UInt32(packet[5]) << 16 | UInt32(packet[6]) << 8 | UInt32(packet[7])
-        if !started {
-            started = true
-            baseSequence = sequence
-            highestSequence = sequence
-        } else {
-            let cycles = highestSequence & 0xFFFF_0000
-            var extended = cycles | sequence
-            // A wrap forward: sequence small while the highest was near the top.
-            if sequence < (highestSequence & 0xFFFF), (highestSequence & 0xFFFF) - sequence > 0x8000 { extended &+= 0x1_0000 }
-            if extended > highestSequence, extended - highestSequence < 0x8000 { highestSequence = extended }
-        }
-        let arrival = Int64(Double(arrivalMs) * clockRate / 1000)
-        let transit = arrival - Int64(timestamp)
-        if let last = lastTransit {
-            let d = Double(abs(transit - last))
-            jitter += (d - jitter) / 16
-        }
-        lastTransit = transit
+    /// `clockRate`: the stream's RTP timestamp units per second (8000 for G.711).
+    public init(_ stream: StreamStatistics, clockRate: UInt32 = 8000) {
+        packets = stream.received
+        lost = stream.lost
+        jitterMs = Double(stream.jitter) * 1000 / Double(max(clockRate, 1))
     }
-
-    public var expected: Int { started ? Int(highestSequence - baseSequence) + 1 : 0 }
-    public var lost: Int { max(0, expected - packets) }
-    public var jitterMs: Double { jitter * 1000 / clockRate }
 }
 
 public struct CallRecord: Sendable {
@@ -63,8 +36,8 @@ public struct CallRecord: Sendable {
     public var hungUpBy: Party = .appliance
     public var codec: String = "-"
     /// client -> network and network -> client, as received by the appliance.
-    public var toNetwork = RTPStreamStats()
-    public var fromNetwork = RTPStreamStats()
+    public var toNetwork = MediaSummary()
+    public var fromNetwork = MediaSummary()
 
     public init(id: String, subscriber: String, direction: Direction, caller: String, callee: String, startMs: UInt64) {
         self.id = id

@@ -3,13 +3,15 @@
 // port from the pools) and registers to the gatekeeper with the client's aliases; calls
 // go both ways between the tunnel and the operator's gateway, with media relayed on the
 // client's worker through the appliance's own RTP ports (a client address never leaves
-// the tunnel). One backend per worker, called on that worker's thread only.
+// the tunnel): a session of the worker's `LocalRelay` per call, the tunnel its client leg.
+// One backend per worker, called on that worker's thread only.
 import Endpoint
 import Glibc
 import EndpointIO
 import H323
 import IO
 import Log
+import Relay
 import Tunnel
 
 extension AudioCodec {
@@ -24,7 +26,9 @@ public final class MirrorBackend: TunnelBackend {
     let log = Logger(subsystem: "mirror")
     var rasPool: PortPool
     var signallingPool: PortPool
-    var rtpPool: PortPool
+    /// The calls' media: this worker's block of the RTP ports, on this worker's loop.
+    /// Nil when it could not be set up (then calls are refused, and the log says why).
+    let relay: LocalRelay?
     /// Clients whose tunnel ended, kept until their URQ is answered.
     var retiring: [ObjectIdentifier: MirrorClient] = [:]
     /// Worker 0's GRQ probe of the gatekeeper, when `reachability` was given.
@@ -40,7 +44,7 @@ public final class MirrorBackend: TunnelBackend {
         let n = worker.shared.config.workers
         rasPool = PortPool(range: config.rasPorts, worker: worker.index, workers: n)
         signallingPool = PortPool(range: config.signallingPorts, worker: worker.index, workers: n)
-        rtpPool = PortPool(range: config.rtpPorts, worker: worker.index, workers: n, step: 2)
+        relay = Self.makeRelay(worker: worker, config: config, log: log)
         if let reachability, worker.index == 0 {
             do {
                 monitor = try GatekeeperMonitor(loop: worker.loop, config: config, reachability: reachability)
@@ -51,6 +55,36 @@ public final class MirrorBackend: TunnelBackend {
     }
 
     var loop: EventLoop { worker.loop }
+
+    private static func makeRelay(worker: TerminatorWorker, config: MirrorConfig, log: Logger) -> LocalRelay? {
+        let workers = max(1, worker.shared.config.workers)
+        guard let block = config.rtpBlock(worker: worker.index, workers: workers) else {
+            log.error("mirror-no-media-ports", ["worker": "\(worker.index)", "rtp_ports": "\(config.rtpPorts)",
+                                                "workers": "\(workers)", "reason": "fewer RTP/RTCP pairs than workers"])
+            return nil
+        }
+        var relay = RelayConfiguration()
+        relay.gatewayAddress = IPv4Endpoint(address: config.bindIP, port: 0)
+        relay.gatewayPorts = block
+        relay.clientAddress = relay.gatewayAddress  // no client-side sockets: the tunnel is the client leg
+        relay.clientPorts = block
+        relay.quarantineNanoseconds = config.mediaQuarantineNanoseconds
+        do {
+            return try LocalRelay(configuration: relay, loop: worker.loop, index: worker.index) { event in
+                switch event {
+                case let .timeout(id, idle):
+                    log.info("mirror-media-idle", ["session": "\(id)", "idle_ms": "\(idle / 1_000_000)"])
+                case let .firstPacket(id, side, from):
+                    log.debug("mirror-media-latched", ["session": "\(id)", "side": "\(side)", "from": "\(from)"])
+                default:
+                    break
+                }
+            }
+        } catch {
+            log.error("mirror-no-media-ports", ["worker": "\(worker.index)", "error": "\(error)"])
+            return nil
+        }
+    }
 
     func mirror(_ client: TunnelClient) -> MirrorClient? { client.context as? MirrorClient }
 
@@ -153,7 +187,7 @@ final class MirrorClient {
             do {
                 return (try open(port), port)
             } catch {
-                pool.setAside(port)
+                pool.give(port)
                 lastError = error
             }
         }
@@ -380,10 +414,22 @@ final class MirrorCall {
     let channel: UInt16
     let key: Int
     let driver: CallDriver
-    let rtpPort: UInt16
-    let rtp: UDPPort
-    let rtcp: UDPPort
-    var transmit: MediaChannel?
+    /// The call's relay session: gateway-facing RTP port (RTCP above), the tunnel as the
+    /// client leg. Set once in init; destroyed by `releasePorts`, or at the latest with
+    /// the call.
+    let relay: LocalRelay
+    private(set) var rtpPort: UInt16 = 0
+    private(set) var media = SessionID(0)
+    private var mediaReleased = false
+    var transmit: MediaChannel? {
+        // Where the gateway receives: announced to the relay, which also accepts the
+        // gateway's media from that address only (and latches its source port).
+        didSet {
+            if let remote = transmit?.remoteRTP, remote != oldValue?.remoteRTP {
+                relay.updateRemote(media, side: .gateway, to: IPv4Endpoint(address: remote.ip, port: remote.port))
+            }
+        }
+    }
     var connected = false
     var connectedSent = false
     var earlyMediaSent = false
@@ -397,25 +443,16 @@ final class MirrorCall {
         self.key = key
         let backend = owner.backend
         driver = CallDriver(loop: backend.loop)
-        guard let port = backend.rtpPool.take() else { throw SystemError("RTP port pool exhausted", 0) }
-        do {
-            rtp = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: port))
-            do {
-                rtcp = try UDPPort(loop: backend.loop, address: EndpointAddress(ip: backend.config.bindIP, port: port + 1))
-            } catch {
-                rtp.close()
-                throw error
-            }
-        } catch {
-            backend.rtpPool.give(port)
-            throw error
-        }
-        rtpPort = port
+        guard let relay = backend.relay else { throw SystemError("no media ports on this worker", 0) }
+        self.relay = relay
         let now = wallClockMilliseconds()
         record = CallRecord(id: "\(owner.alias)-\(now)-\(channel)", subscriber: owner.alias, direction: direction,
                             caller: direction == .outgoing ? caller : caller, callee: callee, startMs: now)
-        rtp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtp, bytes, from: from) }
-        rtcp.onDatagram = { [unowned self] bytes, from in self.fromNetwork(.rtcp, bytes, from: from) }
+        let dscp = backend.worker.shared.mediaDSCP
+        let session = try relay.createSession(gatewayAnnounced: nil, sink: MirrorMediaSink(call: self),
+                                              dscp: dscp == 0 ? nil : dscp)
+        rtpPort = session.gatewayPort
+        media = session.id
         driver.onAction = { [unowned self] action in self.perform(action) }
     }
 
@@ -508,37 +545,47 @@ final class MirrorCall {
         record.cause = cause
         record.hungUpBy = by
         record.endMs = wallClockMilliseconds()
+        if let counters = relay.stats(media) {
+            record.toNetwork = MediaSummary(counters.fromClient.stream)
+            record.fromNetwork = MediaSummary(counters.fromGateway.stream)
+        }
         owner.backend.write(record)
         releasePorts()
         owner.forget(self)
     }
 
     func releasePorts() {
-        rtp.close()
-        rtcp.close()
-        owner.backend.rtpPool.give(rtpPort)
+        guard !mediaReleased else { return }
+        mediaReleased = true
+        relay.destroy(media)
     }
+
+    deinit { releasePorts() }
 
     // MARK: Media relay
 
-    func fromNetwork(_ kind: MediaKind, _ bytes: UnsafeRawBufferPointer, from: EndpointAddress) {
-        // Only the far end the call negotiated may inject media into the tunnel.
-        guard let transmit, let expected = transmit.remoteRTP, from.ip == expected.ip else { return }
-        if kind == .rtp { record.fromNetwork.record(bytes, arrivalMs: millisecondsNow()) }
-        owner.client?.sendMedia(channel: channel, kind: kind, packet: bytes)
+    /// From the gateway, accepted by the relay's latching (the negotiated far end only).
+    func fromNetwork(_ kind: Channel, _ bytes: UnsafeRawBufferPointer) {
+        owner.client?.sendMedia(channel: channel, kind: kind == .rtp ? .rtp : .rtcp, packet: bytes)
     }
 
+    /// From the client. The relay tells RTP from RTCP by the packet itself (RFC 5761).
     func fromClient(kind: MediaKind, packet: [UInt8]) {
-        guard let transmit else { return }
-        switch kind {
-        case .rtp:
-            guard let to = transmit.remoteRTP else { return }
-            packet.withUnsafeBytes { record.toNetwork.record($0, arrivalMs: millisecondsNow()) }
-            rtp.send(packet, to: to)
-        case .rtcp:
-            guard let to = transmit.remoteRTCP ?? transmit.remoteRTP.map({ EndpointAddress(ip: $0.ip, port: $0.port &+ 1) }) else { return }
-            rtcp.send(packet, to: to)
-        }
+        // Nothing goes out before the far end is known (the relay would only count it).
+        guard transmit?.remoteRTP != nil else { return }
+        packet.withUnsafeBytes { relay.receiveFromClient(session: media, bytes: $0) }
+    }
+}
+
+/// The relay's client leg of a mirror call: what the gateway sends goes into the tunnel.
+/// Weak: the session must not keep the call alive (the call ends the session).
+final class MirrorMediaSink: MediaSink {
+    weak var call: MirrorCall?
+
+    init(call: MirrorCall) { self.call = call }
+
+    func deliver(session: SessionID, channel: Channel, bytes: UnsafeRawBufferPointer) {
+        call?.fromNetwork(channel, bytes)
     }
 }
 

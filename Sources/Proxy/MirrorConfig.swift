@@ -10,8 +10,13 @@ public struct MirrorConfig: Sendable {
     public var bindIP: UInt32
     public var rasPorts: ClosedRange<UInt16>
     public var signallingPorts: ClosedRange<UInt16>
-    /// RTP/RTCP pairs: even ports of the range with the odd one above.
+    /// RTP/RTCP pairs: even ports of the range with the odd one above. Each worker relays
+    /// its calls' media on its own contiguous block of it (`rtpBlock`).
     public var rtpPorts: ClosedRange<UInt16>
+    /// A call's RTP/RTCP pair is not handed to another call before this: the gateway's
+    /// late media of the ended call must not reach the next one. Pairs are reused least
+    /// recently released first anyway; this bounds how soon.
+    public var mediaQuarantineNanoseconds: UInt64 = 10_000_000_000
     public var timeToLive = 300
     public var options = CallOptions()
     /// Separate H.245 connections listen on the call's signalling port pool's address, port 0.
@@ -30,30 +35,46 @@ public struct MirrorConfig: Sendable {
     }
 }
 
-/// The ports of one pool that belong to one worker (worker i of n takes every n-th), so
-/// that workers never contend for a port.
-struct PortPool {
-    private var free: [UInt16]
+extension MirrorConfig {
+    /// Worker `worker`'s block of `rtpPorts`: whole even/odd pairs, the blocks in worker
+    /// order, of equal size (a remainder of fewer pairs than workers stays unused). Nil
+    /// when there are fewer pairs than workers.
+    func rtpBlock(worker: Int, workers: Int) -> ClosedRange<UInt16>? {
+        let low = Int(rtpPorts.lowerBound) + Int(rtpPorts.lowerBound % 2)  // first even port
+        let pairs = (Int(rtpPorts.upperBound) - low + 1) / 2
+        let perWorker = pairs / max(1, workers)
+        guard perWorker > 0, worker >= 0, worker < workers else { return nil }
+        let start = low + 2 * perWorker * worker
+        return UInt16(start)...UInt16(start + 2 * perWorker - 1)
+    }
+}
 
-    init(range: ClosedRange<UInt16>, worker: Int, workers: Int, step: Int = 1) {
-        var ports: [UInt16] = []
-        var slot = 0
-        var port = Int(range.lowerBound)
-        if step == 2 && port % 2 == 1 { port += 1 }
-        while port + (step - 1) <= Int(range.upperBound) {
-            if slot % max(1, workers) == worker { ports.append(UInt16(port)) }
-            slot += 1
-            port += step
-        }
-        free = ports.reversed()
+/// The RAS or call-signalling ports of one pool that belong to one worker (worker i of n
+/// takes every n-th), so that workers never contend for a port. Handed out least recently
+/// released first: a port a client gave back is reused only after every other free port,
+/// so late answers for the old owner (a gatekeeper's, a gateway's) do not reach the new one.
+struct PortPool {
+    /// Free ports in the order they are handed out, from `head` on.
+    private var free: [UInt16]
+    private var head = 0
+
+    init(range: ClosedRange<UInt16>, worker: Int, workers: Int) {
+        free = range.enumerated().compactMap { slot, port in slot % max(1, workers) == worker ? port : nil }
     }
 
-    var available: Int { free.count }
+    var available: Int { free.count - head }
 
-    mutating func take() -> UInt16? { free.popLast() }
+    mutating func take() -> UInt16? {
+        guard head < free.count else { return nil }
+        let port = free[head]
+        head += 1
+        if head >= 64 && head * 2 >= free.count {  // drop the taken prefix now and then
+            free.removeFirst(head)
+            head = 0
+        }
+        return port
+    }
 
+    /// A released port, or one another program holds: back of the queue.
     mutating func give(_ port: UInt16) { free.append(port) }
-
-    /// A port another program holds: tried again only after every other free port.
-    mutating func setAside(_ port: UInt16) { free.insert(port, at: 0) }
 }

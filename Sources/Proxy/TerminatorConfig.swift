@@ -28,6 +28,9 @@ public struct TerminatorConfig: Sendable {
     public var probe = true
     /// Deadlines, frame size, grace period, media age bound.
     public var session = ServerSessionConfig()
+    /// DSCP of the audio the appliance sends over UDP (towards gateways, and to clients
+    /// whose audio left the tunnel): EF (46, RFC 3246) by default; 0 leaves it unmarked.
+    public var mediaDSCP: UInt8 = 46
     /// The UDP upgrade of calls' audio (docs/tunnel-protocol.md §8).
     public var udp = UDPUpgradeSettings()
     /// Aliases missing from the subscriber table are left to the operator's gatekeeper:

@@ -88,6 +88,7 @@ public final class LabBackend: TunnelBackend {
                     client.send(.hangup(cause: 41), channel: channel)
                     return
                 }
+                worker.shared.markMedia(bound)
                 socket = bound
                 target = endpoint
             } else if destination != "echo" {

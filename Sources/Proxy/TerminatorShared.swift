@@ -19,6 +19,8 @@ public final class TerminatorShared: Sendable {
     /// The UDP audio settings, replaceable while running: read when a session or a call
     /// starts, so a change applies to new calls and leaves established ones alone.
     private let udpSettings: Mutex<UDPUpgradeSettings>
+    /// DSCP for the UDP sockets of calls that start from now on (a commit changes it).
+    private let mediaDSCPValue: Atomic<UInt8>
     let tls: Mutex<TLSContext?>
     let resumable = Mutex<[[UInt8]: ResumeEntry]>([:])
     private let buckets = Mutex<[UInt32: (tokens: Double, stamp: UInt64)]>([:])
@@ -38,6 +40,7 @@ public final class TerminatorShared: Sendable {
         self.config = config
         self.subscribers = Mutex(subscribers)
         self.udpSettings = Mutex(config.udp)
+        self.mediaDSCPValue = Atomic(config.mediaDSCP)
         self.tls = Mutex(tls)
     }
 
@@ -86,6 +89,19 @@ public final class TerminatorShared: Sendable {
 
     /// Replaces the UDP audio settings for calls that start from now on.
     public func replaceUDPSettings(_ settings: UDPUpgradeSettings) { udpSettings.withLock { $0 = settings } }
+    public var mediaDSCP: UInt8 { mediaDSCPValue.load(ordering: .relaxed) }
+    /// Replaces the DSCP of calls that start from now on; established calls keep theirs.
+    public func replaceMediaDSCP(_ dscp: UInt8) { mediaDSCPValue.store(dscp, ordering: .relaxed) }
+    /// Marks a call's media socket with the current DSCP. Best effort: an unmarked packet
+    /// still carries the audio, so a refusal (not seen on Linux for IPv4) is logged, not fatal.
+    func markMedia(_ socket: UDPSocket) {
+        let dscp = mediaDSCP
+        guard dscp != 0 else { return }
+        do { try socket.setTOS(UDPSocket.tos(dscp: dscp)) } catch {
+            Self.log.warning("media-dscp-not-set", ["dscp": "\(dscp)", "error": "\(error)"])
+        }
+    }
+    private static let log = Logger(subsystem: "tunnel")
 }
 
 /// The session's view of the subscriber table and the resume directory.

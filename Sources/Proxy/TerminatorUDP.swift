@@ -22,6 +22,7 @@ final class UDPAudioLeg: IOHandler {
         self.worker = worker
         self.client = client
         socket = try UDPSocket.bound(to: IPv4Endpoint(address: bindAddress, port: 0))
+        worker.shared.markMedia(socket)
         leg = ApplianceUDPLeg(channel: channel, key: TLSCrypto.randomBytes(UDPUpgradeWire.keySize),
                               config: worker.shared.udp.protocolConfig, crypto: OpenSSLTunnelCrypto())
         do {

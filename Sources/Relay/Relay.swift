@@ -23,20 +23,10 @@ public final class Relay {
     /// Rung whenever a worker queued an event; register it in the control loop.
     public let eventWakeup: Wakeup
     private var threads: [WorkerThread] = []
-    private var gatewayPorts: PortAllocator
-    private var clientPorts: PortAllocator?
+    private var ports: MediaPorts
     private var sessions: [SessionID: SessionInfo] = [:]
     private var nextID: UInt64 = 1
     private var nextWorker = 0
-    /// Set for good when the kernel refused a separate send socket (logged once).
-    private var sendSocketsRefused = false
-
-    private struct MediaPair {
-        var rtp: UDPSocket
-        var rtpSend: UDPSocket?
-        var rtcp: UDPSocket
-        var port: UInt16
-    }
 
     public init(configuration: RelayConfiguration) throws {
         guard !configuration.cpus.isEmpty else { throw RelayError.noWorkers }
@@ -46,10 +36,7 @@ public final class Relay {
         workers = try configuration.cpus.indices.map {
             try RelayWorker(index: $0, configuration: configuration, eventWakeup: eventWakeup)
         }
-        gatewayPorts = try PortAllocator(range: configuration.gatewayPorts, quarantineNanoseconds: configuration.quarantineNanoseconds)
-        if configuration.clientAddress.address != configuration.gatewayAddress.address {
-            clientPorts = try PortAllocator(range: configuration.clientPorts, quarantineNanoseconds: configuration.quarantineNanoseconds)
-        }
+        ports = try MediaPorts(configuration: configuration)
     }
 
     /// Starts one pinned thread per worker.
@@ -74,14 +61,14 @@ public final class Relay {
         let workerIndex = requested ?? nextWorker
         guard workerIndex >= 0 && workerIndex < workers.count else { throw RelayError.noWorkers }
         if requested == nil { nextWorker = (nextWorker + 1) % workers.count }
-        let gateway = try openPair(client: false)
+        let gateway = try ports.open(client: false, dscp: configuration.dscp)
         var clientPair: MediaPair?
         var clientAnnounced: IPv4Endpoint?
         var sink: MediaSink?
         switch client {
         case .udp(let announced):
-            do { clientPair = try openPair(client: true) } catch {
-                closePair(gateway, client: false)
+            do { clientPair = try ports.open(client: true, dscp: configuration.dscp) } catch {
+                ports.close(gateway, client: false)
                 throw error
             }
             clientAnnounced = announced
@@ -96,8 +83,8 @@ public final class Relay {
                                  clientRTCP: clientPair?.rtcp.fd ?? -1,
                                  clientAnnounced: clientAnnounced, clientSink: sink, rtcpMux: rtcpMux)
         guard workers[workerIndex].commands.push(.create(setup)) else {
-            closePair(gateway, client: false)
-            if let clientPair { closePair(clientPair, client: true) }
+            ports.close(gateway, client: false)
+            if let clientPair { ports.close(clientPair, client: true) }
             throw RelayError.queueFull(worker: workerIndex)
         }
         workers[workerIndex].wakeup.signal()
@@ -123,11 +110,8 @@ public final class Relay {
         guard let info = sessions[id] else { throw RelayError.unknownSession(id) }
         try send(.destroy(id), to: id)
         sessions[id] = nil
-        let now = monotonicNanoseconds()
-        gatewayPorts.release(info.gatewayPort, now: now)
-        if let port = info.clientPort {
-            if clientPorts != nil { clientPorts!.release(port, now: now) } else { gatewayPorts.release(port, now: now) }
-        }
+        ports.release(port: info.gatewayPort, client: false)
+        if let port = info.clientPort { ports.release(port: port, client: true) }
     }
 
     /// Hands every queued worker event to `body`; returns how many there were.
@@ -159,100 +143,5 @@ public final class Relay {
         guard let info = sessions[id] else { throw RelayError.unknownSession(id) }
         guard workers[info.worker].commands.push(command) else { throw RelayError.queueFull(worker: info.worker) }
         workers[info.worker].wakeup.signal()
-    }
-
-    private func closePair(_ pair: MediaPair, client: Bool) {
-        pair.rtp.close()
-        pair.rtpSend?.close()
-        pair.rtcp.close()
-        if client, clientPorts != nil { clientPorts!.release(pair.port, now: monotonicNanoseconds()) }
-        else { gatewayPorts.release(pair.port, now: monotonicNanoseconds()) }
-    }
-
-    private func openPair(client: Bool) throws -> MediaPair {
-        let address = client ? configuration.clientAddress.address : configuration.gatewayAddress.address
-        let useClientRange = client && clientPorts != nil
-        var attempts = useClientRange ? clientPorts!.available : gatewayPorts.available
-        while attempts > 0 {
-            attempts -= 1
-            let now = monotonicNanoseconds()
-            let allocated = useClientRange ? clientPorts!.allocate(now: now) : gatewayPorts.allocate(now: now)
-            guard let port = allocated else { break }
-            do {
-                let rtp = try openMediaSocket(IPv4Endpoint(address: address, port: port))
-                do {
-                    let rtcp = try openMediaSocket(IPv4Endpoint(address: address, port: port + 1))
-                    return MediaPair(rtp: rtp, rtpSend: openSendSocket(beside: rtp, IPv4Endpoint(address: address, port: port)),
-                                     rtcp: rtcp, port: port)
-                } catch {
-                    rtp.close()
-                    throw error
-                }
-            } catch let error as SystemError where error.code == EADDRINUSE || error.code == EACCES {
-                // Taken by another program: put it back behind the others and try the next.
-                if useClientRange { clientPorts!.release(port, now: now) } else { gatewayPorts.release(port, now: now) }
-            } catch {
-                // Anything else (EMFILE, ENOBUFS, EADDRNOTAVAIL...) is not about this port:
-                // trying the next one would only hide the real reason behind "exhausted".
-                if useClientRange { clientPorts!.release(port, now: now) } else { gatewayPorts.release(port, now: now) }
-                log.warning("media socket failed", ["port": String(port), "error": String(describing: error)])
-                throw RelayError.socketFailed(String(describing: error))
-            }
-        }
-        let allocator = useClientRange ? clientPorts! : gatewayPorts
-        let error = RelayError.portsExhausted(address: IPv4Endpoint(address: address, port: 0).addressText,
-                                              range: allocator.range, inUse: allocator.inUse,
-                                              quarantined: allocator.quarantined(now: monotonicNanoseconds()))
-        log.warning("ports exhausted", ["error": error.description])
-        throw error
-    }
-
-    /// A second socket on an RTP port, in no epoll set, that the worker sends from.
-    /// Why: freeing a sent datagram wakes every waiter on its socket, and a socket in an
-    /// epoll set always has one (epoll's own callback, which then finds nothing to do).
-    /// That wake-up was about 5% of the relay's CPU per packet. The receiving socket
-    /// stays the only one that gets datagrams (a reuseport steering program). Nil (send
-    /// from the receiving socket) when disabled or when the kernel refuses.
-    private func openSendSocket(beside receiver: UDPSocket, _ endpoint: IPv4Endpoint) -> UDPSocket? {
-        guard configuration.separateSendSockets && !sendSocketsRefused else { return nil }
-        var opened: UDPSocket?
-        do {
-            try receiver.allowPortSharing()
-            let sender = try UDPSocket.open()
-            opened = sender
-            // It never reads: the smallest receive buffer bounds what could ever queue there.
-            try sender.setReceiveBuffer(bytes: 0)
-            if let bytes = configuration.sendBufferBytes { try sender.setSendBuffer(bytes: bytes) }
-            if let dscp = configuration.dscp { try sender.setTOS(UDPSocket.tos(dscp: dscp)) }
-            try sender.setDontFragment()
-            try sender.allowPortSharing()
-            try sender.bind(endpoint)
-            try receiver.receiveAllOfPort()
-            return sender
-        } catch {
-            opened?.close()
-            // Alone again: nobody else may join the receiving socket's port.
-            try? receiver.setOption(SOL_SOCKET, SO_REUSEPORT, 0, "SO_REUSEPORT")
-            sendSocketsRefused = true
-            log.warning("separate send sockets unavailable, sending from the receiving sockets",
-                        ["error": String(describing: error)])
-            return nil
-        }
-    }
-
-    private func openMediaSocket(_ endpoint: IPv4Endpoint) throws -> UDPSocket {
-        let socket = try UDPSocket.open()
-        do {
-            if let bytes = configuration.receiveBufferBytes { try socket.setReceiveBuffer(bytes: bytes) }
-            if let bytes = configuration.sendBufferBytes { try socket.setSendBuffer(bytes: bytes) }
-            if let dscp = configuration.dscp { try socket.setTOS(UDPSocket.tos(dscp: dscp)) }
-            try socket.setDontFragment()
-            try socket.enableDropCounter()
-            try socket.bind(endpoint)
-        } catch {
-            socket.close()
-            throw error
-        }
-        return socket
     }
 }

@@ -63,7 +63,8 @@ struct SessionState {
 
 /// A data-plane worker: one thread, one epoll set, one session table. Everything here
 /// runs on the worker's thread; the control plane reaches it only through `commands`
-/// (+ `wakeup`) and reads `events`.
+/// (+ `wakeup`) and reads `events`. Embedded (`init(..., loop:)`, see `LocalRelay`), it
+/// shares another component's loop and thread instead, and takes commands directly.
 public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     public let index: Int
     /// The worker's event loop: the tunnel registers its connections here too, so a
@@ -103,12 +104,20 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     private var tunnelBatchSlot = -1
     /// Events lost because the control plane did not keep up (the queue is bounded).
     public private(set) var eventsDropped: UInt64 = 0
+    /// Embedded: events go straight to this closure (same thread) instead of the queue.
+    private let eventHandler: ((RelayEvent) -> Void)?
+    private let embedded: Bool
 
-    public init(index: Int, configuration: RelayConfiguration, eventWakeup: Wakeup?) throws {
+    /// `loop`: an event loop of the caller's to share (embedded; the caller runs it, and
+    /// `apply` takes the commands); nil: the worker's own, run by `run()`.
+    public init(index: Int, configuration: RelayConfiguration, eventWakeup: Wakeup?,
+                loop shared: EventLoop? = nil, eventHandler: ((RelayEvent) -> Void)? = nil) throws {
         self.index = index
         self.configuration = configuration
         self.eventWakeup = eventWakeup
-        loop = try EventLoop()
+        self.eventHandler = eventHandler
+        embedded = shared != nil
+        loop = try shared ?? EventLoop()
         commands = SPSCQueue(capacity: configuration.queueCapacity)
         events = SPSCQueue(capacity: configuration.queueCapacity)
         wakeup = try Wakeup()
@@ -124,6 +133,14 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         loop.setBatchHandler(self)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
         loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
+        if embedded {
+            // Nobody calls `runOnce` of ours: serve the backlog at the end of each of the
+            // host loop's iterations, and have the next one not wait while some is left.
+            loop.onIterationEnd { [unowned self] in
+                self.serviceBacklog()
+                if !self.backlog.isEmpty { self.loop.skipNextWait() }
+            }
+        }
         scheduleScan()
     }
 
@@ -387,7 +404,9 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     // MARK: Control plane
 
     private func emit(_ event: RelayEvent) {
-        if events.push(event) {
+        if let eventHandler {
+            eventHandler(event)
+        } else if events.push(event) {
             eventWakeup?.signal()
         } else {
             eventsDropped &+= 1
@@ -395,29 +414,40 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     }
 
     private func processCommands() {
-        while let command = commands.pop() {
-            switch command {
-            case .create(let setup): create(setup)
-            case .updateRemote(let id, let side, let endpoint):
-                guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                if side == .gateway { table[slot].gateway.announce(endpoint) } else { table[slot].client.announce(endpoint) }
-            case .setMode(let id, let mode):
-                guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                table[slot].mode = mode
-                table[slot].timedOut = false
-            case .destroy(let id):
-                guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                emit(.destroyed(table[slot].stats()))
-                destroy(slot: slot)
-            case .requestStats(let id):
-                guard let slot = slotByID[id] else { emit(.unknownSession(id)); continue }
-                emit(.stats(table[slot].stats()))
-            case .stop:
-                for slot in 0..<tableCount where table[slot].active { destroy(slot: slot) }
-                stopped = true
-                loop.stop()
-            }
+        while let command = commands.pop() { apply(command) }
+    }
+
+    /// Carries out one command now. Only on the worker's thread: from the command queue,
+    /// or directly by the component an embedded worker shares its loop with.
+    public func apply(_ command: RelayCommand) {
+        switch command {
+        case .create(let setup): create(setup)
+        case .updateRemote(let id, let side, let endpoint):
+            guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
+            if side == .gateway { table[slot].gateway.announce(endpoint) } else { table[slot].client.announce(endpoint) }
+        case .setMode(let id, let mode):
+            guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
+            table[slot].mode = mode
+            table[slot].timedOut = false
+        case .destroy(let id):
+            guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
+            emit(.destroyed(table[slot].stats()))
+            destroy(slot: slot)
+        case .requestStats(let id):
+            guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
+            emit(.stats(table[slot].stats()))
+        case .stop:
+            for slot in 0..<tableCount where table[slot].active { destroy(slot: slot) }
+            // An embedded worker's loop is its host's: the host stops it.
+            guard !embedded else { return }
+            stopped = true
+            loop.stop()
         }
+    }
+
+    /// A session's counters now (worker's thread only); nil for an unknown session.
+    public func stats(of id: SessionID) -> SessionStats? {
+        slotByID[id].map { table[$0].stats() }
     }
 
     private func create(_ setup: SessionSetup) {

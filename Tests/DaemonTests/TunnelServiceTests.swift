@@ -81,6 +81,23 @@ import Testing
         }
     }
 
+    @Test func mediaMarkingFollowsTheConfiguration() throws {
+        let standard = TunnelService.plan(try Configuration(text: FactoryDefault.text))
+        #expect(standard.config.mediaDSCP == 46)  // EF
+        let tuned = TunnelService.plan(try Configuration(text: FactoryDefault.text + "set relay dscp 34\n"))
+        #expect(tuned.config.mediaDSCP == 34)
+        let unmarked = TunnelService.plan(try Configuration(text: FactoryDefault.text + "set relay dscp 0\n"))
+        #expect(unmarked.config.mediaDSCP == 0)
+        for bad in ["64", "-1", "ef"] {
+            do {
+                _ = try Configuration(text: FactoryDefault.text + "set relay dscp \(bad)\n")
+                Issue.record("accepted relay dscp \(bad)")
+            } catch {
+                #expect(error.description.contains("dscp"))
+            }
+        }
+    }
+
     @Test func gatekeeperVerificationNeedsAGatekeeper() throws {
         do {
             _ = try Configuration(text: FactoryDefault.text + "set gatekeeper verifies-unknown-subscribers\n")

@@ -1,41 +1,25 @@
-// The mirror's pieces that need no network: CDR lines, RTP statistics, port pools.
+// The mirror's pieces that need no network: CDR lines and their media figures, port pools.
 import Foundation
 import Testing
+import Endpoint
+import RTP
 @testable import Proxy
 
 @Suite struct MirrorTests {
-    static func rtp(_ seq: UInt16, _ ts: UInt32) -> [UInt8] {
-        [0x80, 0, UInt8(seq >> 8), UInt8(seq & 0xFF), UInt8(ts >> 24), UInt8((ts >> 16) & 0xFF), UInt8((ts >> 8) & 0xFF),
-         UInt8(ts & 0xFF), 0, 0, 0, 1] + [UInt8](repeating: 0xFF, count: 160)
-    }
-
-    @Test func lossAndJitterAcrossASequenceWrap() {
-        var stats = RTPStreamStats()
-        // 100 packets from 65500 on, wrapping at 65535; every 10th is lost; perfect 20 ms pacing.
-        var sent = 0
-        for i in 0..<100 {
-            let seq = UInt16(truncatingIfNeeded: 65500 + i)
-            if i % 10 == 5 { continue }
-            sent += 1
-            Self.rtp(seq, UInt32(i * 160)).withUnsafeBytes { stats.record($0, arrivalMs: UInt64(1000 + i * 20)) }
+    @Test func theCDRTakesLossAndJitterFromTheRelaysStatistics() {
+        // 100 packets from 65500 on, wrapping at 65535; every 10th is lost; every other one
+        // 20 ms late, so the jitter settles near 16 ms (A.8 averages |D| over 16 packets).
+        var stream = StreamStatistics()
+        for i in 0..<100 where i % 10 != 5 {
+            stream.record(sequence: UInt16(truncatingIfNeeded: 65500 + i), timestamp: UInt32(i * 160), ssrc: 7,
+                          arrival: UInt32(i * 160 + (i % 2) * 160))
         }
-        #expect(stats.packets == sent)
-        #expect(stats.expected == 100)
-        #expect(stats.lost == 10)
-        #expect(stats.jitterMs < 0.01)
-        // Alternating 0/10 ms extra delay makes jitter grow towards ~10 ms.
-        var jittery = RTPStreamStats()
-        for i in 0..<400 {
-            Self.rtp(UInt16(i), UInt32(i * 160)).withUnsafeBytes { jittery.record($0, arrivalMs: UInt64(i * 20 + (i % 2) * 10)) }
-        }
-        #expect(jittery.jitterMs > 8 && jittery.jitterMs < 11)
-        // RTCP or garbage on the RTP port is not counted.
-        var other = RTPStreamStats()
-        let rtcp: [UInt8] = [0x80, 200, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0]
-        let short: [UInt8] = [0x80, 0, 0]
-        rtcp.withUnsafeBytes { other.record($0, arrivalMs: 0) }
-        short.withUnsafeBytes { other.record($0, arrivalMs: 0) }
-        #expect(other.packets == 0)
+        let summary = MediaSummary(stream)
+        #expect(summary.packets == 90 && summary.lost == 10)
+        #expect(summary.jitterMs > 5 && summary.jitterMs < 25)
+        var record = CallRecord(id: "x", subscriber: "a", direction: .outgoing, caller: "a", callee: "b", startMs: 0)
+        record.fromNetwork = summary
+        #expect(record.line.contains("pkts_from_net=90 lost_from_net=10 jitter_ms_from_net=\(CallRecord.fixed(summary.jitterMs, 1))"))
     }
 
     @Test func cdrLineCarriesEveryFieldAndQuotesHostileText() throws {
@@ -78,11 +62,40 @@ import Testing
         while let p = a.take() { #expect(seen.insert(p).inserted) }
         while let p = b.take() { #expect(seen.insert(p).inserted) }
         #expect(seen == Set(40000...40009))
-        var rtp = PortPool(range: 50001...50010, worker: 0, workers: 1, step: 2)
-        var pairs: [UInt16] = []
-        while let p = rtp.take() { pairs.append(p) }
-        #expect(pairs == [50002, 50004, 50006, 50008])  // even RTP, RTCP above, inside the range
-        rtp.give(50004)
-        #expect(rtp.take() == 50004)
+    }
+
+    @Test func portPoolReusesTheLeastRecentlyReleasedPortLast() {
+        var pool = PortPool(range: 40000...40004, worker: 0, workers: 1)
+        #expect(pool.take() == 40000)
+        #expect(pool.take() == 40001)
+        pool.give(40000)  // the first client ends: its port goes behind every other free one
+        #expect(pool.available == 4)
+        #expect(pool.take() == 40002)
+        #expect(pool.take() == 40003)
+        #expect(pool.take() == 40004)
+        #expect(pool.take() == 40000)
+        #expect(pool.take() == nil)
+        // Many rounds of one client ending and the next starting: the order holds.
+        for _ in 0..<500 {
+            pool.give(40000)
+            #expect(pool.take() == 40000)
+        }
+        pool.give(40001)
+        pool.give(40000)
+        #expect(pool.take() == 40001)
+        #expect(pool.take() == 40000)
+    }
+
+    @Test func rtpBlocksAreWholePairsOnePerWorker() {
+        var config = MirrorConfig(gatekeeper: EndpointAddress(ip: 0x7f00_0001, port: 1719), publicIP: 0x7f00_0001,
+                                  rtpPorts: 50001...50010)
+        // Pairs 50002/3, 50004/5, 50006/7, 50008/9 (50010 has no odd port above it in the range).
+        #expect(config.rtpBlock(worker: 0, workers: 1) == 50002...50009)
+        #expect(config.rtpBlock(worker: 0, workers: 2) == 50002...50005)
+        #expect(config.rtpBlock(worker: 1, workers: 2) == 50006...50009)
+        #expect(config.rtpBlock(worker: 2, workers: 3) == 50006...50007)  // the fourth pair stays unused
+        #expect(config.rtpBlock(worker: 0, workers: 5) == nil)  // fewer pairs than workers
+        config.rtpPorts = 42000...42099
+        #expect(config.rtpBlock(worker: 1, workers: 2) == 42050...42099)
     }
 }

@@ -501,3 +501,85 @@ final class RecordingSink: MediaSink {
         #expect(perSession <= 2048)
     }
 }
+
+@Suite(.serialized) struct LocalRelayTests {
+    /// A LocalRelay on a loop this test owns and runs, as the tunnel worker runs its own.
+    @Test func sessionsOnTheHostsLoopLatchRelayMarkAndQuarantine() throws {
+        let loop = try EventLoop()
+        var configuration = testConfiguration(pairs: 3)
+        configuration.quarantineNanoseconds = 60_000_000_000
+        var events: [RelayEvent] = []
+        let relay = try LocalRelay(configuration: configuration, loop: loop) { events.append($0) }
+        let sink = RecordingSink()
+        // Latching goes by address: the stranger is on another loopback address.
+        let gateway = try Peer(), stranger = try Peer("127.0.0.2")
+        try gateway.socket.enableReceiveTOS()
+        let info = try relay.createSession(gatewayAnnounced: nil, sink: sink, dscp: 46)
+        #expect(info.clientPort == nil && relay.sessionCount == 1)
+        let port = IPv4Endpoint.loopback(port: info.gatewayPort)
+        // Before signalling says where the gateway is, nothing gets through either way.
+        gateway.sendRTP(seq: 1, to: port)
+        var packet = [UInt8](repeating: 0, count: 172)
+        packet.withUnsafeMutableBytes { RTPPacket.writeHeader(into: $0, payloadType: 0, sequence: 9, timestamp: 0, ssrc: 2) }
+        packet.withUnsafeBytes { relay.receiveFromClient(session: info.id, bytes: $0) }
+        for _ in 0..<5 { _ = try loop.runOnce(timeoutMilliseconds: 10) }
+        #expect(sink.delivered.isEmpty)
+        #expect(gateway.receive(count: 1, milliseconds: 20).isEmpty)
+        #expect(relay.stats(info.id)?.fromGateway.drops.wrongSource == 1)
+        #expect(relay.stats(info.id)?.fromClient.drops.noDestination == 1)
+        // Announced: the gateway's media reaches the sink, a stranger's does not, and the
+        // client's reaches the gateway from the session's port, marked EF, when the host's
+        // iteration ends.
+        relay.updateRemote(info.id, side: .gateway, to: gateway.endpoint)
+        gateway.sendRTP(seq: 2, to: port)
+        stranger.sendRTP(seq: 3, to: port)
+        for _ in 0..<50 where sink.delivered.isEmpty { _ = try loop.runOnce(timeoutMilliseconds: 10) }
+        for _ in 0..<5 { _ = try loop.runOnce(timeoutMilliseconds: 5) }
+        #expect(sink.delivered.map { rtpSequence($0.2) } == [2])
+        #expect(events.contains { if case .firstPacket(info.id, .gateway, gateway.endpoint) = $0 { true } else { false } })
+        packet.withUnsafeBytes { relay.receiveFromClient(session: info.id, bytes: $0) }
+        _ = try loop.runOnce(timeoutMilliseconds: 0)
+        let batch = UDPReceiveBatch(capacity: 4)
+        var pfd = pollfd(fd: gateway.socket.fd, events: Int16(POLLIN), revents: 0)
+        _ = poll(&pfd, 1, 1000)
+        #expect(batch.receive(from: gateway.socket.fd) == 1)
+        #expect(batch.source(at: 0) == port)
+        #expect(batch.ancillary(at: 0).tos == 46 << 2)
+        let stats = try #require(relay.stats(info.id))
+        #expect(stats.fromGateway.forwarded == 1 && stats.fromGateway.drops.wrongSource == 2)
+        #expect(stats.fromClient.forwarded == 1)
+        // Destroyed: its last counters come as an event, the sockets close, and the pair
+        // stays in quarantine while the next session takes another one.
+        relay.destroy(info.id)
+        #expect(events.contains { if case .destroyed(let last) = $0 { last.id == info.id && last.fromClient.forwarded == 1 } else { false } })
+        #expect(try socketsBound(toLoopbackPort: info.gatewayPort) == 0)
+        let next = try relay.createSession(gatewayAnnounced: nil, sink: sink, dscp: nil)
+        #expect(next.gatewayPort != info.gatewayPort)
+        relay.shutdown()
+        #expect(try socketsBound(toLoopbackPort: next.gatewayPort) == 0)
+        #expect(relay.sessionCount == 0)
+    }
+
+    @Test func aFloodedSocketIsServedToTheEndByTheHostsLoop() throws {
+        // One 8-datagram batch per socket per wake-up: what is left waits in the backlog,
+        // which the host loop's iterations serve without blocking on an empty epoll set.
+        let loop = try EventLoop()
+        var configuration = testConfiguration(pairs: 2)
+        configuration.batchSize = 8
+        configuration.batchesPerWake = 1
+        let relay = try LocalRelay(configuration: configuration, loop: loop) { _ in }
+        let sink = RecordingSink()
+        let gateway = try Peer()
+        let info = try relay.createSession(gatewayAnnounced: gateway.endpoint, sink: sink, dscp: nil)
+        for seq: UInt16 in 0..<100 { gateway.sendRTP(seq: seq, to: .loopback(port: info.gatewayPort)) }
+        usleep(20_000)
+        // With nothing new arriving, 100 datagrams take a dozen iterations (8 per backlog
+        // turn), none of them sitting out its 5 s timeout (a blocked one would).
+        let started = monotonicNanoseconds()
+        for _ in 0..<20 where sink.delivered.count < 100 { _ = try loop.runOnce(timeoutMilliseconds: 5000) }
+        #expect(sink.delivered.count == 100)
+        #expect(sink.delivered.map { rtpSequence($0.2) } == Array(0..<100))
+        #expect(monotonicNanoseconds() - started < 4_000_000_000)
+        relay.shutdown()
+    }
+}

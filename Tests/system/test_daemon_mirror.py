@@ -8,10 +8,13 @@ gateway`, all on 127.0.0.1 inside a namespace made here:
   whose tunnel dropped (in its grace period, its call still up): the gateway receives a
   ReleaseComplete with a cause for each call, the gatekeeper a DRQ and a URQ for each
   (the registrations drop), the connected client's tunnel ends, and the daemon exits 0
-  within its stop deadline."""
+  within its stop deadline;
+- the call's audio towards the gateway is marked DSCP EF, and a commit of `relay dscp`
+  marks the calls that start afterwards (read off the loopback with a packet socket)."""
 import random
 import re
 import subprocess
+import sys
 import time
 
 import pytest
@@ -206,4 +209,78 @@ def test_gatekeeper_verifies_unknown_subscribers_through_the_daemon(netns, daemo
     assert "authenticated as alice" in local.stdout, local.stdout + local.stderr
     assert "leaves the credentials to the operator's gatekeeper" not in local.stdout, local.stdout
     gk.wait_for(r"registration rejected from=127\.0\.0\.1:\d+ reason=securityDenial")
+    assert daemon.stop() == 0
+
+
+# Reads the loopback of the namespace with a packet socket for `seconds`: the TOS byte of
+# every UDP datagram sent from ports LOW-HIGH (the mirror's media ports), with counts.
+CAPTURE = r"""
+import socket, struct, sys, time
+low, high, seconds = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_PACKET, socket.SOCK_DGRAM, socket.htons(0x0800))
+s.bind(("lo", 0))
+s.settimeout(0.2)
+print("capturing", flush=True)
+end = time.time() + seconds
+seen = {}
+while time.time() < end:
+    try:
+        data = s.recv(65535)
+    except socket.timeout:
+        continue
+    if len(data) < 28 or data[0] >> 4 != 4 or data[9] != 17:
+        continue
+    source_port = struct.unpack("!H", data[(data[0] & 15) * 4:][:2])[0]
+    if low <= source_port <= high:
+        seen[data[1]] = seen.get(data[1], 0) + 1
+print(" ".join(f"{tos}:{count}" for tos, count in sorted(seen.items())), flush=True)
+"""
+
+
+def media_marks(ns, call, seconds=10):
+    """{TOS byte: datagrams} of the media the mirror sent while `call()` ran."""
+    capture = ns.popen(sys.executable, "-c", CAPTURE, "24000", "24099", str(seconds),
+                       stdout=subprocess.PIPE, text=True)
+    assert capture.stdout.readline().strip() == "capturing"
+    call()
+    out, _ = capture.communicate(timeout=seconds + 10)
+    return {int(tos): int(count) for tos, count in (item.split(":") for item in out.split())}
+
+
+def test_call_audio_towards_the_gateway_is_marked_and_a_commit_changes_the_mark(netns, daemons, accounts, lab, bloo):
+    ns = netns("dmdscp")
+    gatekeeper(lab, ns)
+    gw = lab(ns, "gateway", "gateway", "--signalling", GATEWAY, "--tone", "2000", "--expect-tone", "1000")
+    gw.wait_for("lab gateway started")
+    daemon = daemons(ns)
+    tcp_port = random.randint(20000, 23999)
+    # Media ports below the kernel's ephemeral range (32768 up) and the mirror's RAS pool
+    # (30000 up), so that no other UDP socket of the call can send from them.
+    config = mirror_config(accounts.service, tcp_port).replace("set relay ports 42000-42099", "set relay ports 24000-24099")
+    assert "24000-24099" in config
+    config += f"set subscriber carol secret {CAROL_SECRET}\n"
+    assert daemon.commit(config).startswith("ok\ncommit 1")
+    assert wait_for(lambda: daemon.show("health")["gatekeeper"] == "reachable", timeout=5), daemon.show("health")
+
+    def call(alias, secret):
+        # One subscriber per call: the previous one's unregistration may still be under way.
+        def run():
+            done = ns.run(str(bloo), "phone", "call", "0123456", "--alias", alias, "--secret", secret,
+                          "--appliances", f"tcp:127.0.0.1:{tcp_port}", "--duration", "2", "--tone", "1000",
+                          check=False, timeout=60)
+            assert done.returncode == 0, done.stdout + done.stderr
+            assert re.search(r"connected \(call 1\), codec PCM[AU]", done.stdout), done.stdout
+        return run
+
+    # The default: EF (46). 2 s of 20 ms audio is 100 RTP datagrams towards the gateway.
+    marks = media_marks(ns, call("alice", SECRET))
+    assert set(marks) == {46 << 2} and sum(marks.values()) >= 50, marks
+    # AF41 (34) from the next call on, without a restart.
+    assert daemon.commit(config + "set relay dscp 34\n").startswith("ok\ncommit 2")
+    marks = media_marks(ns, call("bob", BOB_SECRET))
+    assert set(marks) == {34 << 2} and sum(marks.values()) >= 50, marks
+    # 0: unmarked.
+    assert daemon.commit(config + "set relay dscp 0\n").startswith("ok\ncommit 3")
+    marks = media_marks(ns, call("carol", CAROL_SECRET))
+    assert set(marks) == {0} and sum(marks.values()) >= 50, marks
     assert daemon.stop() == 0

@@ -213,6 +213,30 @@ def udp_peer():
     return peer
 
 
+EF_TOS = 46 << 2  # DSCP EF (RFC 3246) in the TOS byte
+
+
+def receive_with_tos(sock):
+    """One datagram and the TOS byte it arrived with (the socket has IP_RECVTOS on)."""
+    data, ancillary, _, _ = sock.recvmsg(2048, socket.CMSG_SPACE(4))
+    tos = [item[0] for level, kind, item in ancillary if level == socket.IPPROTO_IP and kind == socket.IP_TOS]
+    return data, (tos[0] if tos else None)
+
+
+def test_call_audio_to_the_far_end_is_marked_expedited_forwarding(serve, pki):
+    """The audio the appliance sends over UDP towards the far end carries DSCP EF."""
+    server = serve()
+    peer = udp_peer()
+    peer.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
+    client = TunnelClient(server.tls, tls_ca=str(pki["ca"])).handshake("alice", SECRETS["alice"])
+    client.register("alice")
+    client.call(1, f"udp:127.0.0.1:{peer.getsockname()[1]}")
+    client.media(1, rtp_packet(7))
+    assert receive_with_tos(peer) == (rtp_packet(7), EF_TOS)
+    client.close()
+    server.stop()
+
+
 def check_audio_both_ways(client, peer, channel, start):
     for sequence in range(start, start + 5):
         client.media(channel, rtp_packet(sequence))
@@ -376,10 +400,11 @@ def test_udp_upgrade_as_the_document_describes(serve, pki):
     assert udp.recv(2048) == udp_control(2, 5, 2, key)
     # A replay of the accepted probe is not answered.
     udp.send(udp_control(1, 5, 2, key))
-    # Audio on UDP: the echo comes back on UDP, and the appliance says the path is UDP.
+    # Audio on UDP: the echo comes back on UDP, marked EF, and the appliance says the path is UDP.
+    udp.setsockopt(socket.IPPROTO_IP, socket.IP_RECVTOS, 1)
     for sequence in range(1, 11):
         udp.send(rtp_packet(sequence))
-        assert udp.recv(2048) == rtp_packet(sequence)
+        assert receive_with_tos(udp) == (rtp_packet(sequence), EF_TOS)
     assert client.receive_type(UDP_PATH, skip=(PONG,)) == (5, bytes([1]))
     # No MEDIA frame came through the tunnel meanwhile: the next frame is our PONG.
     client.send(PING, struct.pack(">Q", 1))
