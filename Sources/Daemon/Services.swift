@@ -44,6 +44,12 @@ public protocol DaemonService: AnyObject, Sendable {
     /// Stops within `deadline` seconds.
     func stop(deadline: Int)
     func health() -> ServiceHealth
+    /// Rows for a `show` topic this service owns (nil: not one of its topics).
+    func show(_ topic: String) -> [(key: String, value: String)]?
+}
+
+extension DaemonService {
+    public func show(_ topic: String) -> [(key: String, value: String)]? { nil }
 }
 
 /// The data-plane worker threads: one per configured data CPU, each pinned there and

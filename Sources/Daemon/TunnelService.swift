@@ -235,6 +235,24 @@ public final class TunnelService: DaemonService {
         }
     }
 
+    /// `show tunnels|registrations|calls|relay`: what the terminator's workers published
+    /// last (each at most a second old).
+    public func show(_ topic: String) -> [(key: String, value: String)]? {
+        guard Self.topics.contains(topic) else { return nil }
+        guard let terminator = state.withLock({ $0.terminator }) else { return [(topic, "none (the tunnel service is not running)")] }
+        let rows = terminator.shared.status.flatMap { worker -> [StatusRow] in
+            switch topic {
+            case "tunnels": worker.tunnels
+            case "registrations": worker.registrations
+            case "calls": worker.calls
+            default: worker.relay
+            }
+        }
+        return rows.isEmpty ? [(topic, "none")] : rows.map { (key: $0.key, value: $0.value) }
+    }
+
+    public static let topics = ["tunnels", "registrations", "calls", "relay"]
+
     public func health() -> ServiceHealth {
         state.withLock { state in
             let up = state.terminator != nil && !state.stopped
