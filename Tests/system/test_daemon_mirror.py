@@ -284,7 +284,23 @@ def test_call_audio_towards_the_gateway_is_marked_and_a_commit_changes_the_mark(
     assert daemon.commit(config + "set relay dscp 0\n").startswith("ok\ncommit 3")
     marks = media_marks(ns, call("carol", CAROL_SECRET))
     assert set(marks) == {0} and sum(marks.values()) >= 50, marks
+    # The three calls' records: in the CDR file beside the configuration store (owned by the
+    # service user, who writes it after the privilege drop), and through `show cdr`.
+    cdr_file = os.path.join(os.path.dirname(daemon.config_dir), "cdr.log")
+    assert os.stat(cdr_file).st_uid == accounts.service_uid
+    records = [kv_line(line) for line in open(cdr_file).read().splitlines()]
+    assert [r["subscriber"] for r in records] == ["alice", "bob", "carol"], records
+    for record in records:
+        assert record["callee"] == "0123456" and record["codec"] in ("PCMU", "PCMA"), record
+        assert int(record["pkts_to_net"]) >= 50 and int(record["pkts_from_net"]) >= 50, record
+        assert record["lost_from_net"] == "0" and record["hangup_by"] == "client", record
+    shown = daemon.show("cdr")
+    assert [shown[f"cdr.{i}"] for i in range(3)] == open(cdr_file).read().splitlines(), shown
     assert daemon.stop() == 0
+
+
+def kv_line(line):
+    return dict(field.split("=", 1) for field in line.split(" "))
 
 
 def test_show_tunnels_registrations_calls_and_relay_during_a_call(netns, daemons, accounts, lab, bloo):
