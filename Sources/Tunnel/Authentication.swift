@@ -60,3 +60,35 @@ public enum TunnelAuth {
         return difference == 0
     }
 }
+
+/// A subscriber's secret as the appliance's subscriber table and the phone's settings
+/// write it: the text's own bytes, or `hex:` and an even number of hex digits for any bytes.
+public enum SecretText {
+    /// Shorter secrets are refused by both sides.
+    public static let minimumBytes = 8
+
+    /// The secret's bytes; nil when a `hex:` secret is not an even number of hex digits.
+    public static func bytes<S: StringProtocol>(_ text: S) -> [UInt8]? {
+        guard text.hasPrefix("hex:") else { return Array(text.utf8) }
+        let digits = Array(text.utf8.dropFirst(4))
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        var index = 0
+        while index < digits.count {
+            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+            index += 2
+        }
+        return bytes
+    }
+
+    private static func nibble(_ c: UInt8) -> UInt8? {
+        switch c {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
+        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
+        default: nil
+        }
+    }
+}
