@@ -4,6 +4,8 @@
 // does not hold the subscriber table. The MAC itself is computed by the caller
 // (OpenSSL in the appliance), keeping this module free of crypto libraries.
 
+import Hex
+
 /// The two cryptographic primitives the protocol needs.
 public protocol TunnelCrypto: Sendable {
     /// HMAC-SHA-256 of `message` under `key` (32 bytes).
@@ -70,25 +72,6 @@ public enum SecretText {
     /// The secret's bytes; nil when a `hex:` secret is not an even number of hex digits.
     public static func bytes<S: StringProtocol>(_ text: S) -> [UInt8]? {
         guard text.hasPrefix("hex:") else { return Array(text.utf8) }
-        let digits = Array(text.utf8.dropFirst(4))
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(digits.count / 2)
-        var index = 0
-        while index < digits.count {
-            guard let high = nibble(digits[index]), let low = nibble(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
-
-    private static func nibble(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        return Hex.decode(text.dropFirst(4))
     }
 }
