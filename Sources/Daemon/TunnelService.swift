@@ -76,6 +76,9 @@ public final class TunnelService: DaemonService {
         }
         if let dscp = configuration.relayDSCP.flatMap(UInt8.init(exactly:)) { plan.config.mediaDSCP = dscp }
         plan.config.udp.enabled = configuration.tunnelUDPAudio
+        if let ports = configuration.tunnelUDPPorts, let low = UInt16(exactly: ports.low), let high = UInt16(exactly: ports.high) {
+            plan.config.udp.ports = low...high
+        }
         if let ms = configuration.tunnelUDPFallbackMilliseconds {
             plan.config.udp.fallbackAfterNanos = UInt64(ms) * 1_000_000
         }

@@ -44,6 +44,9 @@ public struct TerminatorConfig: Sendable {
 /// Whether calls are offered UDP audio, and the upgrade's timings.
 public struct UDPUpgradeSettings: Sendable {
     public var enabled = true
+    /// Ports the calls' UDP legs bind to (each worker its share, least recently released
+    /// first), for a firewall in front of the appliance; nil: ports the kernel chooses.
+    public var ports: ClosedRange<UInt16>?
     public var protocolConfig = UDPUpgradeConfig()
     public var fallbackAfterNanos: UInt64 {
         get { protocolConfig.fallbackAfterNanos }
