@@ -27,7 +27,8 @@ let package = Package(
         .target(name: "PER"),
         .target(name: "H323", dependencies: ["PER"]),
         .target(name: "RTP"),
-        .target(name: "Tunnel"),
+        .target(name: "Hex"),
+        .target(name: "Tunnel", dependencies: ["Hex"]),
         .target(name: "Control", dependencies: ["Log"]),
         .target(name: "Endpoint", dependencies: ["H323", "RTP", "Log"]),
 
@@ -36,9 +37,9 @@ let package = Package(
         .target(name: "Relay", dependencies: ["IO", "RTP", "CSystem", "Log"]),
 
         // MARK: Appliance services
-        .target(name: "Config", dependencies: ["COpenSSL", "Log"]),
+        .target(name: "Config", dependencies: ["COpenSSL", "Hex", "Log"]),
         .target(name: "System", dependencies: ["CSystem", "CNetlink", "CCap", "Log"]),
-        .target(name: "Update", dependencies: ["CBoot", "COpenSSL", "Log"]),
+        .target(name: "Update", dependencies: ["CBoot", "COpenSSL", "Hex", "Log"]),
         .target(name: "Proxy", dependencies: ["Tunnel", "IO", "Relay", "Endpoint", "H323", "RTP", "Config", "Log"]),
         .target(name: "Phone", dependencies: ["Tunnel", "IO", "Endpoint", "EndpointIO", "H323", "RTP", "Log"]),
         .target(name: "Console", dependencies: ["Config", "Control", "CSystem", "Log"]),
@@ -55,6 +56,7 @@ let package = Package(
 
         // MARK: Unit tests, one target per module
         .testTarget(name: "LogTests", dependencies: ["Log"]),
+        .testTarget(name: "HexTests", dependencies: ["Hex"]),
         .testTarget(name: "PERTests", dependencies: ["PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "H323Tests", dependencies: ["H323", "PER"], resources: [.copy("Vectors")]),
         .testTarget(name: "RTPTests", dependencies: ["RTP"]),

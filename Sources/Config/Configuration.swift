@@ -71,6 +71,8 @@ public struct Configuration: Equatable, Sendable {
     public let tunnelUDPAudio: Bool
     /// Milliseconds without UDP audio before a call falls back to the tunnel (nil: default).
     public let tunnelUDPFallbackMilliseconds: Int?
+    /// Ports of the calls' UDP legs (nil: the kernel chooses); applied to new calls.
+    public let tunnelUDPPorts: PortRange?
     public let relayPorts: PortRange?
     public let relayPublicAddress: IPAddress?
     /// DSCP of the media the appliance sends (nil: the default, EF); applied to new calls.
@@ -224,6 +226,7 @@ public struct Configuration: Equatable, Sendable {
         tcpListeners = tcp
         tunnelUDPAudio = tree.statements(under: ["tunnel", "udp-audio", "disable"]).isEmpty
         tunnelUDPFallbackMilliseconds = tree.value(["tunnel", "udp-audio", "fallback-ms"]).flatMap(parseDecimal)
+        tunnelUDPPorts = tree.value(["tunnel", "udp-audio", "ports"]).flatMap(PortRange.init)
 
         relayPorts = tree.value(["relay", "ports"]).flatMap(PortRange.init)
         relayPublicAddress = tree.value(["relay", "public-address"]).flatMap(IPAddress.init)
@@ -237,6 +240,15 @@ public struct Configuration: Equatable, Sendable {
         if let relayPorts {
             for address in listening where (relayPorts.low...relayPorts.high).contains(address.port) {
                 fail(first(["relay", "ports"]), "relay ports \(relayPorts) include tunnel listener port \(address.port)")
+            }
+        }
+        if let udp = tunnelUDPPorts {
+            let path = ["tunnel", "udp-audio", "ports"]
+            for address in listening where (udp.low...udp.high).contains(address.port) {
+                fail(first(path), "tunnel udp-audio ports \(udp) include tunnel listener port \(address.port)")
+            }
+            if let relayPorts, udp.low <= relayPorts.high, relayPorts.low <= udp.high {
+                fail(first(path), "tunnel udp-audio ports \(udp) overlap relay ports \(relayPorts)")
             }
         }
 

@@ -1,4 +1,5 @@
 import COpenSSL
+import Hex
 
 // Login passwords are stored only as salted PBKDF2-HMAC-SHA256 hashes:
 //   pbkdf2-sha256$<iterations>$<salt hex>$<derived key hex>
@@ -15,7 +16,7 @@ public enum PasswordHash {
         var salt = [UInt8](repeating: 0, count: 16)
         guard iterationRange.contains(iterations), RAND_bytes(&salt, Int32(salt.count)) == 1,
               let key = derive(password: password, salt: salt, iterations: iterations) else { return nil }
-        return prefix + "\(iterations)$" + hex(salt) + "$" + hex(key)
+        return prefix + "\(iterations)$" + Hex.encode(salt) + "$" + Hex.encode(key)
     }
 
     /// True when `password` matches `hash`. Malformed hashes never match.
@@ -32,8 +33,8 @@ public enum PasswordHash {
         guard hash.hasPrefix(prefix), hash.utf8.count <= 256 else { return nil }
         let fields = hash.dropFirst(prefix.count).split(separator: "$", omittingEmptySubsequences: false)
         guard fields.count == 3, let iterations = parseDecimal(fields[0]), iterationRange.contains(iterations),
-              let salt = unhex(fields[1]), (8...64).contains(salt.count),
-              let key = unhex(fields[2]), key.count == 32 else { return nil }
+              let salt = Hex.decode(fields[1]), (8...64).contains(salt.count),
+              let key = Hex.decode(fields[2]), key.count == 32 else { return nil }
         return (iterations, salt, key)
     }
 
@@ -49,33 +50,5 @@ public enum PasswordHash {
             } ?? PKCS5_PBKDF2_HMAC("", 0, salt, Int32(salt.count), Int32(iterations), EVP_sha256(), Int32(key.count), &key)
         }
         return ok == 1 ? key : nil
-    }
-
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes { out.append(digits[Int(byte >> 4)]); out.append(digits[Int(byte & 15)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
-
-    static func unhex<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        let utf8 = Array(text.utf8)
-        guard utf8.count % 2 == 0, utf8.count <= 256 else { return nil }
-        func nibble(_ c: UInt8) -> UInt8? {
-            switch c {
-            case 0x30...0x39: return c - 0x30
-            case 0x61...0x66: return c - 0x61 + 10
-            default: return nil
-            }
-        }
-        var out: [UInt8] = []
-        var index = 0
-        while index < utf8.count {
-            guard let high = nibble(utf8[index]), let low = nibble(utf8[index + 1]) else { return nil }
-            out.append(high << 4 | low)
-            index += 2
-        }
-        return out
     }
 }

@@ -88,6 +88,8 @@ public enum ConfigSchema {
                 SchemaNode("disable", .flag, "audio always stays in the tunnel"),
                 SchemaNode("fallback-ms", .leaf(.integer(100...60_000)),
                            "back to the tunnel after this long without UDP audio (default 1000)"),
+                SchemaNode("ports", .leaf(.portRange),
+                           "UDP ports of the calls' UDP legs, for a firewall in front (default: the kernel chooses)"),
             ]),
         ]),
         SchemaNode("relay", .container, "media relay", [

@@ -27,7 +27,7 @@ extension String {
 }
 
 extension Daemon {
-    static let topics = ["version", "system", "interfaces", "routes", "events", "health", "commits"]
+    static let topics = ["version", "system", "interfaces", "routes", "events", "health", "commits"] + TunnelService.topics
 
     func handle(_ request: ControlRequest, caller: ControlCaller, role: ControlRole) -> ControlReply {
         switch request {
@@ -173,7 +173,10 @@ extension Daemon {
                 return .error(.failed, error.message)
             }
         default:
-            return .error(.unknown, "no topic '\(topic)' (topics: \(Self.topics.joined(separator: ", ")))")
+            guard let serviceRows = services.lazy.compactMap({ $0.show(topic) }).first else {
+                return .error(.unknown, "no topic '\(topic)' (topics: \(Self.topics.joined(separator: ", ")))")
+            }
+            for row in serviceRows { rows.add(row.key, row.value) }
         }
         return .ok(rows.render(format))
     }

@@ -14,6 +14,12 @@ import System
 public struct DaemonOptions: Sendable {
     /// The configuration store (commits, history).
     public var configDirectory = ConfigStore.defaultDirectory
+    /// Call detail records: beside the configuration store, on the data partition
+    /// (/data/cdr.log on the appliance).
+    public var cdrFile: String {
+        guard let slash = configDirectory.lastIndex(of: "/") else { return "cdr.log" }
+        return String(configDirectory[..<slash]) + "/cdr.log"
+    }
     public var controlSocket = ControlSocketPath.standard
     /// Runtime directory: the crash-loop record; owned by the service user after start.
     public var runDirectory = "/run/bloo"
@@ -144,7 +150,8 @@ public final class Daemon: @unchecked Sendable {
         } catch {
             return fail("\(error)")
         }
-        handOver([options.runDirectory, options.configDirectory, options.configDirectory + "/commits"], to: account)
+        handOver([options.runDirectory, options.configDirectory, options.configDirectory + "/commits"]
+                 + services.flatMap(\.serviceUserFiles), to: account)
         let controlCPU = configuration.controlCPUs?.cpus.first
         if let controlCPU, let problem = Placement.pinCurrentThread(to: controlCPU) {
             log.error("control plane not pinned", ["error": problem])
@@ -198,7 +205,7 @@ public final class Daemon: @unchecked Sendable {
         return keep
     }
 
-    /// Gives the service user the directories it must write after the drop.
+    /// Gives the service user the directories (and files) it must write after the drop.
     private func handOver(_ paths: [String], to account: ServiceAccount) {
         for path in paths {
             if chown(path, account.uid, account.gid) != 0 { continue }

@@ -44,6 +44,15 @@ public protocol DaemonService: AnyObject, Sendable {
     /// Stops within `deadline` seconds.
     func stop(deadline: Int)
     func health() -> ServiceHealth
+    /// Rows for a `show` topic this service owns (nil: not one of its topics).
+    func show(_ topic: String) -> [(key: String, value: String)]?
+    /// Files it opened as root in `prepare` that the service user must own afterwards.
+    var serviceUserFiles: [String] { get }
+}
+
+extension DaemonService {
+    public func show(_ topic: String) -> [(key: String, value: String)]? { nil }
+    public var serviceUserFiles: [String] { [] }
 }
 
 /// The data-plane worker threads: one per configured data CPU, each pinned there and

@@ -29,8 +29,14 @@ public final class TunnelService: DaemonService {
         var applies = 0
     }
     private let state = Mutex(State())
+    /// Where the mirror's call detail records go; opened once, as root, in `prepare`
+    /// (nil: none written).
+    private let cdrPath: String?
+    private let cdr = Mutex<CDRWriter?>(nil)
 
-    public init() {}
+    public init(cdrPath: String? = nil) { self.cdrPath = cdrPath }
+
+    public var serviceUserFiles: [String] { cdr.withLock { $0 }.map { [$0.path] } ?? [] }
 
     /// What the terminator is built from, and the problems of a configuration it cannot carry.
     struct Plan {
@@ -70,6 +76,9 @@ public final class TunnelService: DaemonService {
         }
         if let dscp = configuration.relayDSCP.flatMap(UInt8.init(exactly:)) { plan.config.mediaDSCP = dscp }
         plan.config.udp.enabled = configuration.tunnelUDPAudio
+        if let ports = configuration.tunnelUDPPorts, let low = UInt16(exactly: ports.low), let high = UInt16(exactly: ports.high) {
+            plan.config.udp.ports = low...high
+        }
         if let ms = configuration.tunnelUDPFallbackMilliseconds {
             plan.config.udp.fallbackAfterNanos = UInt64(ms) * 1_000_000
         }
@@ -115,6 +124,11 @@ public final class TunnelService: DaemonService {
     }
 
     public func prepare(_ configuration: Configuration) {
+        if let cdrPath {
+            do { try cdr.withLock { $0 = try CDRWriter(path: cdrPath) } } catch {
+                log.error("cdr-not-written", ["path": cdrPath, "error": "\(error)"])
+            }
+        }
         let plan = Self.plan(configuration)
         for problem in plan.problems + plan.notes { log.warning("tunnel-config-problem", ["problem": problem]) }
         guard !plan.listeners.isEmpty else {
@@ -139,12 +153,13 @@ public final class TunnelService: DaemonService {
     private func start(_ plan: Plan, gatekeeperConfigured: Bool) throws {
         let terminator: Terminator
         var reachability: GatekeeperReachability?
+        let cdrWriter = cdr.withLock { $0 }
         if let mirror = plan.mirror {
             log.notice("tunnel-backend", ["backend": "mirror", "gatekeeper": "\(mirror.gatekeeper)"])
             let verdict = GatekeeperReachability()
             reachability = verdict
             terminator = try Terminator(config: plan.config, subscribers: plan.subscribers) {
-                MirrorBackend(worker: $0, config: mirror, cdr: nil, reachability: verdict)
+                MirrorBackend(worker: $0, config: mirror, cdr: cdrWriter, reachability: verdict)
             }
         } else {
             log.notice("tunnel-backend", ["backend": "lab", "reason": !gatekeeperConfigured
@@ -234,6 +249,29 @@ public final class TunnelService: DaemonService {
             log.error("tunnel-stop-late", ["deadline": "\(deadline)"])
         }
     }
+
+    /// `show tunnels|registrations|calls|relay`: what the terminator's workers published
+    /// last (each at most a second old).
+    public func show(_ topic: String) -> [(key: String, value: String)]? {
+        guard Self.topics.contains(topic) else { return nil }
+        if topic == "cdr" {
+            guard let path = cdr.withLock({ $0?.path }) else { return [("cdr", "none (no CDR file: see the log)")] }
+            let records = (try? CDRWriter.tail(path: path, count: 20)) ?? []
+            return records.isEmpty ? [("cdr", "none")] : records.enumerated().map { (key: "cdr.\($0.offset)", value: $0.element) }
+        }
+        guard let terminator = state.withLock({ $0.terminator }) else { return [(topic, "none (the tunnel service is not running)")] }
+        let rows = terminator.shared.status.flatMap { worker -> [StatusRow] in
+            switch topic {
+            case "tunnels": worker.tunnels
+            case "registrations": worker.registrations
+            case "calls": worker.calls
+            default: worker.relay
+            }
+        }
+        return rows.isEmpty ? [(topic, "none")] : rows.map { (key: $0.key, value: $0.value) }
+    }
+
+    public static let topics = ["tunnels", "registrations", "calls", "relay", "cdr"]
 
     public func health() -> ServiceHealth {
         state.withLock { state in

@@ -97,30 +97,9 @@ public struct PhoneConfiguration: Sendable {
         }
     }
 
+    /// The secret's bytes (`hex:` for any bytes, as in the appliance's subscriber table);
+    /// nil when invalid or shorter than 8 bytes.
     static func secretBytes(_ text: String) -> [UInt8]? {
-        var bytes: [UInt8]
-        if text.hasPrefix("hex:") {
-            let digits = Array(text.utf8.dropFirst(4))
-            guard digits.count % 2 == 0 else { return nil }
-            bytes = []
-            var index = 0
-            while index < digits.count {
-                guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
-                bytes.append(high << 4 | low)
-                index += 2
-            }
-        } else {
-            bytes = Array(text.utf8)
-        }
-        return bytes.count >= 8 ? bytes : nil
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
-        }
+        SecretText.bytes(text).flatMap { $0.count >= SecretText.minimumBytes ? $0 : nil }
     }
 }

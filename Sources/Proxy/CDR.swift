@@ -115,20 +115,29 @@ public final class CDRWriter: Sendable {
         _ = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
     }
 
-    /// The last `count` records of a CDR file (the CLI's view).
-    public static func tail(path: String, count: Int, limit: Int = 64 << 20) throws -> [String] {
+    /// The last `count` records of a CDR file (the CLI's view), read from its end: at most
+    /// `window` bytes (default 2 KiB a record, at least 256 KiB), whatever the file's size.
+    public static func tail(path: String, count: Int, window: Int? = nil) throws -> [String] {
+        let window = window ?? max(256 << 10, min(count, 1 << 20) * 2048)
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw CDRError.open(path, errno) }
         defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65536)
-        while bytes.count < limit {
-            let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        let size = lseek(fd, 0, SEEK_END)
+        guard size > 0 else { return [] }
+        let start = max(0, Int(size) - window)
+        var bytes = [UInt8](repeating: 0, count: Int(size) - start)
+        var filled = 0
+        while filled < bytes.count {
+            let n = bytes.withUnsafeMutableBytes { buffer -> Int in
+                guard let base = buffer.baseAddress else { return 0 }
+                return pread(fd, base + filled, buffer.count - filled, off_t(start + filled))
+            }
             if n <= 0 { break }
-            bytes += chunk[0..<n]
+            filled += n
         }
-        let lines = bytes.split(separator: UInt8(ascii: "\n")).map { String(decoding: $0, as: UTF8.self) }
-        return Array(lines.suffix(count))
+        var lines = bytes[0..<filled].split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+        if start > 0, !lines.isEmpty { lines.removeFirst() }  // began inside a record
+        return lines.suffix(count).map { String(decoding: $0, as: UTF8.self) }
     }
 }
 

@@ -18,13 +18,6 @@ public protocol TunnelBackend: AnyObject {
     func clientEnded(_ client: TunnelClient, graceExpired: Bool)
 }
 
-/// Q.850 causes the terminator itself uses when it releases calls.
-public enum ReleaseCause {
-    public static let normalClearing: UInt8 = 16
-    /// The tunnel did not come back within the grace period.
-    public static let destinationOutOfOrder: UInt8 = 27
-    public static let temporaryFailure: UInt8 = 41
-}
 
 public final class TunnelClient {
     public let alias: String

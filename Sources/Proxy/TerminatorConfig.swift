@@ -44,6 +44,9 @@ public struct TerminatorConfig: Sendable {
 /// Whether calls are offered UDP audio, and the upgrade's timings.
 public struct UDPUpgradeSettings: Sendable {
     public var enabled = true
+    /// Ports the calls' UDP legs bind to (each worker its share, least recently released
+    /// first), for a firewall in front of the appliance; nil: ports the kernel chooses.
+    public var ports: ClosedRange<UInt16>?
     public var protocolConfig = UDPUpgradeConfig()
     public var fallbackAfterNanos: UInt64 {
         get { protocolConfig.fallbackAfterNanos }
@@ -74,41 +77,12 @@ public struct SubscriberTable: Sendable {
             guard fields.count == 2 else { throw ParseError(line: number + 1, reason: "expected 'alias secret'") }
             let alias = String(fields[0])
             guard alias.utf8.count <= 255 else { throw ParseError(line: number + 1, reason: "alias longer than 255 bytes") }
-            let secretText = String(fields[1])
-            let secret: [UInt8]
-            if secretText.hasPrefix("hex:") {
-                guard let bytes = SubscriberTable.hexBytes(secretText.dropFirst(4)) else {
-                    throw ParseError(line: number + 1, reason: "invalid hex secret")
-                }
-                secret = bytes
-            } else {
-                secret = Array(secretText.utf8)
+            guard let secret = SecretText.bytes(fields[1]) else { throw ParseError(line: number + 1, reason: "invalid hex secret") }
+            guard secret.count >= SecretText.minimumBytes else {
+                throw ParseError(line: number + 1, reason: "secret shorter than \(SecretText.minimumBytes) bytes")
             }
-            guard secret.count >= 8 else { throw ParseError(line: number + 1, reason: "secret shorter than 8 bytes") }
             guard secrets[alias] == nil else { throw ParseError(line: number + 1, reason: "duplicate alias \(alias)") }
             secrets[alias] = secret
-        }
-    }
-
-    static func hexBytes(_ text: Substring) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0, !digits.isEmpty else { return nil }
-        var bytes: [UInt8] = []
-        var index = 0
-        while index < digits.count {
-            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-            index += 2
-        }
-        return bytes
-    }
-
-    private static func hexValue(_ c: UInt8) -> UInt8? {
-        switch c {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): c - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): c - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): c - UInt8(ascii: "A") + 10
-        default: nil
         }
     }
 }

@@ -4,6 +4,7 @@
 // call's RTP between the tunnel and that UDP port on the client's worker (the same
 // path the mirror's relay takes). Destinations outside 127.0.0.0/8 are refused.
 
+import Endpoint
 import Glibc
 import IO
 import Tunnel
@@ -71,7 +72,7 @@ public final class LabBackend: TunnelBackend {
             client.send(.registered(aliases: aliases.isEmpty ? [client.alias] : aliases, ttlSeconds: 300))
         case let .call(destination, codecs):
             guard channel != 0, calls.calls[channel] == nil else {
-                client.send(.hangup(cause: 81), channel: channel)  // invalid call reference
+                client.send(.hangup(cause: Q850.invalidCallReference), channel: channel)
                 return
             }
             var socket: UDPSocket?
@@ -79,27 +80,27 @@ public final class LabBackend: TunnelBackend {
             if destination.hasPrefix("udp:") {
                 guard let endpoint = IPv4Endpoint(parsing: String(destination.dropFirst(4))), endpoint.address >> 24 == 127,
                       let bound = try? UDPSocket.bound(to: .loopback(port: 0)) else {
-                    client.send(.hangup(cause: 1), channel: channel)  // unallocated number
+                    client.send(.hangup(cause: Q850.unallocatedNumber), channel: channel)
                     return
                 }
                 // Connected: each send skips the route lookup, and only the far end's datagrams arrive.
                 do { try bound.connect(endpoint) } catch {
                     bound.close()
-                    client.send(.hangup(cause: 41), channel: channel)
+                    client.send(.hangup(cause: Q850.temporaryFailure), channel: channel)
                     return
                 }
                 worker.shared.markMedia(bound)
                 socket = bound
                 target = endpoint
             } else if destination != "echo" {
-                client.send(.hangup(cause: 1), channel: channel)
+                client.send(.hangup(cause: Q850.unallocatedNumber), channel: channel)
                 return
             }
             let call = LabCall(channel: channel, client: client, worker: worker, socket: socket, target: target)
             if let socket {
                 guard let registration = try? worker.loop.register(fd: socket.fd, events: .readable, handler: call) else {
                     socket.close()
-                    client.send(.hangup(cause: 41), channel: channel)
+                    client.send(.hangup(cause: Q850.temporaryFailure), channel: channel)
                     return
                 }
                 call.registration = registration
@@ -135,7 +136,7 @@ public final class LabBackend: TunnelBackend {
         let calls = state(client)
         for call in calls.calls.values {
             call.release()
-            if !graceExpired { client.send(.hangup(cause: ReleaseCause.normalClearing), channel: call.channel) }
+            if !graceExpired { client.send(.hangup(cause: Q850.normalClearing), channel: call.channel) }
         }
         calls.calls.removeAll()
     }

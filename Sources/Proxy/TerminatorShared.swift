@@ -23,6 +23,8 @@ public final class TerminatorShared: Sendable {
     private let mediaDSCPValue: Atomic<UInt8>
     let tls: Mutex<TLSContext?>
     let resumable = Mutex<[[UInt8]: ResumeEntry]>([:])
+    /// Each worker's latest `show` rows (TerminatorStatus.swift).
+    private let statuses = Mutex<[Int: WorkerStatus]>([:])
     private let buckets = Mutex<[UInt32: (tokens: Double, stamp: UInt64)]>([:])
 
     public let connections = Atomic<Int>(0)
@@ -90,6 +92,10 @@ public final class TerminatorShared: Sendable {
     /// Replaces the UDP audio settings for calls that start from now on.
     public func replaceUDPSettings(_ settings: UDPUpgradeSettings) { udpSettings.withLock { $0 = settings } }
     public var mediaDSCP: UInt8 { mediaDSCPValue.load(ordering: .relaxed) }
+
+    func publish(_ status: WorkerStatus) { statuses.withLock { $0[status.worker] = status } }
+    /// Every worker's latest rows, in worker order (each at most a second old).
+    public var status: [WorkerStatus] { statuses.withLock { $0.values.sorted { $0.worker < $1.worker } } }
     /// Replaces the DSCP of calls that start from now on; established calls keep theirs.
     public func replaceMediaDSCP(_ dscp: UInt8) { mediaDSCPValue.store(dscp, ordering: .relaxed) }
     /// Marks a call's media socket with the current DSCP. Best effort: an unmarked packet

@@ -5,6 +5,7 @@
 // Tunnel.ApplianceUDPLeg. Backends need not know: TunnelClient.sendMedia picks the
 // path, and audio arriving here reaches the backend as if it came in MEDIA frames.
 
+import Glibc
 import IO
 import Log
 import Tunnel
@@ -21,13 +22,14 @@ final class UDPAudioLeg: IOHandler {
     init(worker: TerminatorWorker, client: TunnelClient, channel: UInt16, bindAddress: UInt32) throws {
         self.worker = worker
         self.client = client
-        socket = try UDPSocket.bound(to: IPv4Endpoint(address: bindAddress, port: 0))
+        socket = try worker.bindUDPAudioSocket(address: bindAddress)
         worker.shared.markMedia(socket)
         leg = ApplianceUDPLeg(channel: channel, key: TLSCrypto.randomBytes(UDPUpgradeWire.keySize),
                               config: worker.shared.udp.protocolConfig, crypto: OpenSSLTunnelCrypto())
         do {
             registration = try worker.loop.register(fd: socket.fd, events: .readable, handler: self)
         } catch {
+            worker.releaseUDPAudioPort(of: socket)
             socket.close()
             throw error
         }
@@ -92,11 +94,44 @@ final class UDPAudioLeg: IOHandler {
     func close() {
         if let registration { worker.loop.unregister(registration) }
         registration = nil
+        worker.releaseUDPAudioPort(of: socket)
         socket.close()
         let c = leg.counters
         worker.log.info("tunnel-udp-leg-closed", ["alias": client.alias, "channel": "\(channel)", "udp_in": "\(c.mediaReceived)",
                                                   "udp_out": "\(packetsSent)", "upgrades": "\(c.upgrades)",
                                                   "fallbacks": "\(c.fallbacks)", "probes": "\(c.probesAccepted)",
                                                   "refused": "\(c.probesRefused + c.strangersDropped)"])
+    }
+}
+
+extension TerminatorWorker {
+    /// A socket for a call's UDP leg: on the configured `ports` (this worker's share, least
+    /// recently released first; a port another program holds is skipped), or on a port
+    /// the kernel chooses when none are configured.
+    func bindUDPAudioSocket(address: UInt32) throws -> UDPSocket {
+        let range = shared.udp.ports
+        if range != udpPorts.range {
+            // A commit changed the range: a new pool (a port an open leg still holds fails
+            // to bind below and goes to the back of the queue).
+            udpPorts = (range, range.map { PortPool(range: $0, worker: index, workers: max(1, shared.config.workers)) })
+        }
+        guard range != nil else { return try UDPSocket.bound(to: IPv4Endpoint(address: address, port: 0)) }
+        var lastError: Error = SystemError("no free UDP audio port in \(range.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "-")", EADDRINUSE)
+        for _ in 0..<8 {
+            guard let port = udpPorts.pool?.take() else { break }
+            do {
+                return try UDPSocket.bound(to: IPv4Endpoint(address: address, port: port))
+            } catch {
+                udpPorts.pool?.give(port)
+                lastError = error
+            }
+        }
+        throw lastError
+    }
+
+    /// Gives a leg's port back to the pool it came from (not to a pool of another range).
+    func releaseUDPAudioPort(of socket: UDPSocket) {
+        guard let range = udpPorts.range, let port = (try? socket.localEndpoint())?.port, range.contains(port) else { return }
+        udpPorts.pool?.give(port)
     }
 }

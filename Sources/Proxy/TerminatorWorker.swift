@@ -58,6 +58,9 @@ public final class TerminatorWorker {
     private var clients: [[UInt8]: TunnelClient] = [:]
     private var nextTick: UInt64 = 0
     private static let tickInterval: UInt64 = 100_000_000
+    private var nextStatus: UInt64 = 0
+    /// This worker's share of the UDP legs' ports, and the range it was built from.
+    var udpPorts: (range: ClosedRange<UInt16>?, pool: PortPool?) = (nil, nil)
 
     init(index: Int, shared: TerminatorShared, sockets: WorkerSockets, mailboxes: [WorkerMailbox],
          control: WorkerControl) throws {
@@ -162,7 +165,14 @@ public final class TerminatorWorker {
             if let since = client.detachedSince, now &- since >= grace { endClient(client, graceExpired: true); continue }
             for leg in client.udpLegs.values { leg.tick() }
         }
+        if now >= nextStatus {
+            nextStatus = now &+ Self.statusInterval
+            publishStatus()
+        }
     }
+
+    /// The clients in alias order (what `show` lists).
+    var clientsByAlias: [TunnelClient] { clients.values.sorted { $0.alias < $1.alias } }
 
     // MARK: Accepting
 

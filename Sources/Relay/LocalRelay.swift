@@ -23,6 +23,10 @@ public final class LocalRelay {
     }
 
     public var sessionCount: Int { gatewayPorts.count }
+    public var portRange: ClosedRange<UInt16> { ports.gatewayRange }
+    /// Pairs a new session could take now, and pairs released but still in quarantine.
+    public var freePairs: Int { ports.gatewayPairsFree }
+    public var quarantinedPairs: Int { ports.gatewayPairsQuarantined }
 
     /// Opens a gateway-facing RTP/RTCP pair whose traffic goes to `sink`, marked with
     /// `dscp` (nil: unmarked). Throws `RelayError.portsExhausted` when no pair is free.

@@ -31,6 +31,11 @@ struct MediaPorts {
         }
     }
 
+    /// The gateway-side range, its pairs free now, and those released but in quarantine.
+    var gatewayRange: ClosedRange<UInt16> { gatewayPorts.range }
+    var gatewayPairsFree: Int { gatewayPorts.available - gatewayPorts.quarantined(now: monotonicNanoseconds()) }
+    var gatewayPairsQuarantined: Int { gatewayPorts.quarantined(now: monotonicNanoseconds()) }
+
     /// Puts a pair's ports back (into quarantine); the sockets are the worker's to close.
     mutating func release(port: UInt16, client: Bool) {
         let now = monotonicNanoseconds()

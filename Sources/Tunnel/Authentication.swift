@@ -4,6 +4,8 @@
 // does not hold the subscriber table. The MAC itself is computed by the caller
 // (OpenSSL in the appliance), keeping this module free of crypto libraries.
 
+import Hex
+
 /// The two cryptographic primitives the protocol needs.
 public protocol TunnelCrypto: Sendable {
     /// HMAC-SHA-256 of `message` under `key` (32 bytes).
@@ -58,5 +60,18 @@ public enum TunnelAuth {
         var difference: UInt8 = 0
         for index in a.indices { difference |= a[index] ^ b[index] }
         return difference == 0
+    }
+}
+
+/// A subscriber's secret as the appliance's subscriber table and the phone's settings
+/// write it: the text's own bytes, or `hex:` and an even number of hex digits for any bytes.
+public enum SecretText {
+    /// Shorter secrets are refused by both sides.
+    public static let minimumBytes = 8
+
+    /// The secret's bytes; nil when a `hex:` secret is not an even number of hex digits.
+    public static func bytes<S: StringProtocol>(_ text: S) -> [UInt8]? {
+        guard text.hasPrefix("hex:") else { return Array(text.utf8) }
+        return Hex.decode(text.dropFirst(4))
     }
 }

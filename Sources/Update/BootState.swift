@@ -4,6 +4,7 @@
 // Stored twice on its own partition (copies at offsets 0 and 4096, 512 bytes each).
 // Each copy is text ending in its own SHA-256; a write goes to the copy that does NOT
 // hold the newest valid record (generation % 2), so a torn write never loses both.
+import Hex
 import Glibc
 
 public enum Slot: String, Sendable, CaseIterable {

@@ -8,6 +8,7 @@
 //
 // The signature covers only the header; the header carries each image's SHA-256, so a
 // reader can check the signature before it has read (or written) one byte of payload.
+import Hex
 import Glibc
 
 public enum BundleFormat {

@@ -1,4 +1,5 @@
 // Key files and the keyring of trusted public keys.
+import Hex
 import Glibc
 
 /// Errors about key files: which file and why.

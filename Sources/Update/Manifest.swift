@@ -1,5 +1,7 @@
 // The bundle manifest: a short signed text, one field per line (docs/update.md).
 
+import Hex
+
 /// One image carried by a bundle.
 public struct ImageEntry: Equatable, Sendable {
     public let name: String

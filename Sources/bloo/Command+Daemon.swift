@@ -29,6 +29,6 @@ enum DaemonCommand {
         // A stalled console (init gives the daemon /dev/console) must cost log lines, not
         // calls: the workers log too.
         LogSink.makeStandardErrorNonBlocking()
-        return Daemon(options: options, services: [TunnelService(), LabService()]).run()
+        return Daemon(options: options, services: [TunnelService(cdrPath: options.cdrFile), LabService()]).run()
     }
 }

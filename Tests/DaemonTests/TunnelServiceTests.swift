@@ -81,6 +81,24 @@ import Testing
         }
     }
 
+    @Test func udpLegPortsFollowTheConfiguration() throws {
+        #expect(TunnelService.plan(try Configuration(text: FactoryDefault.text)).config.udp.ports == nil)
+        let ranged = TunnelService.plan(try Configuration(text: FactoryDefault.text + "set tunnel udp-audio ports 31000-31099\n"))
+        #expect(ranged.config.udp.ports == 31000...31099)
+        let clashes = [
+            "set tunnel udp-audio ports 31000-31099\nset relay ports 31050-31199\n": "overlap relay ports",
+            "set tunnel tcp 127.0.0.1:31010\nset tunnel udp-audio ports 31000-31099\n": "include tunnel listener port 31010",
+        ]
+        for (text, reason) in clashes {
+            do {
+                _ = try Configuration(text: FactoryDefault.text + text)
+                Issue.record("accepted: \(text)")
+            } catch {
+                #expect(error.description.contains(reason))
+            }
+        }
+    }
+
     @Test func mediaMarkingFollowsTheConfiguration() throws {
         let standard = TunnelService.plan(try Configuration(text: FactoryDefault.text))
         #expect(standard.config.mediaDSCP == 46)  // EF

@@ -55,6 +55,24 @@ import RTP
         #expect(throws: CDRError.self) { try CDRWriter(path: "/nonexistent-dir/cdr.log") }
     }
 
+    @Test func theLastRecordsOfALargeFileAreReadFromItsEnd() throws {
+        let path = NSTemporaryDirectory() + "cdr-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let writer = try CDRWriter(path: path)
+        for i in 0..<2000 {
+            writer.write(CallRecord(id: "c\(i)", subscriber: "a", direction: .outgoing, caller: "a", callee: "b", startMs: 0))
+        }
+        // A 4 KiB window of a file of about 800 KiB: it starts inside a record, which is left out.
+        let lines = try CDRWriter.tail(path: path, count: 3, window: 4096)
+        #expect(lines.map { $0.split(separator: " ")[1] } == ["id=c1997", "id=c1998", "id=c1999"])
+        #expect(try CDRWriter.tail(path: path, count: 100, window: 4096).count < 100)
+        #expect(try CDRWriter.tail(path: path, count: 5).count == 5)
+        let empty = NSTemporaryDirectory() + "cdr-\(UUID().uuidString).log"
+        defer { try? FileManager.default.removeItem(atPath: empty) }
+        _ = try CDRWriter(path: empty)
+        #expect(try CDRWriter.tail(path: empty, count: 5).isEmpty)
+    }
+
     @Test func portPoolsSplitBetweenWorkersWithoutOverlap() {
         var a = PortPool(range: 40000...40009, worker: 0, workers: 2)
         var b = PortPool(range: 40000...40009, worker: 1, workers: 2)

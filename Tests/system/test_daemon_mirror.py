@@ -11,6 +11,7 @@ gateway`, all on 127.0.0.1 inside a namespace made here:
   within its stop deadline;
 - the call's audio towards the gateway is marked DSCP EF, and a commit of `relay dscp`
   marks the calls that start afterwards (read off the loopback with a packet socket)."""
+import os
 import random
 import re
 import subprocess
@@ -283,4 +284,72 @@ def test_call_audio_towards_the_gateway_is_marked_and_a_commit_changes_the_mark(
     assert daemon.commit(config + "set relay dscp 0\n").startswith("ok\ncommit 3")
     marks = media_marks(ns, call("carol", CAROL_SECRET))
     assert set(marks) == {0} and sum(marks.values()) >= 50, marks
+    # The three calls' records: in the CDR file beside the configuration store (owned by the
+    # service user, who writes it after the privilege drop), and through `show cdr`.
+    cdr_file = os.path.join(os.path.dirname(daemon.config_dir), "cdr.log")
+    assert os.stat(cdr_file).st_uid == accounts.service_uid
+    records = [kv_line(line) for line in open(cdr_file).read().splitlines()]
+    assert [r["subscriber"] for r in records] == ["alice", "bob", "carol"], records
+    for record in records:
+        assert record["callee"] == "0123456" and record["codec"] in ("PCMU", "PCMA"), record
+        assert int(record["pkts_to_net"]) >= 50 and int(record["pkts_from_net"]) >= 50, record
+        assert record["lost_from_net"] == "0" and record["hangup_by"] == "client", record
+    shown = daemon.show("cdr")
+    assert [shown[f"cdr.{i}"] for i in range(3)] == open(cdr_file).read().splitlines(), shown
+    assert daemon.stop() == 0
+
+
+def kv_line(line):
+    return dict(field.split("=", 1) for field in line.split(" "))
+
+
+def test_show_tunnels_registrations_calls_and_relay_during_a_call(netns, daemons, accounts, lab, bloo):
+    """What a technician sees with `show tunnels|registrations|calls|relay` while a tunnelled
+    client is in a call through the mirror: its tunnel, its registration, the call with
+    media counters that grow, and the relay's ports; `bloo cli -c` prints the same."""
+    ns = netns("dmshow")
+    gatekeeper(lab, ns)
+    gw = lab(ns, "gateway", "gateway", "--signalling", GATEWAY, "--tone", "2000")
+    gw.wait_for("lab gateway started")
+    daemon = daemons(ns)
+    tcp_port = random.randint(20000, 29999)
+    assert daemon.commit(mirror_config(accounts.service, tcp_port)).startswith("ok\ncommit 1")
+    assert daemon.show("calls") == {"calls": "none"}
+    client = lab(ns, "client", "client", "--server", f"127.0.0.1:{tcp_port}", "--alias", "alice",
+                 "--secret", SECRET, "--call", "0123", "--tone", "1000", "--duration", "60")
+    client.wait_for("call connected channel=1")
+
+    def shown(topic, key, timeout=5):  # rows are rebuilt once a second
+        assert wait_for(lambda: key in daemon.show(topic), timeout=timeout), daemon.show(topic)
+        return daemon.show(topic)
+
+    tunnels = shown("tunnels", "tunnel.alice.state")
+    assert tunnels["tunnel.alice.state"] == "attached" and tunnels["tunnel.alice.transport"] == "tcp", tunnels
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", tunnels["tunnel.alice.peer"]), tunnels
+    registrations = shown("registrations", "registration.alice.state")
+    assert registrations["registration.alice.state"] == "registered", registrations
+    assert registrations["registration.alice.aliases"] == "alice", registrations
+    assert re.fullmatch(r"127\.0\.0\.1:\d+", registrations["registration.alice.ras"]), registrations
+    calls = shown("calls", "call.alice.1.from-net")
+    assert calls["call.alice.1.direction"] == "out" and calls["call.alice.1.callee"] == "0123", calls
+    assert calls["call.alice.1.state"] == "connected" and calls["call.alice.1.codec"] in ("PCMU", "PCMA"), calls
+    assert 42000 <= int(calls["call.alice.1.rtp-port"]) <= 42099, calls
+
+    def packets(direction):
+        return int(re.match(r"(\d+) packets, \d+ lost, jitter [\d.]+ ms, \d+ dropped", daemon.show("calls")[f"call.alice.1.{direction}"]).group(1))
+
+    first = (packets("from-net"), packets("to-net"))
+    assert wait_for(lambda: packets("from-net") > first[0] + 40 and packets("to-net") > first[1] + 40, timeout=5), daemon.show("calls")
+    relay = shown("relay", "relay.worker0.sessions")
+    assert relay["relay.worker0.sessions"] == "1" and relay["relay.worker0.ports"].startswith("42000-"), relay
+    # The same through the CLI a technician types into.
+    env = dict(os.environ, BLOO_CONTROL_SOCKET=daemon.socket)
+    shown_by_cli = subprocess.run([str(bloo), "cli", "-c", "show calls"], env=env, capture_output=True, text=True, timeout=30)
+    assert shown_by_cli.returncode == 0, shown_by_cli.stdout + shown_by_cli.stderr
+    assert re.search(r"call\.alice\.1\.state\s+connected", shown_by_cli.stdout), shown_by_cli.stdout
+    # The client vanishes without BYE: its tunnel is in the resume grace period, its call
+    # stays up meanwhile (media lost), as the tunnel protocol says.
+    client.stop()
+    assert wait_for(lambda: daemon.show("tunnels")["tunnel.alice.state"].startswith("detached"), timeout=5), daemon.show("tunnels")
+    assert daemon.show("calls")["call.alice.1.state"] == "connected"
     assert daemon.stop() == 0

@@ -12,6 +12,7 @@ import pathlib
 import random
 import shutil
 import signal
+import struct
 
 import pytest
 
@@ -134,6 +135,24 @@ def test_daemon_serves_tunnels_from_its_configuration(netns, daemons, accounts):
     channel, offer = offered.receive_type(UDP_OFFER)
     assert channel == 3 and len(offer) >= 22
     offered.close()
+    # With a port range (for a firewall in front of the appliance), the next calls' UDP legs
+    # are bound there, a call ending gives its port back behind the others.
+    reply = daemon.commit(config + "set tunnel udp-audio ports 31000-31007\n")
+    assert reply.startswith("ok\ncommit"), reply
+    ports = []
+    for attempt in range(3):
+        closed = daemon.log().count("tunnel-udp-leg-closed alias=bob")
+        ranged = connect(ns, tcp).handshake("bob", SECRETS["bob"], capabilities=0x7 | CAP_UDP_UPGRADE)
+        assert ranged.call(4 + 2 * attempt, "echo", codecs=(PCMA,)) == (PCMA, 20)
+        channel, offer = ranged.receive_type(UDP_OFFER)
+        ports.append(struct.unpack(">H", offer[:2])[0])
+        ranged.send(BYE, b"")  # the tunnel ends now (no grace period), and its call with it
+        ranged.close()
+        assert wait_for(lambda: daemon.log().count("tunnel-udp-leg-closed alias=bob") > closed, timeout=5), daemon.log()
+    assert all(31000 <= port <= 31007 for port in ports), ports
+    assert len(set(ports)) == 3, ports  # least recently released first: no port twice in a row
+    refused = daemon.commit(config + "set tunnel udp-audio ports 20000-20010\nset relay ports 20005-20100\n")
+    assert "overlap relay ports" in refused, refused
     alice.media(1, rtp_packet(100, payload_type=PCMA))
     assert alice.receive_media() == (1, 0, rtp_packet(100, payload_type=PCMA))
 
