@@ -86,7 +86,7 @@ def free_port_block(count):
         ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
     except (OSError, ValueError, IndexError):
         ephemeral_low = 32768
-    bases = list(range(10000, max(10064, ephemeral_low - count), 64))
+    bases = list(range(2048, max(2112, ephemeral_low - count), 64))
     random.shuffle(bases)
     for base in bases[:400]:
         if any(base <= port < base + count for port in RESERVED):
