@@ -133,13 +133,11 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         loop.setBatchHandler(self)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
         loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
-        if embedded {
-            // Nobody calls `runOnce` of ours: serve the backlog at the end of each of the
-            // host loop's iterations, and have the next one not wait while some is left.
-            loop.onIterationEnd { [unowned self] in
-                self.serviceBacklog()
-                if !self.backlog.isEmpty { self.loop.skipNextWait() }
-            }
+        // The backlog is served at the end of each iteration of the loop, whoever runs it
+        // (`run`, or the host of an embedded worker); the next one does not wait while some is left.
+        loop.onIterationEnd { [unowned self] in
+            self.serviceBacklog()
+            if !self.backlog.isEmpty { self.loop.skipNextWait() }
         }
         scheduleScan()
     }
@@ -158,21 +156,19 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         var lastActivity: UInt64 = 0
         while !stopped {
             var timeout: Int32 = -1
-            if !backlog.isEmpty || (spin > 0 && monotonicNanoseconds() &- lastActivity < spin) { timeout = 0 }
+            if spin > 0 && monotonicNanoseconds() &- lastActivity < spin { timeout = 0 }
             do {
                 if try loop.runOnce(timeoutMilliseconds: timeout) > 0 && spin > 0 { lastActivity = monotonicNanoseconds() }
             } catch {
                 log.error("worker loop failed", ["worker": String(index), "error": String(describing: error)])
                 return
             }
-            serviceBacklog()
         }
     }
 
     /// One loop iteration (tests drive the worker on their own thread with this).
     public func runOnce(timeoutMilliseconds: Int32) {
-        _ = try? loop.runOnce(timeoutMilliseconds: backlog.isEmpty ? timeoutMilliseconds : 0)
-        serviceBacklog()
+        _ = try? loop.runOnce(timeoutMilliseconds: timeoutMilliseconds)
     }
 
     private func serviceBacklog() {
