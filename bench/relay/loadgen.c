@@ -8,7 +8,10 @@
 // back to reading while it sends (up to a batch of sendmmsg, 100-300 us near its limit);
 // read_p50_us/read_p99_us up to the moment it read the packet, for comparison.
 //
-//   loadgen --ports FILE --src-port G --sink-port K --rate PPS|0 --duration S [--cpu C]
+// Paced, it sleeps while ahead of time and never catches up more than a millisecond of
+// lag in one go (see the send loop); --max-burst caps the datagrams per sendmmsg (64).
+//
+//   loadgen --ports FILE --src-port G --sink-port K --rate PPS|0 --duration S [--cpu C] [--max-burst N]
 // prints one line: sent= received= offered_pps= forwarded_pps= loss= p50_us= p99_us= ...
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -20,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -69,7 +73,7 @@ static int udp_socket(uint16_t port, int bufsize) {
 
 int main(int argc, char **argv) {
     const char *ports_file = NULL;
-    int src_port = 0, sink_port = 0, cpu = -1;
+    int src_port = 0, sink_port = 0, cpu = -1, max_burst = BATCH;
     double rate = 0, duration = 1.0;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--ports")) ports_file = argv[i + 1];
@@ -78,8 +82,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--rate")) rate = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--duration")) duration = atof(argv[i + 1]);
         else if (!strcmp(argv[i], "--cpu")) cpu = atoi(argv[i + 1]);
+        else if (!strcmp(argv[i], "--max-burst")) max_burst = atoi(argv[i + 1]);
         else { fprintf(stderr, "loadgen: unknown option %s\n", argv[i]); return 2; }
     }
+    if (max_burst < 1 || max_burst > BATCH) { fprintf(stderr, "loadgen: --max-burst takes 1-%d\n", BATCH); return 2; }
     if (!ports_file || !sink_port) { fprintf(stderr, "loadgen: --ports and --sink-port are required\n"); return 2; }
     if (cpu >= 0) {
         cpu_set_t set; CPU_ZERO(&set); CPU_SET(cpu, &set);
@@ -120,7 +126,8 @@ int main(int argc, char **argv) {
         rmsg[i].msg_hdr.msg_iov = &riov[i]; rmsg[i].msg_hdr.msg_iovlen = 1;
     }
     static uint64_t hist[HIST_US + 1], arrival_hist[HIST_US + 1];
-    uint64_t sent = 0, received = 0, bad = 0, sink_drops = 0, stamped = 0;
+    uint64_t sent = 0, received = 0, bad = 0, sink_drops = 0, stamped = 0, skipped = 0;
+    int64_t debt_limit = rate > 0 && rate / 1000 > BATCH ? (int64_t)(rate / 1000) : BATCH;
     int next = 0, gso = getenv("LOADGEN_NO_GSO") == NULL;
     uint64_t start = now_ns();
     uint64_t stop_send = start + (uint64_t)(duration * 1e9);
@@ -130,8 +137,12 @@ int main(int argc, char **argv) {
         uint64_t now = now_ns();
         if (now >= stop_all) break;
         if (now < stop_send) {
-            int64_t due = rate > 0 ? (int64_t)((double)(now - start) * rate / 1e9) - (int64_t)sent : BATCH;
-            if (due > BATCH) due = BATCH;
+            int64_t due = rate > 0 ? (int64_t)((double)(now - start) * rate / 1e9) - (int64_t)(sent + skipped) : BATCH;
+            // Behind by more than a millisecond (the generator was preempted or throttled):
+            // forget the debt rather than send it as one burst, which would measure the
+            // relay's queue behind that burst instead of its added latency.
+            if (due > debt_limit) { skipped += (uint64_t)(due - max_burst); due = max_burst; }
+            if (due > max_burst) due = max_burst;
             if (due > 0) {
                 for (int i = 0; i < due; i++) {
                     int s = next; next = next + 1 == streams ? 0 : next + 1;
@@ -205,6 +216,19 @@ int main(int argc, char **argv) {
                 }
             if (n < BATCH) break;
         }
+        // Paced and ahead of time: wait for the sink or the next send, whichever comes
+        // first, instead of spinning. A spinning SCHED_FIFO thread is throttled by the
+        // kernel for 50 ms of every second, and its catch-up after that was the p99.
+        if (rate > 0) {
+            uint64_t t = now_ns();
+            uint64_t next = t < stop_send ? start + (uint64_t)((double)(sent + skipped + 1) * 1e9 / rate) : stop_all;
+            if (next > t + 20000) {
+                uint64_t wait = next - t;
+                struct timespec timeout = {.tv_sec = (time_t)(wait / 1000000000ull), .tv_nsec = (long)(wait % 1000000000ull)};
+                struct pollfd p = {.fd = rx, .events = POLLIN};
+                ppoll(&p, 1, &timeout, NULL);
+            }
+        }
     }
     double seconds = (double)(send_end - start) / 1e9;
     uint64_t read50, read99, p50, p99;
@@ -215,9 +239,10 @@ int main(int argc, char **argv) {
     for (int s = 0; s < streams; s++) if (got[s] == 0) silent++;
     double loss = sent ? (double)(sent > received ? sent - received : 0) / (double)sent : 0;
     printf("streams=%d sent=%llu received=%llu offered_pps=%.0f forwarded_pps=%.0f loss=%.6f p50_us=%llu p99_us=%llu "
-           "read_p50_us=%llu read_p99_us=%llu silent_streams=%llu bad=%llu sink_drops=%llu\n",
+           "read_p50_us=%llu read_p99_us=%llu silent_streams=%llu bad=%llu sink_drops=%llu skipped=%llu\n",
            streams, (unsigned long long)sent, (unsigned long long)received, sent / seconds, received / seconds, loss,
            (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)read50, (unsigned long long)read99,
-           (unsigned long long)silent, (unsigned long long)bad, (unsigned long long)sink_drops);
+           (unsigned long long)silent, (unsigned long long)bad, (unsigned long long)sink_drops,
+           (unsigned long long)skipped);
     return 0;
 }

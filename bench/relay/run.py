@@ -47,6 +47,10 @@ RELAYS = os.environ.get("RELAYS", "bloo,cref,rtpengine").split(",")
 RELAY_CPU = int(os.environ.get("RELAY_CPU", "1"))
 LOAD_CPU = int(os.environ.get("LOAD_CPU", "0"))
 LOSS_LIMIT = 0.001
+# Latency trials send at most this many datagrams per sendmmsg: a gateway's calls arrive
+# spread out, not 64 at a time, and a packet at the end of a 64-datagram burst measures
+# the relay's queue behind its own burst (and the generator's time to send it).
+LATENCY_BURST = int(os.environ.get("LATENCY_BURST", "8"))
 MATCHED_SHARE = 0.8
 MATCHED_SECONDS = float(os.environ.get("MATCHED_SECONDS", "1.0"))
 # Rounds of the matched-rate comparison: short and interleaved, so that the median
@@ -303,7 +307,7 @@ def cpu_ns(pid):
     return total
 
 
-def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None):
+def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None, max_burst=None):
     # A pause between trials keeps each SCHED_FIFO process under the kernel's real-time
     # budget (950 ms per second): a throttled load generator would fake latency and loss.
     time.sleep(0.25 if RT else 0.05)
@@ -311,7 +315,8 @@ def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None):
     for attempt in range(3):
         done = subprocess.run(
             RT + [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
-             str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)],
+             str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)]
+            + (["--max-burst", str(max_burst)] if max_burst else []),
             capture_output=True, text=True)
         if done.returncode == 0:
             break
@@ -335,8 +340,8 @@ def write_ports(ports):
 def measure(relay, streams, ports_file, source_port, sink_port):
     state = {"ports_file": ports_file}
 
-    def run(rate, duration=TRIAL):
-        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid)
+    def run(rate, duration=TRIAL, max_burst=None):
+        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid, max_burst)
         if relay.fragile and result["loss"] > LOSS_LIMIT:
             relay.stop()
             os.unlink(state["ports_file"])
@@ -366,7 +371,7 @@ def measure(relay, streams, ports_file, source_port, sink_port):
             probe = run(factor * flat["offered_pps"])
             if probe["loss"] <= LOSS_LIMIT and probe["offered_pps"] > best["offered_pps"]:
                 best = probe
-        half = run(best["offered_pps"] / 2)
+        half = run(best["offered_pps"] / 2, max_burst=LATENCY_BURST)
         os.replace(state["ports_file"], ports_file)
         return {"sustainable": best["offered_pps"], "sustainable_loss": best["loss"], "limited": "generator",
                 "overload": flat["forwarded_pps"], "overload_offered": flat["offered_pps"],
@@ -397,7 +402,7 @@ def measure(relay, streams, ports_file, source_port, sink_port):
     sustainable = best["offered_pps"]
     cpu_at_sustainable = best["cpu_ns_per_packet"]
     over = run(3 * sustainable)
-    half = run(sustainable / 2)
+    half = run(sustainable / 2, max_burst=LATENCY_BURST)
     os.replace(state["ports_file"], ports_file)
     return {"sustainable": sustainable, "sustainable_loss": best["loss"], "limited": "relay",
             "overload": over["forwarded_pps"],
