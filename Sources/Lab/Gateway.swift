@@ -56,8 +56,8 @@ public final class LabGateway {
     let log = Logger(subsystem: "lab-gateway")
     var listener: TCPListener?
     var ras: UDPPort?
-    var rasClient: RASClient?
-    var rasTimer: TimerID?
+    /// Registration at the gatekeeper, when one is configured.
+    var rasDriver: RASDriver?
     var calls: [Int: GatewayCall] = [:]
     var nextKey = 1
     var nextCRV: UInt16 = 1
@@ -78,10 +78,13 @@ public final class LabGateway {
                 self.ras(.received(m, from: from))
             }
             ras = port
-            rasClient = RASClient(config: RASConfig(gatekeeper: gk, rasAddress: port.address, callSignalAddress: l.address,
-                                                    aliases: config.aliases, discover: true, timeToLive: 60,
-                                                    endpointType: EndpointIdentity.gateway))
-            self.ras(.start)
+            let driver = RASDriver(loop: loop, client: RASClient(config: RASConfig(
+                gatekeeper: gk, rasAddress: port.address, callSignalAddress: l.address, aliases: config.aliases,
+                discover: true, timeToLive: 60, endpointType: EndpointIdentity.gateway))
+            ) { [unowned port] bytes, to in port.send(bytes, to: to) }
+            driver.onAction = { [unowned self] action in self.rasAction(action) }
+            rasDriver = driver
+            driver.handle(.start)
         } else if config.callTo != nil {
             loop.schedule(afterNanoseconds: config.callDelayMs * 1_000_000) { [unowned self] in self.placeCall() }
         }
@@ -94,8 +97,7 @@ public final class LabGateway {
         let all = Array(calls.values)
         calls = [:]
         for call in all { call.finish() }
-        if let t = rasTimer { loop.cancel(t) }
-        rasTimer = nil
+        rasDriver?.close()
         listener?.close()
         listener = nil
         ras?.close()
@@ -104,39 +106,25 @@ public final class LabGateway {
 
     // MARK: RAS
 
-    func ras(_ event: RASEvent) {
-        guard var client = rasClient else { return }
-        let actions = client.handle(event, now: millisecondsNow())
-        rasClient = client
-        for action in actions {
-            switch action {
-            case .send(let m, let to):
-                if let bytes = try? m.encoded() { ras?.send(bytes, to: to) }
-            case .registered(let id, _):
-                log.info("registered", ["endpoint": id])
-                if config.callTo != nil {
-                    loop.schedule(afterNanoseconds: config.callDelayMs * 1_000_000) { [unowned self] in self.placeCall() }
-                }
-            case .registrationRejected(let r): log.warning("registration rejected", ["reason": "\(r)"])
-            case .registrationLost(let why): log.warning("registration lost", ["why": why])
-            case .admitted(let key, let destination, _):
-                calls[key]?.admitted(destination: destination)
-            case .admissionFailed(let key, let cause):
-                log.info("call released", ["cause": "\(cause)", "by": "gatekeeper", "reason": Q850.text(cause)])
-                calls[key]?.finish()
-            case .disengageRequested(let key):
-                calls[key]?.driver.event(.hangup(cause: Q850.normalClearing))
-            default: break
+    func ras(_ event: RASEvent) { rasDriver?.handle(event) }
+
+    private func rasAction(_ action: RASAction) {
+        switch action {
+        case .registered(let id, _):
+            log.info("registered", ["endpoint": id])
+            if config.callTo != nil {
+                loop.schedule(afterNanoseconds: config.callDelayMs * 1_000_000) { [unowned self] in self.placeCall() }
             }
-        }
-        if let t = rasTimer { loop.cancel(t) }
-        rasTimer = nil
-        if let deadline = rasClient?.nextDeadline {
-            let now = millisecondsNow()
-            rasTimer = loop.schedule(afterNanoseconds: (deadline > now ? deadline - now : 0) * 1_000_000 + 1_000_000) { [unowned self] in
-                self.rasTimer = nil
-                self.ras(.tick)
-            }
+        case .registrationRejected(let r): log.warning("registration rejected", ["reason": "\(r)"])
+        case .registrationLost(let why): log.warning("registration lost", ["why": why])
+        case .admitted(let key, let destination, _):
+            calls[key]?.admitted(destination: destination)
+        case .admissionFailed(let key, let cause):
+            log.info("call released", ["cause": "\(cause)", "by": "gatekeeper", "reason": Q850.text(cause)])
+            calls[key]?.finish()
+        case .disengageRequested(let key):
+            calls[key]?.driver.event(.hangup(cause: Q850.normalClearing))
+        default: break
         }
     }
 
@@ -195,7 +183,7 @@ public final class LabGateway {
                                        "to": info.calledNumber ?? IncomingCallInfo.text(info.destination) ?? "?",
                                        "offered": info.offeredCodecs.map(\.description).joined(separator: ",")])
             gc.start()
-            if rasClient != nil {
+            if rasDriver != nil {
                 ras(.admit(AdmissionParameters(callKey: key, callReferenceValue: Int(call.callReference), conferenceID: call.conferenceID,
                                                callIdentifier: call.callIdentifier, destination: config.aliases, source: info.source,
                                                answerCall: true)))
@@ -228,7 +216,7 @@ public final class LabGateway {
             let gc = GatewayCall(gateway: self, key: key, call: call, signalling: nil, rtp: rtp, rtcp: rtcp, h245Listener: nil)
             calls[key] = gc
             log.info("placing call", ["to": destination])
-            if rasClient != nil {
+            if rasDriver != nil {
                 ras(.admit(AdmissionParameters(callKey: key, callReferenceValue: Int(crv), conferenceID: guid, callIdentifier: guid,
                                                destination: info.destination, source: config.aliases, answerCall: false)))
             } else {
@@ -242,7 +230,7 @@ public final class LabGateway {
     func ended(_ call: GatewayCall, cause: UInt8) {
         calls[call.key] = nil
         completedCalls += 1
-        if rasClient != nil { ras(.disengage(callKey: call.key, cause: cause)) }
+        if rasDriver != nil { ras(.disengage(callKey: call.key, cause: cause)) }
     }
 }
 

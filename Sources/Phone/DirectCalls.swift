@@ -29,9 +29,8 @@ final class DirectLine {
     let codecs: [AudioCodec]
     private let ras: UDPSocket
     private var rasRegistration: Registration?
-    private var rasClient: RASClient
+    private let rasDriver: RASDriver
     private let listener: TCPListener
-    private var rasTimer: TimerID?
     private var calls: [UInt16: DirectCall] = [:]
     private var byKey: [Int: DirectCall] = [:]
     private var nextKey = 1
@@ -53,16 +52,20 @@ final class DirectLine {
         gatekeeper = live.gatekeeper
         localIP = live.local.address
         ras = live.socket
-        rasClient = live.client
+        // The socket is connected to the gatekeeper: every message goes there.
+        rasDriver = RASDriver(loop: loop, client: live.client) { [socket = live.socket] bytes, _ in
+            _ = bytes.withUnsafeBytes { send(socket.fd, $0.baseAddress, $0.count, 0) }
+        }
         self.listener = listener
         self.alias = alias
         self.codecs = codecs
         rasRegistration = try loop.register(fd: ras.fd, events: .readable, handler: ClosureHandler { [weak self] _ in self?.rasReadable() })
         listener.onAccept = { [weak self] socket, from in self?.accept(socket, from: from) }
-        scheduleRAS()
+        rasDriver.onAction = { [unowned self] action in self.rasAction(action) }
+        rasDriver.armTimer()
     }
 
-    var isRegistered: Bool { rasClient.isRegistered }
+    var isRegistered: Bool { rasDriver.isRegistered }
 
     // MARK: RAS
 
@@ -77,40 +80,23 @@ final class DirectLine {
 
     private func rasEvent(_ event: RASEvent) {
         guard !closed || event.isUnregisterTraffic else { return }
-        let actions = rasClient.handle(event, now: millisecondsNow())
-        for action in actions {
-            switch action {
-            case let .send(message, _):
-                if let bytes = try? message.encoded() { _ = bytes.withUnsafeBytes { send(ras.fd, $0.baseAddress, $0.count, 0) } }
-            case .registered:
-                break  // keep-alive RRQ confirmed
-            case let .registrationRejected(reason):
-                onRegistrationLost("the gatekeeper refused its renewal (\(reason))")
-            case let .registrationLost(reason):
-                onRegistrationLost(reason)
-            case .unregistered:
-                break
-            case let .admitted(key, destination, _):
-                byKey[key]?.admitted(destination: destination)
-            case let .admissionFailed(key, cause):
-                byKey[key]?.finish(cause: cause, byRemote: true)
-            case let .disengageRequested(key):
-                byKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
-            case .disengaged:
-                break
-            }
-        }
-        scheduleRAS()
+        rasDriver.handle(event)
     }
 
-    private func scheduleRAS() {
-        if let rasTimer { loop.cancel(rasTimer) }
-        rasTimer = nil
-        guard let deadline = rasClient.nextDeadline else { return }
-        let now = millisecondsNow()
-        rasTimer = loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
-            self?.rasTimer = nil
-            self?.rasEvent(.tick)
+    private func rasAction(_ action: RASAction) {
+        switch action {
+        case let .registrationRejected(reason):
+            onRegistrationLost("the gatekeeper refused its renewal (\(reason))")
+        case let .registrationLost(reason):
+            onRegistrationLost(reason)
+        case let .admitted(key, destination, _):
+            byKey[key]?.admitted(destination: destination)
+        case let .admissionFailed(key, cause):
+            byKey[key]?.finish(cause: cause, byRemote: true)
+        case let .disengageRequested(key):
+            byKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
+        case .send, .registered, .unregistered, .disengaged:
+            break  // sent by the driver; a keep-alive confirmed; nothing waits for these
         }
     }
 
@@ -122,7 +108,7 @@ final class DirectLine {
 
     /// ARQ, then Setup to where the gatekeeper says. Nil when no call could be started.
     func place(channel: UInt16, number: String) -> String? {
-        guard rasClient.isRegistered else { return "not registered at the gatekeeper" }
+        guard rasDriver.isRegistered else { return "not registered at the gatekeeper" }
         let call: DirectCall
         do { call = try DirectCall(line: self, channel: channel, key: nextKey) } catch {
             return "no RTP port: \(error)"
@@ -158,7 +144,7 @@ final class DirectLine {
     fileprivate func forget(_ call: DirectCall, cause: UInt8) {
         guard byKey.removeValue(forKey: call.key) != nil else { return }
         calls[call.channel] = nil
-        if rasClient.isRegistered { rasEvent(.disengage(callKey: call.key, cause: cause)) }
+        if rasDriver.isRegistered { rasEvent(.disengage(callKey: call.key, cause: cause)) }
     }
 
     private func accept(_ socket: TCPSocket, from: EndpointAddress) {
@@ -169,7 +155,7 @@ final class DirectLine {
     }
 
     private func incoming(_ setup: Q931Message, on connection: TPKTConnection) {
-        guard !closed, rasClient.isRegistered, let info = try? H323Call.describe(setup: setup) else {
+        guard !closed, rasDriver.isRegistered, let info = try? H323Call.describe(setup: setup) else {
             connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.temporaryFailure).encoded()) ?? [])
             return connection.close()
         }
@@ -201,9 +187,8 @@ final class DirectLine {
         guard !closed else { return }
         for call in Array(calls.values) { call.hangupHere(cause: Q850.normalClearing) }
         closed = true
-        if rasClient.isRegistered { rasEvent(.unregister) }
-        if let rasTimer { loop.cancel(rasTimer) }
-        rasTimer = nil
+        if rasDriver.isRegistered { rasEvent(.unregister) }
+        rasDriver.close()
         if let rasRegistration { loop.unregister(rasRegistration) }
         rasRegistration = nil
         ras.close()

@@ -140,8 +140,8 @@ final class MirrorClient {
     let signallingPort: UInt16
     let ras: UDPPort
     let listener: TCPListener
-    var rasClient: RASClient?
-    var rasTimer: TimerID?
+    /// The registration the client asked for (nil before REGISTER and after close).
+    var rasDriver: RASDriver?
     var aliases: [String] = []
     /// The client's H.235 password token (CREDENTIALS), put in the RRQ as it is: the
     /// appliance never holds this subscriber's secret.
@@ -161,9 +161,9 @@ final class MirrorClient {
         alias = client.alias
         let ip = backend.config.bindIP
         let loop = backend.loop
-        (ras, rasPort) = try Self.bind(from: &backend.rasPool, "RAS") { try UDPPort(loop: loop, address: EndpointAddress(ip: ip, port: $0)) }
+        (ras, rasPort) = try backend.rasPool.open("RAS") { try UDPPort(loop: loop, address: EndpointAddress(ip: ip, port: $0)) }
         do {
-            (listener, signallingPort) = try Self.bind(from: &backend.signallingPool, "call-signalling") {
+            (listener, signallingPort) = try backend.signallingPool.open("call-signalling") {
                 try TCPListener(loop: loop, address: EndpointAddress(ip: ip, port: $0))
             }
         } catch {
@@ -176,22 +176,6 @@ final class MirrorClient {
             self.rasEvent(.received(m, from: from))
         }
         listener.onAccept = { [unowned self] socket, from in self.accept(socket, from: from) }
-    }
-
-    /// Binds the next free port of a pool; a port another program holds is set aside
-    /// (tried again last) and the next one is tried, so one squatter costs one attempt.
-    static func bind<T>(from pool: inout PortPool, _ what: String, _ open: (UInt16) throws -> T) throws -> (T, UInt16) {
-        var lastError: Error = SystemError("\(what) port pool exhausted", 0)
-        for _ in 0..<8 {
-            guard let port = pool.take() else { break }
-            do {
-                return (try open(port), port)
-            } catch {
-                pool.give(port)
-                lastError = error
-            }
-        }
-        throw lastError
     }
 
     var publicRAS: EndpointAddress { EndpointAddress(ip: config.publicIP, port: rasPort) }
@@ -219,10 +203,14 @@ final class MirrorClient {
                 return send(.rejected(reason: RegistrationRejectReason.securityDenial.index,
                                       text: "no H.235 credentials were sent before REGISTER"))
             }
-            rasClient = RASClient(config: RASConfig(
+            rasDriver?.close()
+            let driver = RASDriver(loop: backend.loop, client: RASClient(config: RASConfig(
                 gatekeeper: config.gatekeeper, rasAddress: publicRAS, callSignalAddress: publicSignalling,
                 aliases: aliases.map(Self.alias), discover: config.discover, timeToLive: config.timeToLive, cryptoTokens: tokens))
-            rasEvent(.start)
+            ) { [unowned self] bytes, to in self.ras.send(bytes, to: to) }
+            driver.onAction = { [unowned self] action in self.rasAction(action) }
+            rasDriver = driver
+            driver.handle(.start)
         case .unregister:
             rasEvent(.unregister)
         case .call(let destination, let codecs):
@@ -249,7 +237,7 @@ final class MirrorClient {
         guard channel != 0, channel % 2 == 1, calls[channel] == nil else {
             return send(.hangup(cause: Q850.invalidCallReference), channel: channel)
         }
-        guard rasClient?.isRegistered == true else {
+        guard rasDriver?.isRegistered == true else {
             return send(.hangup(cause: Q850.temporaryFailure), channel: channel)
         }
         guard !codecs.isEmpty, let call = try? MirrorCall(owner: self, channel: channel, key: newKey(), direction: .outgoing,
@@ -279,7 +267,7 @@ final class MirrorClient {
         guard callsByKey.removeValue(forKey: call.key) != nil else { return }
         calls[call.channel] = nil
         backend.worker.shared.activeCalls.subtract(1, ordering: .relaxed)
-        if rasClient?.isRegistered == true {
+        if rasDriver?.isRegistered == true {
             rasEvent(.disengage(callKey: call.key, cause: call.record.cause))
         }
         if ending && calls.isEmpty { finishEnding() }
@@ -294,7 +282,7 @@ final class MirrorClient {
     }
 
     func incoming(_ setup: Q931Message, on connection: TPKTConnection) {
-        guard !ending, rasClient?.isRegistered == true, let info = try? H323Call.describe(setup: setup) else {
+        guard !ending, rasDriver?.isRegistered == true, let info = try? H323Call.describe(setup: setup) else {
             connection.send(packet: (try? H323Call.rejectSetup(setup, cause: Q850.temporaryFailure).encoded()) ?? [])
             return connection.close()
         }
@@ -328,45 +316,30 @@ final class MirrorClient {
 
     // MARK: RAS
 
-    func rasEvent(_ event: RASEvent) {
-        guard var ras = rasClient else { return }
-        let actions = ras.handle(event, now: millisecondsNow())
-        rasClient = ras
-        for action in actions {
-            switch action {
-            case .send(let m, let to):
-                if let bytes = try? m.encoded() { self.ras.send(bytes, to: to) }
-            case .registered(let id, let ttl):
-                log.info("mirror-registered", ["alias": alias, "endpoint": id, "ras": "\(publicRAS)"])
-                send(.registered(aliases: aliases, ttlSeconds: UInt16(clamping: ttl ?? config.timeToLive)))
-            case .registrationRejected(let reason):
-                log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)", "h235": h235 == nil ? "no" : "yes"])
-                send(.rejected(reason: reason.index, text: reason.displayText))
-            case .registrationLost(let why):
-                log.warning("mirror-registration-lost", ["alias": alias, "why": why])
-            case .unregistered:
-                if ending { finishEnding() } else { send(.rejected(reason: 410, text: "unregistered")) }
-            case .admitted(let key, let destination, _):
-                callsByKey[key]?.admitted(destination: destination)
-            case .admissionFailed(let key, let cause):
-                callsByKey[key]?.failed(cause: cause, by: .network)
-            case .disengageRequested(let key):
-                callsByKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
-            case .disengaged:
-                if ending && calls.isEmpty { finishEnding() }
-            }
-        }
-        scheduleRAS()
-    }
+    func rasEvent(_ event: RASEvent) { rasDriver?.handle(event) }
 
-    func scheduleRAS() {
-        if let t = rasTimer { backend.loop.cancel(t) }
-        rasTimer = nil
-        guard let deadline = rasClient?.nextDeadline else { return }
-        let now = millisecondsNow()
-        rasTimer = backend.loop.schedule(afterNanoseconds: ((deadline > now ? deadline - now : 0) + 1) * 1_000_000) { [weak self] in
-            self?.rasTimer = nil
-            self?.rasEvent(.tick)
+    private func rasAction(_ action: RASAction) {
+        switch action {
+        case .send:
+            break  // sent by the driver
+        case .registered(let id, let ttl):
+            log.info("mirror-registered", ["alias": alias, "endpoint": id, "ras": "\(publicRAS)"])
+            send(.registered(aliases: aliases, ttlSeconds: UInt16(clamping: ttl ?? config.timeToLive)))
+        case .registrationRejected(let reason):
+            log.info("mirror-rejected", ["alias": alias, "reason": "\(reason)", "h235": h235 == nil ? "no" : "yes"])
+            send(.rejected(reason: reason.index, text: reason.displayText))
+        case .registrationLost(let why):
+            log.warning("mirror-registration-lost", ["alias": alias, "why": why])
+        case .unregistered:
+            if ending { finishEnding() } else { send(.rejected(reason: 410, text: "unregistered")) }
+        case .admitted(let key, let destination, _):
+            callsByKey[key]?.admitted(destination: destination)
+        case .admissionFailed(let key, let cause):
+            callsByKey[key]?.failed(cause: cause, by: .network)
+        case .disengageRequested(let key):
+            callsByKey[key]?.driver.event(.hangup(cause: Q850.normalClearing))
+        case .disengaged:
+            if ending && calls.isEmpty { finishEnding() }
         }
     }
 
@@ -381,13 +354,13 @@ final class MirrorClient {
     private var urqSent = false
 
     func finishEnding() {
-        if !urqSent, rasClient?.isRegistered == true {
+        if !urqSent, rasDriver?.isRegistered == true {
             urqSent = true
             rasEvent(.unregister)
             return
         }
         // Wait for UCF (or the URQ's last timeout): the RAS port must stay open for it.
-        if urqSent, let state = rasClient?.state, state == .unregistering { return }
+        if urqSent, let state = rasDriver?.client.state, state == .unregistering { return }
         close()
     }
 
@@ -396,9 +369,8 @@ final class MirrorClient {
     func close() {
         guard !closed else { return }  // ports go back to the pools exactly once
         closed = true
-        if let t = rasTimer { backend.loop.cancel(t) }
-        rasTimer = nil
-        rasClient = nil
+        rasDriver?.close()
+        rasDriver = nil
         ras.close()
         listener.close()
         backend.rasPool.give(rasPort)
@@ -425,8 +397,10 @@ final class MirrorCall {
         // Where the gateway receives: announced to the relay, which also accepts the
         // gateway's media from that address only (and latches its source port).
         didSet {
-            if let remote = transmit?.remoteRTP, remote != oldValue?.remoteRTP {
-                relay.updateRemote(media, side: .gateway, to: IPv4Endpoint(address: remote.ip, port: remote.port))
+            if let remote = transmit?.remoteRTP, remote != oldValue?.remoteRTP || transmit?.remoteRTCP != oldValue?.remoteRTCP {
+                // RTCP where H.245's mediaControlChannel says, else the RTP port + 1.
+                relay.updateRemote(media, side: .gateway, to: IPv4Endpoint(address: remote.ip, port: remote.port),
+                                   rtcp: transmit?.remoteRTCP.map { IPv4Endpoint(address: $0.ip, port: $0.port) })
             }
         }
     }

@@ -48,33 +48,3 @@ extension MirrorConfig {
         return UInt16(start)...UInt16(start + 2 * perWorker - 1)
     }
 }
-
-/// The RAS or call-signalling ports of one pool that belong to one worker (worker i of n
-/// takes every n-th), so that workers never contend for a port. Handed out least recently
-/// released first: a port a client gave back is reused only after every other free port,
-/// so late answers for the old owner (a gatekeeper's, a gateway's) do not reach the new one.
-struct PortPool {
-    /// Free ports in the order they are handed out, from `head` on.
-    private var free: [UInt16]
-    private var head = 0
-
-    init(range: ClosedRange<UInt16>, worker: Int, workers: Int) {
-        free = range.enumerated().compactMap { slot, port in slot % max(1, workers) == worker ? port : nil }
-    }
-
-    var available: Int { free.count - head }
-
-    mutating func take() -> UInt16? {
-        guard head < free.count else { return nil }
-        let port = free[head]
-        head += 1
-        if head >= 64 && head * 2 >= free.count {  // drop the taken prefix now and then
-            free.removeFirst(head)
-            head = 0
-        }
-        return port
-    }
-
-    /// A released port, or one another program holds: back of the queue.
-    mutating func give(_ port: UInt16) { free.append(port) }
-}

@@ -6,12 +6,12 @@ extension MirrorBackend: StatusReporting {
     func addStatus(of client: TunnelClient, to status: inout WorkerStatus) {
         guard let m = mirror(client) else { return }
         let key = "registration.\(StatusRow.component(m.alias))"
-        let registered = m.rasClient?.isRegistered == true
+        let registered = m.rasDriver?.client.isRegistered == true
         status.registrations += [StatusRow("\(key).state", registered ? "registered" : "not registered"),
                                  StatusRow("\(key).aliases", m.aliases.joined(separator: ",")),
                                  StatusRow("\(key).ras", "\(m.publicRAS)"),
                                  StatusRow("\(key).signalling", "\(m.publicSignalling)")]
-        if registered, let id = m.rasClient?.endpointIdentifier {
+        if registered, let id = m.rasDriver?.client.endpointIdentifier {
             status.registrations.append(StatusRow("\(key).endpoint-id", id))
         }
         let now = wallClockMilliseconds()

@@ -112,21 +112,15 @@ extension TerminatorWorker {
         let range = shared.udp.ports
         if range != udpPorts.range {
             // A commit changed the range: a new pool (a port an open leg still holds fails
-            // to bind below and goes to the back of the queue).
+            // to bind below and goes to the back of the queue, once: see PortPool.give).
             udpPorts = (range, range.map { PortPool(range: $0, worker: index, workers: max(1, shared.config.workers)) })
         }
-        guard range != nil else { return try UDPSocket.bound(to: IPv4Endpoint(address: address, port: 0)) }
-        var lastError: Error = SystemError("no free UDP audio port in \(range.map { "\($0.lowerBound)-\($0.upperBound)" } ?? "-")", EADDRINUSE)
-        for _ in 0..<8 {
-            guard let port = udpPorts.pool?.take() else { break }
-            do {
-                return try UDPSocket.bound(to: IPv4Endpoint(address: address, port: port))
-            } catch {
-                udpPorts.pool?.give(port)
-                lastError = error
-            }
+        if let range, let opened = try udpPorts.pool?.open("UDP audio (\(range.lowerBound)-\(range.upperBound))", {
+            try UDPSocket.bound(to: IPv4Endpoint(address: address, port: $0))
+        }) {
+            return opened.0
         }
-        throw lastError
+        return try UDPSocket.bound(to: IPv4Endpoint(address: address, port: 0))
     }
 
     /// Gives a leg's port back to the pool it came from (not to a pool of another range).

@@ -4,14 +4,14 @@ import IO
 /// benchmark): one request per line on stdin, one answer or event per line on stdout.
 ///
 ///     create [gateway=IP[:PORT]] [client=IP[:PORT]] [mux=gateway|client|both]
-///     remote ID gateway|client IP:PORT
+///     remote ID gateway|client IP:PORT [rtcp=IP:PORT]
 ///     mode ID active|hold
 ///     stats ID
 ///     destroy ID
 ///     quit
 public enum ControlRequest: Equatable {
     case create(gateway: IPv4Endpoint?, client: IPv4Endpoint?, muxGateway: Bool, muxClient: Bool)
-    case remote(SessionID, Side, IPv4Endpoint)
+    case remote(SessionID, Side, IPv4Endpoint, rtcp: IPv4Endpoint?)
     case mode(SessionID, SessionMode)
     case stats(SessionID)
     case destroy(SessionID)
@@ -50,11 +50,19 @@ public enum ControlLines {
             }
             return .success(.create(gateway: gateway, client: client, muxGateway: muxGateway, muxClient: muxClient))
         case "remote":
-            guard rest.count == 3, let id = sessionID(rest[0]), let side = side(rest[1]),
+            let usage = ControlLineError("usage: remote ID gateway|client IP:PORT [rtcp=IP:PORT]")
+            guard rest.count == 3 || rest.count == 4, let id = sessionID(rest[0]), let side = side(rest[1]),
                   let endpoint = IPv4Endpoint(parsing: rest[2]) else {
-                return .failure(.init("usage: remote ID gateway|client IP:PORT"))
+                return .failure(usage)
             }
-            return .success(.remote(id, side, endpoint))
+            var rtcp: IPv4Endpoint?
+            if rest.count == 4 {
+                guard rest[3].hasPrefix("rtcp="), let parsed = IPv4Endpoint(parsing: String(rest[3].dropFirst(5))) else {
+                    return .failure(usage)
+                }
+                rtcp = parsed
+            }
+            return .success(.remote(id, side, endpoint, rtcp: rtcp))
         case "mode":
             guard rest.count == 2, let id = sessionID(rest[0]) else { return .failure(.init("usage: mode ID active|hold")) }
             switch rest[1] {

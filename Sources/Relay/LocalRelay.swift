@@ -42,9 +42,10 @@ public final class LocalRelay {
         return SessionInfo(id: id, worker: worker.index, gatewayPort: pair.port, clientPort: nil)
     }
 
-    /// Signalling announced (or changed) where a side's media comes from and goes to.
-    public func updateRemote(_ id: SessionID, side: Side, to endpoint: IPv4Endpoint) {
-        worker.apply(.updateRemote(id, side, endpoint))
+    /// Signalling announced (or changed) where a side's media comes from and goes to;
+    /// `rtcp` when RTCP is announced apart (nil: the RTP port + 1).
+    public func updateRemote(_ id: SessionID, side: Side, to endpoint: IPv4Endpoint, rtcp: IPv4Endpoint? = nil) {
+        worker.apply(.updateRemote(id, side, endpoint, rtcp: rtcp))
     }
 
     public func setMode(_ id: SessionID, _ mode: SessionMode) { worker.apply(.setMode(id, mode)) }

@@ -105,7 +105,9 @@ public enum ClientLeg {
 /// What the control plane asks a worker to do.
 public enum RelayCommand {
     case create(SessionSetup)
-    case updateRemote(SessionID, Side, IPv4Endpoint)
+    /// `rtcp`: the RTCP endpoint signalling announced, when not the RTP port + 1
+    /// (H.245's mediaControlChannel, SDP's a=rtcp).
+    case updateRemote(SessionID, Side, IPv4Endpoint, rtcp: IPv4Endpoint? = nil)
     case setMode(SessionID, SessionMode)
     case destroy(SessionID)
     case requestStats(SessionID)

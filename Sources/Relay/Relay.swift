@@ -93,8 +93,8 @@ public final class Relay {
         return info
     }
 
-    public func updateRemote(_ id: SessionID, side: Side, to endpoint: IPv4Endpoint) throws {
-        try send(.updateRemote(id, side, endpoint), to: id)
+    public func updateRemote(_ id: SessionID, side: Side, to endpoint: IPv4Endpoint, rtcp: IPv4Endpoint? = nil) throws {
+        try send(.updateRemote(id, side, endpoint, rtcp: rtcp), to: id)
     }
 
     public func setMode(_ id: SessionID, _ mode: SessionMode) throws {

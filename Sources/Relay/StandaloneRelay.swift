@@ -66,8 +66,8 @@ public final class StandaloneRelay {
                     let info = try relay.createSession(gatewayAnnounced: gateway, client: .udp(announced: client),
                                                        rtcpMux: (muxGateway, muxClient))
                     write("ok id=\(info.id) worker=\(info.worker) gateway_port=\(info.gatewayPort) client_port=\(info.clientPort ?? 0)")
-                case let .remote(id, side, endpoint):
-                    try relay.updateRemote(id, side: side, to: endpoint)
+                case let .remote(id, side, endpoint, rtcp):
+                    try relay.updateRemote(id, side: side, to: endpoint, rtcp: rtcp)
                     write("ok")
                 case let .mode(id, mode):
                     try relay.setMode(id, mode)

@@ -16,9 +16,13 @@ struct LegState {
     var rtcpFD: Int32 = -1
     /// Address signalling announced (0: none) and the endpoint to send to before latching.
     var announcedAddress: UInt32 = 0
+    /// The address RTCP may come from: the announced RTCP endpoint's, else `announcedAddress`.
+    var announcedRTCPAddress: UInt32 = 0
     var rtpRemote: IPv4Endpoint?
     var rtcpRemote: IPv4Endpoint?
     var announcedRTP: IPv4Endpoint?
+    /// RTCP's own announced endpoint (nil: the RTP port + 1).
+    var announcedRTCP: IPv4Endpoint?
     var rtcpMux = false
     var kernelDropsRTP: UInt32 = 0
     var kernelDropsRTCP: UInt32 = 0
@@ -29,18 +33,23 @@ struct LegState {
     var rtcpDestination: IPv4Endpoint? {
         if rtcpMux { return rtpDestination }
         if let rtcpRemote { return rtcpRemote }
+        if let announcedRTCP { return announcedRTCP }
         guard let rtp = announcedRTP, rtp.port < UInt16.max else { return nil }
         return IPv4Endpoint(address: rtp.address, port: rtp.port + 1)
     }
 
-    mutating func announce(_ endpoint: IPv4Endpoint) {
+    mutating func announce(_ endpoint: IPv4Endpoint, rtcp: IPv4Endpoint? = nil) {
         // A new address voids the latch: the new peer latches with its first packet.
         if endpoint.address != announcedAddress {
             rtpRemote = nil
             rtcpRemote = nil
+        } else if let rtcp, rtcp.address != announcedRTCPAddress {
+            rtcpRemote = nil
         }
         announcedAddress = endpoint.address
         announcedRTP = endpoint.port != 0 ? endpoint : nil
+        announcedRTCP = rtcp.flatMap { $0.port != 0 ? $0 : nil }
+        announcedRTCPAddress = rtcp?.address ?? endpoint.address
     }
 }
 
@@ -273,7 +282,8 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
                 let source = receiveBatch.source(at: i)
                 let remote = rtcpSocket ? from.rtcpRemote : from.rtpRemote
                 let decision = Latching.decide(source: source, remote: remote,
-                                               announcedAddress: from.announcedAddress, anyAddress: anyAddress)
+                                               announcedAddress: rtcpSocket ? from.announcedRTCPAddress : from.announcedAddress,
+                                               anyAddress: anyAddress)
                 if decision == .reject { from.counters.drops.wrongSource &+= 1; continue }
                 let raw = UnsafeRawBufferPointer(start: bytes, count: length)
                 var isRTCP = rtcpSocket
@@ -418,9 +428,9 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     public func apply(_ command: RelayCommand) {
         switch command {
         case .create(let setup): create(setup)
-        case .updateRemote(let id, let side, let endpoint):
+        case .updateRemote(let id, let side, let endpoint, let rtcp):
             guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
-            if side == .gateway { table[slot].gateway.announce(endpoint) } else { table[slot].client.announce(endpoint) }
+            if side == .gateway { table[slot].gateway.announce(endpoint, rtcp: rtcp) } else { table[slot].client.announce(endpoint, rtcp: rtcp) }
         case .setMode(let id, let mode):
             guard let slot = slotByID[id] else { return emit(.unknownSession(id)) }
             table[slot].mode = mode

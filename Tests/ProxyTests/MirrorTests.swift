@@ -104,6 +104,44 @@ import RTP
         #expect(pool.take() == 40000)
     }
 
+    /// After a range change the terminator's new pool holds the ports open legs still
+    /// use: the failed bind gives one back, and so does the leg when it ends.
+    @Test func aPortGivenBackTwiceIsQueuedOnce() {
+        var pool = PortPool(range: 40000...40002, worker: 0, workers: 1)
+        #expect(pool.take() == 40000)
+        pool.give(40000)
+        pool.give(40000)
+        pool.give(40001)  // still free: not queued a second time
+        #expect(pool.available == 3)
+        var handedOut: [UInt16] = []
+        while let port = pool.take() { handedOut.append(port) }
+        #expect(handedOut == [40001, 40002, 40000])
+    }
+
+    @Test func openSkipsPortsThatFailAndGivesUpAfterEightAttempts() throws {
+        struct Taken: Error {}
+        var pool = PortPool(range: 40000...40019, worker: 0, workers: 1)
+        // 40000 and 40001 are held by another program: the third port opens.
+        var tried: [UInt16] = []
+        let (opened, port) = try pool.open("test") { port -> UInt16 in
+            tried.append(port)
+            if port < 40002 { throw Taken() }
+            return port
+        }
+        #expect(opened == 40002 && port == 40002)
+        #expect(tried == [40000, 40001, 40002])
+        // The squatted ports went to the back of the queue, behind every other free port.
+        #expect(pool.available == 19)
+        // Nothing opens: eight attempts, the last error, and every port still queued once.
+        tried = []
+        #expect(throws: Taken.self) { try pool.open("test") { port -> UInt16 in tried.append(port); throw Taken() } }
+        #expect(tried == Array(40003...40010))
+        #expect(pool.available == 19)
+        var handedOut: [UInt16] = []
+        while let port = pool.take() { handedOut.append(port) }
+        #expect(handedOut == Array(40011...40019) + [40000, 40001] + Array(40003...40010))
+    }
+
     @Test func rtpBlocksAreWholePairsOnePerWorker() {
         var config = MirrorConfig(gatekeeper: EndpointAddress(ip: 0x7f00_0001, port: 1719), publicIP: 0x7f00_0001,
                                   rtpPorts: 50001...50010)

@@ -221,6 +221,34 @@ import AllocCounting
         }
     }
 
+    @Test func sendsRTCPWhereSignallingAnnouncedIt() throws {
+        // H.245's mediaControlChannel (or SDP's a=rtcp) may put RTCP on a port of its own,
+        // not the RTP port + 1.
+        try withSession { relay, gateway, client, info in
+            let gatewayRTCP = try Peer()
+            try relay.updateRemote(info.id, side: .gateway, to: gateway.endpoint, rtcp: gatewayRTCP.endpoint)
+            usleep(20_000)
+            let rr: [UInt8] = [0x80, 201, 0, 1, 0, 0, 0, 7]
+            client.send(rr, to: .loopback(port: info.clientPort! + 1))
+            let got = gatewayRTCP.receive(count: 1)
+            #expect(got.map(\.bytes) == [rr])
+            #expect(got.first?.from == .loopback(port: info.gatewayPort + 1))
+            // The gateway's RTCP from there is relayed back (its address is the announced one).
+            gatewayRTCP.send(rr, to: .loopback(port: info.gatewayPort + 1))
+            #expect(client.receive(count: 1).map(\.bytes) == [rr])
+            let s = try #require(try stats(relay, info.id))
+            #expect(s.fromGateway.rtcpPackets == 1 && s.fromClient.rtcpPackets == 1)
+            #expect(s.fromGateway.drops.wrongSource == 0 && s.fromClient.drops.noDestination == 0)
+        }
+        // The standalone relay's control line carries it too.
+        let rtp = try #require(IPv4Endpoint("127.0.0.1", port: 4000)), rtcp = try #require(IPv4Endpoint("127.0.0.1", port: 4009))
+        #expect(ControlLines.parse("remote 3 gateway 127.0.0.1:4000 rtcp=127.0.0.1:4009") == .success(.remote(SessionID(3), .gateway, rtp, rtcp: rtcp)))
+        #expect(ControlLines.parse("remote 3 gateway 127.0.0.1:4000") == .success(.remote(SessionID(3), .gateway, rtp, rtcp: nil)))
+        for bad in ["remote 3 gateway 127.0.0.1:4000 rtcp=4009", "remote 3 gateway 127.0.0.1:4000 127.0.0.1:4009"] {
+            #expect(ControlLines.parse(bad) == .failure(ControlLineError("usage: remote ID gateway|client IP:PORT [rtcp=IP:PORT]")))
+        }
+    }
+
     @Test func marksDSCPExpeditedForwarding() throws {
         try withSession { _, gateway, client, info in
             try client.socket.enableReceiveTOS()
