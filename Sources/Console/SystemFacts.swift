@@ -74,7 +74,8 @@ enum SystemFacts {
                 continue
             }
             let index = result.firstIndex { $0.name == name }!
-            result[index].addresses.append(String(cString: text) + "/\(prefix)")
+            let printed = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            result[index].addresses.append(printed + "/\(prefix)")
         }
         return result
     }

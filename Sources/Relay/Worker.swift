@@ -141,13 +141,6 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
         table = .allocate(capacity: tableCapacity)
         loop.setBatchHandler(self)
         try loop.register(fd: wakeup.fd, events: .readable, handler: self, tag: UInt64.max)
-        loop.onIterationEnd { [unowned self] in self.flushTunnelBatch() }
-        // The backlog is served at the end of each iteration of the loop, whoever runs it
-        // (`run`, or the host of an embedded worker); the next one does not wait while some is left.
-        loop.onIterationEnd { [unowned self] in
-            self.serviceBacklog()
-            if !self.backlog.isEmpty { self.loop.skipNextWait() }
-        }
         scheduleScan()
     }
 
@@ -178,6 +171,15 @@ public final class RelayWorker: IOHandler, IOBatchHandler, @unchecked Sendable {
     /// One loop iteration (tests drive the worker on their own thread with this).
     public func runOnce(timeoutMilliseconds: Int32) {
         _ = try? loop.runOnce(timeoutMilliseconds: timeoutMilliseconds)
+    }
+
+    /// End of each iteration of the loop, whoever runs it (`run`, or the host of an
+    /// embedded worker): the tunnel's media goes out, and the backlog is served; the next
+    /// iteration does not wait while some is left.
+    public func iterationEnded() {
+        flushTunnelBatch()
+        serviceBacklog()
+        if !backlog.isEmpty { loop.skipNextWait() }
     }
 
     private func serviceBacklog() {
