@@ -66,10 +66,10 @@ public final class EventLoop {
     private let events: UnsafeMutablePointer<epoll_event>
     private let maxEvents: Int32
     private var running = false
-    /// The loop's batch handler and its descriptors, marked in epoll's data word.
     // Unchecked exclusivity on what every iteration touches: the loop runs on one thread,
-    // and no access to these is held across a call out to a handler, hook or timer body
+    // and no access to these is held across a call out to a handler or timer body
     // (the dynamic checks were about half of the loop's own per-iteration cost).
+    /// The loop's batch handler and its descriptors, marked in epoll's data word.
     @exclusivity(unchecked) private var batchHandler: IOBatchHandler?
     private let batchReady: UnsafeMutablePointer<ReadyEvent>
     private static let batchMark: UInt64 = 1 << 63
