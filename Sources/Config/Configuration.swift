@@ -237,19 +237,15 @@ public struct Configuration: Equatable, Sendable {
             fail(first(["gatekeeper", "verifies-unknown-subscribers"]),
                  "'gatekeeper verifies-unknown-subscribers' needs 'gatekeeper address'")
         }
-        if let relayPorts {
-            for address in listening where (relayPorts.low...relayPorts.high).contains(address.port) {
-                fail(first(["relay", "ports"]), "relay ports \(relayPorts) include tunnel listener port \(address.port)")
+        // UDP port ranges must leave the tunnel's listeners alone, and each other.
+        for (path, range) in [(["relay", "ports"], relayPorts), (["tunnel", "udp-audio", "ports"], tunnelUDPPorts)] {
+            guard let range else { continue }
+            for address in listening where (range.low...range.high).contains(address.port) {
+                fail(first(path), "\(path.joined(separator: " ")) \(range) include tunnel listener port \(address.port)")
             }
         }
-        if let udp = tunnelUDPPorts {
-            let path = ["tunnel", "udp-audio", "ports"]
-            for address in listening where (udp.low...udp.high).contains(address.port) {
-                fail(first(path), "tunnel udp-audio ports \(udp) include tunnel listener port \(address.port)")
-            }
-            if let relayPorts, udp.low <= relayPorts.high, relayPorts.low <= udp.high {
-                fail(first(path), "tunnel udp-audio ports \(udp) overlap relay ports \(relayPorts)")
-            }
+        if let udp = tunnelUDPPorts, let relayPorts, udp.low <= relayPorts.high, relayPorts.low <= udp.high {
+            fail(first(["tunnel", "udp-audio", "ports"]), "tunnel udp-audio ports \(udp) overlap relay ports \(relayPorts)")
         }
 
         var subscribers: [Subscriber] = []

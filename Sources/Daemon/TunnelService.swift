@@ -251,7 +251,7 @@ public final class TunnelService: DaemonService {
     }
 
     /// `show tunnels|registrations|calls|relay`: what the terminator's workers published
-    /// last (each at most a second old).
+    /// last (each at most a second old); `show cdr`: the last call detail records.
     public func show(_ topic: String) -> [(key: String, value: String)]? {
         guard Self.topics.contains(topic) else { return nil }
         if topic == "cdr" {

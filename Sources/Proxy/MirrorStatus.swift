@@ -26,15 +26,17 @@ extension MirrorBackend: StatusReporting {
                              StatusRow("\(key).duration-s", "\((now &- (record.connectMs ?? now)) / 1000)"),
                              StatusRow("\(key).rtp-port", "\(call.rtpPort)")]
             if let counters = call.relay.stats(call.media) {
-                let fromNetwork = MediaSummary(counters.fromGateway.stream), toNetwork = MediaSummary(counters.fromClient.stream)
-                status.calls += [
-                    StatusRow("\(key).from-net", "\(fromNetwork.packets) packets, \(fromNetwork.lost) lost, jitter "
-                              + "\(CallRecord.fixed(fromNetwork.jitterMs, 1)) ms, \(counters.fromGateway.drops.total) dropped"),
-                    StatusRow("\(key).to-net", "\(toNetwork.packets) packets, \(toNetwork.lost) lost, jitter "
-                              + "\(CallRecord.fixed(toNetwork.jitterMs, 1)) ms, \(counters.fromClient.drops.total) dropped"),
-                ]
+                status.calls += [StatusRow("\(key).from-net", Self.mediaText(counters.fromGateway)),
+                                 StatusRow("\(key).to-net", Self.mediaText(counters.fromClient))]
             }
         }
+    }
+
+    /// One direction of a call's media: "N packets, N lost, jitter X ms, N dropped".
+    private static func mediaText(_ counters: DirectionCounters) -> String {
+        let media = MediaSummary(counters.stream)
+        return "\(media.packets) packets, \(media.lost) lost, jitter \(CallRecord.fixed(media.jitterMs, 1)) ms, "
+            + "\(counters.drops.total) dropped"
     }
 
     func addWorkerStatus(to status: inout WorkerStatus) {

@@ -18,7 +18,6 @@ public protocol TunnelBackend: AnyObject {
     func clientEnded(_ client: TunnelClient, graceExpired: Bool)
 }
 
-
 public final class TunnelClient {
     public let alias: String
     public let resumeToken: [UInt8]

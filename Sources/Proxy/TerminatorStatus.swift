@@ -28,17 +28,12 @@ public struct StatusRow: Sendable, Equatable {
 /// One worker's rows, by topic.
 public struct WorkerStatus: Sendable {
     public var worker: Int
-    /// When it was taken (monotonic nanoseconds).
-    public var takenAt: UInt64
     public var tunnels: [StatusRow] = []
     public var registrations: [StatusRow] = []
     public var calls: [StatusRow] = []
     public var relay: [StatusRow] = []
 
-    public init(worker: Int, takenAt: UInt64) {
-        self.worker = worker
-        self.takenAt = takenAt
-    }
+    public init(worker: Int) { self.worker = worker }
 }
 
 /// A backend with registrations, calls and media to show (the mirror).
@@ -54,7 +49,7 @@ extension TerminatorWorker {
     static let statusInterval: UInt64 = 1_000_000_000
 
     func publishStatus() {
-        var status = WorkerStatus(worker: index, takenAt: now)
+        var status = WorkerStatus(worker: index)
         let reporter = backend as? StatusReporting
         for client in clientsByAlias {
             let key = "tunnel.\(StatusRow.component(client.alias))"

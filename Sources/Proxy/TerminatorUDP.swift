@@ -110,12 +110,12 @@ extension TerminatorWorker {
     /// the kernel chooses when none are configured.
     func bindUDPAudioSocket(address: UInt32) throws -> UDPSocket {
         let range = shared.udp.ports
-        if range != udpPorts.range {
+        if range != udpPorts?.range {
             // A commit changed the range: a new pool (a port an open leg still holds fails
             // to bind below and goes to the back of the queue, once: see PortPool.give).
-            udpPorts = (range, range.map { PortPool(range: $0, worker: index, workers: max(1, shared.config.workers)) })
+            udpPorts = range.map { ($0, PortPool(range: $0, worker: index, workers: max(1, shared.config.workers))) }
         }
-        if let range, let opened = try udpPorts.pool?.open("UDP audio (\(range.lowerBound)-\(range.upperBound))", {
+        if let range, let opened = try udpPorts?.pool.open("UDP audio (\(range.lowerBound)-\(range.upperBound))", {
             try UDPSocket.bound(to: IPv4Endpoint(address: address, port: $0))
         }) {
             return opened.0
@@ -125,7 +125,7 @@ extension TerminatorWorker {
 
     /// Gives a leg's port back to the pool it came from (not to a pool of another range).
     func releaseUDPAudioPort(of socket: UDPSocket) {
-        guard let range = udpPorts.range, let port = (try? socket.localEndpoint())?.port, range.contains(port) else { return }
-        udpPorts.pool?.give(port)
+        guard let range = udpPorts?.range, let port = (try? socket.localEndpoint())?.port, range.contains(port) else { return }
+        udpPorts?.pool.give(port)
     }
 }

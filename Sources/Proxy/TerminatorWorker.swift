@@ -59,8 +59,9 @@ public final class TerminatorWorker {
     private var nextTick: UInt64 = 0
     private static let tickInterval: UInt64 = 100_000_000
     private var nextStatus: UInt64 = 0
-    /// This worker's share of the UDP legs' ports, and the range it was built from.
-    var udpPorts: (range: ClosedRange<UInt16>?, pool: PortPool?) = (nil, nil)
+    /// This worker's share of the UDP legs' ports, and the range it was built from (nil:
+    /// no range configured, the kernel chooses).
+    var udpPorts: (range: ClosedRange<UInt16>, pool: PortPool)?
 
     init(index: Int, shared: TerminatorShared, sockets: WorkerSockets, mailboxes: [WorkerMailbox],
          control: WorkerControl) throws {

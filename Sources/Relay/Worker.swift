@@ -16,24 +16,26 @@ struct LegState {
     var rtcpFD: Int32 = -1
     /// Address signalling announced (0: none) and the endpoint to send to before latching.
     var announcedAddress: UInt32 = 0
-    /// The address RTCP may come from: the announced RTCP endpoint's, else `announcedAddress`.
-    var announcedRTCPAddress: UInt32 = 0
     var rtpRemote: IPv4Endpoint?
     var rtcpRemote: IPv4Endpoint?
     var announcedRTP: IPv4Endpoint?
-    /// RTCP's own announced endpoint (nil: the RTP port + 1).
-    var announcedRTCP: IPv4Endpoint?
     var rtcpMux = false
     var kernelDropsRTP: UInt32 = 0
     var kernelDropsRTCP: UInt32 = 0
     /// What this leg's peer sent toward the other leg.
     var counters = DirectionCounters()
+    /// RTCP's own announced endpoint, when signalling gave one apart (nil: the RTP port
+    /// + 1). Read only for RTCP: kept out of the lines every RTP packet reads.
+    var announcedRTCP: IPv4Endpoint?
+
+    /// The address RTCP may come from.
+    var announcedRTCPAddress: UInt32 { announcedRTCP?.address ?? announcedAddress }
 
     var rtpDestination: IPv4Endpoint? { rtpRemote ?? announcedRTP }
     var rtcpDestination: IPv4Endpoint? {
         if rtcpMux { return rtpDestination }
         if let rtcpRemote { return rtcpRemote }
-        if let announcedRTCP { return announcedRTCP }
+        if let announcedRTCP, announcedRTCP.port != 0 { return announcedRTCP }
         guard let rtp = announcedRTP, rtp.port < UInt16.max else { return nil }
         return IPv4Endpoint(address: rtp.address, port: rtp.port + 1)
     }
@@ -48,8 +50,7 @@ struct LegState {
         }
         announcedAddress = endpoint.address
         announcedRTP = endpoint.port != 0 ? endpoint : nil
-        announcedRTCP = rtcp.flatMap { $0.port != 0 ? $0 : nil }
-        announcedRTCPAddress = rtcp?.address ?? endpoint.address
+        announcedRTCP = rtcp
     }
 }
 
