@@ -11,6 +11,13 @@
 // Paced, it sleeps while ahead of time and never catches up more than a millisecond of
 // lag in one go (see the send loop); --max-burst caps the datagrams per sendmmsg (64).
 //
+// Each run marks its packets with a random trial number and counts only its own: a relay
+// that was overloaded by the previous trial can still be forwarding that trial's queue
+// (1000 sessions x a socket buffer each is seconds of traffic), and those packets would
+// hide this trial's loss and add their age to its latency. Before sending it also waits
+// until the sink has been quiet for 20 ms (at most 5 s), so that the relay starts empty;
+// stale= counts the old packets seen, settle_ms= the wait.
+//
 //   loadgen --ports FILE --src-port G --sink-port K --rate PPS|0 --duration S [--cpu C] [--max-burst N]
 // prints one line: sent= received= offered_pps= forwarded_pps= loss= p50_us= p99_us= ...
 #define _GNU_SOURCE
@@ -24,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -32,6 +40,7 @@
 #define PAYLOAD 160
 #define PACKET (12 + PAYLOAD)
 #define SSRC_BASE 0x5EED0000u
+#define TRIAL_AT 20 /* payload: send time at 12, trial number at 20 */
 #define HIST_US 20000
 
 static uint64_t now_ns(void) {
@@ -126,7 +135,19 @@ int main(int argc, char **argv) {
         rmsg[i].msg_hdr.msg_iov = &riov[i]; rmsg[i].msg_hdr.msg_iovlen = 1;
     }
     static uint64_t hist[HIST_US + 1], arrival_hist[HIST_US + 1];
-    uint64_t sent = 0, received = 0, bad = 0, sink_drops = 0, stamped = 0, skipped = 0;
+    uint64_t sent = 0, received = 0, bad = 0, sink_drops = 0, stamped = 0, skipped = 0, stale = 0;
+    uint32_t trial;
+    if (getrandom(&trial, sizeof trial, 0) != sizeof trial) trial = (uint32_t)(now_ns() ^ (uint64_t)getpid() << 16);
+
+    // Settle: whatever still arrives is an earlier trial's, queued in the relay.
+    uint64_t settle_start = now_ns();
+    for (;;) {
+        struct pollfd quiet = {.fd = rx, .events = POLLIN};
+        if (poll(&quiet, 1, 20) <= 0 || now_ns() - settle_start > 5000000000ull) break;
+        int n;
+        while ((n = recvmmsg(rx, rmsg, BATCH, MSG_DONTWAIT, NULL)) > 0) stale += (uint64_t)n;
+    }
+    uint64_t settle_ms = (now_ns() - settle_start) / 1000000;
     int64_t debt_limit = rate > 0 && rate / 1000 > BATCH ? (int64_t)(rate / 1000) : BATCH;
     int next = 0, gso = getenv("LOADGEN_NO_GSO") == NULL;
     uint64_t start = now_ns();
@@ -154,6 +175,7 @@ int main(int argc, char **argv) {
                     p[8] = ssrc >> 24; p[9] = ssrc >> 16; p[10] = ssrc >> 8; p[11] = ssrc;
                     seq[s]++; ts[s] += PAYLOAD;
                     memcpy(p + 12, &now, 8);
+                    memcpy(p + TRIAL_AT, &trial, 4);
                     smsg[i].msg_hdr.msg_name = &dst[s];
                 }
                 int n;
@@ -194,6 +216,8 @@ int main(int argc, char **argv) {
                 uint32_t ssrc = (uint32_t)p[8] << 24 | (uint32_t)p[9] << 16 | (uint32_t)p[10] << 8 | p[11];
                 uint32_t s = ssrc - SSRC_BASE;
                 if (s >= (uint32_t)streams) { bad++; continue; }
+                uint32_t from_trial; memcpy(&from_trial, p + TRIAL_AT, 4);
+                if (from_trial != trial) { stale++; continue; }
                 got[s]++;
                 received++;
                 uint64_t sent_at; memcpy(&sent_at, p + 12, 8);
@@ -239,10 +263,11 @@ int main(int argc, char **argv) {
     for (int s = 0; s < streams; s++) if (got[s] == 0) silent++;
     double loss = sent ? (double)(sent > received ? sent - received : 0) / (double)sent : 0;
     printf("streams=%d sent=%llu received=%llu offered_pps=%.0f forwarded_pps=%.0f loss=%.6f p50_us=%llu p99_us=%llu "
-           "read_p50_us=%llu read_p99_us=%llu silent_streams=%llu bad=%llu sink_drops=%llu skipped=%llu\n",
+           "read_p50_us=%llu read_p99_us=%llu silent_streams=%llu bad=%llu sink_drops=%llu skipped=%llu "
+           "stale=%llu settle_ms=%llu\n",
            streams, (unsigned long long)sent, (unsigned long long)received, sent / seconds, received / seconds, loss,
            (unsigned long long)p50, (unsigned long long)p99, (unsigned long long)read50, (unsigned long long)read99,
            (unsigned long long)silent, (unsigned long long)bad, (unsigned long long)sink_drops,
-           (unsigned long long)skipped);
+           (unsigned long long)skipped, (unsigned long long)stale, (unsigned long long)settle_ms);
     return 0;
 }

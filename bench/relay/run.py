@@ -11,13 +11,19 @@ For 1, 100 and 1000 streams and each relay, REPS repetitions of:
     flat-out trial is also the overload figure (3x cannot be offered);
   - overload: offered at 3x the sustainable rate;
   - latency p50/p99 at half the sustainable rate;
-then, per stream count, every relay's own CPU time per packet at one common offered rate
-(80% of the lowest sustainable median): the per-core comparison that still holds when the
-load generator, not the relay, sets the sustainable rate.
+then, REPS more times, the sustainable rate and overload on half of the relay's core (a
+spinner, spinner.c, at a real-time priority above the relay's takes the other half for the
+length of each trial): one load-generator core cannot offer what a whole relay core
+forwards with 100 and 1000 streams (it does as much kernel work per packet as a relay), but
+it can offer more than half a core forwards, so there the relay sets the rate and the
+relays' capacities per core compare; then, per stream count, every relay's own CPU time per
+packet at one common offered rate (80% of the lowest sustainable median): its efficiency at
+a moderate load, where each read and each send carries about one datagram.
 Prints a table (median and min-max spread) and the machine load, then one line per
 relay and stream count:
   bench=relay relay=NAME streams=N sustainable_pps=X overload_pps=Y p99_us=Z cpu_ns_per_packet=W
         matched_pps=M matched_cpu_ns_per_packet=C limited=generator|relay
+        part_core_share=0.5 part_core_sustainable_pps=H part_core_limited=generator|relay
 cpu_ns_per_packet is the relay's own CPU time (all threads, /proc schedstat) per forwarded
 packet at the sustainable rate: it still compares the relays when the load generator, which
 does about as much kernel work per packet as a relay, is what limits the offered rate
@@ -60,13 +66,19 @@ MATCHED_REPS = int(os.environ.get("MATCHED_REPS", "7"))
 # work on a shared machine does not preempt them mid-trial (the kernel still keeps 5% of
 # each second for everything else). BENCH_RT=0 runs them at normal priority.
 RT = ["chrt", "-f", "10"] if os.environ.get("BENCH_RT", "1") == "1" and os.geteuid() == 0 else []
+# The share of its core each relay keeps in the half-core measurement: a spinner above the
+# relay's priority takes the rest (spinner.c), in slices of SPIN_PERIOD_US.
+CORE_SHARE = float(os.environ.get("CORE_SHARE", "0.5"))
+SPIN_PERIOD_US = int(os.environ.get("SPIN_PERIOD_US", "1000"))
+VERBOSE = os.environ.get("BENCH_VERBOSE") == "1"  # every loadgen line
+PART_CORE = bool(RT) and os.environ.get("PART_CORE", "1") == "1"
 RESERVED = set()
 
 
 def build_tools():
     import shutil
     cc = os.environ.get("CC") or shutil.which("gcc") or shutil.which("clang") or "cc"
-    for name in ("loadgen", "refrelay"):
+    for name in ("loadgen", "refrelay", "spinner"):
         subprocess.run([cc, "-O2", "-o", str(BIN / name), str(HERE / f"{name}.c")], check=True)
 
 
@@ -307,25 +319,46 @@ def cpu_ns(pid):
     return total
 
 
-def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None, max_burst=None):
+def trial(ports_file, source_port, sink_port, rate, duration=TRIAL, pid=None, max_burst=None, part_core=False):
+    """One loadgen run. part_core: a spinner takes (1 - CORE_SHARE) of the relay's core
+    for the length of the trial (only then, so that spinner and relay together stay
+    inside the real-time budget of that core)."""
     # A pause between trials keeps each SCHED_FIFO process under the kernel's real-time
     # budget (950 ms per second): a throttled load generator would fake latency and loss.
     time.sleep(0.25 if RT else 0.05)
-    before = cpu_ns(pid) if pid else 0
-    for attempt in range(3):
-        done = subprocess.run(
-            RT + [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
-             str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)]
-            + (["--max-burst", str(max_burst)] if max_burst else []),
-            capture_output=True, text=True)
-        if done.returncode == 0:
-            break
-        print(f"  (loadgen failed: {done.stderr.strip()}; retrying)", flush=True)
-        time.sleep(0.5)
-    else:
-        raise RuntimeError("loadgen keeps failing")
-    out = done.stdout
-    result = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", out)}
+    spinner = None
+    try:
+        if part_core:
+            busy = round(SPIN_PERIOD_US * (1 - CORE_SHARE))
+            spinner = subprocess.Popen([str(BIN / "spinner"), "--cpu", str(RELAY_CPU), "--busy-us", str(busy),
+                                        "--period-us", str(SPIN_PERIOD_US)])
+            time.sleep(0.02)
+            spun_before, wall_before = cpu_ns(spinner.pid), time.monotonic_ns()
+        before = cpu_ns(pid) if pid else 0
+        for attempt in range(3):
+            done = subprocess.run(
+                RT + [str(BIN / "loadgen"), "--ports", ports_file, "--src-port", str(source_port), "--sink-port",
+                 str(sink_port), "--rate", str(int(rate)), "--duration", str(duration), "--cpu", str(LOAD_CPU)]
+                + (["--max-burst", str(max_burst)] if max_burst else []),
+                capture_output=True, text=True)
+            if done.returncode == 0:
+                break
+            print(f"  (loadgen failed: {done.stderr.strip()}; retrying)", flush=True)
+            time.sleep(0.5)
+        else:
+            raise RuntimeError("loadgen keeps failing")
+        result = {k: float(v) for k, v in re.findall(r"(\w+)=([\d.]+)", done.stdout)}
+        if VERBOSE:
+            print(f"    trial rate={rate:.0f}{' part-core' if part_core else ''}: {done.stdout.strip()}", flush=True)
+        if spinner:
+            # The share the relay was left, as measured: timer wake-ups make the spinner
+            # take a little more than its busy time.
+            spun = cpu_ns(spinner.pid) - spun_before
+            result["core_left"] = 1 - spun / max(time.monotonic_ns() - wall_before, 1)
+    finally:
+        if spinner:
+            spinner.kill()
+            spinner.wait()
     # The relay's own CPU time per forwarded packet: robust against other load on the core.
     result["cpu_ns_per_packet"] = (cpu_ns(pid) - before) / result["received"] if pid and result.get("received") else 0
     return result
@@ -337,11 +370,15 @@ def write_ports(ports):
     return f.name
 
 
-def measure(relay, streams, ports_file, source_port, sink_port):
+def measure(relay, streams, ports_file, source_port, sink_port, part_core=False):
+    """Sustainable rate, overload and (on a whole core) latency at half the sustainable
+    rate. part_core: every trial leaves the relay CORE_SHARE of its core; latency is not
+    measured then (the spinner's slices would be most of it)."""
     state = {"ports_file": ports_file}
 
     def run(rate, duration=TRIAL, max_burst=None):
-        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid, max_burst)
+        result = trial(state["ports_file"], source_port, sink_port, rate, duration, relay.proc.pid, max_burst,
+                       part_core)
         if relay.fragile and result["loss"] > LOSS_LIMIT:
             relay.stop()
             os.unlink(state["ports_file"])
@@ -371,12 +408,13 @@ def measure(relay, streams, ports_file, source_port, sink_port):
             probe = run(factor * flat["offered_pps"])
             if probe["loss"] <= LOSS_LIMIT and probe["offered_pps"] > best["offered_pps"]:
                 best = probe
-        half = run(best["offered_pps"] / 2, max_burst=LATENCY_BURST)
+        half = {} if part_core else run(best["offered_pps"] / 2, max_burst=LATENCY_BURST)
         os.replace(state["ports_file"], ports_file)
         return {"sustainable": best["offered_pps"], "sustainable_loss": best["loss"], "limited": "generator",
                 "overload": flat["forwarded_pps"], "overload_offered": flat["offered_pps"],
                 "overload_loss": flat["loss"], "flat": peak, "cpu_ns": best["cpu_ns_per_packet"],
-                "p50": half["p50_us"], "p99": half["p99_us"]}
+                "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0),
+                "core_left": best.get("core_left", 1.0)}
     if relay.fragile:
         # Flat-out load disables rtpengine's sockets, so its flat-out figure says nothing
         # about its capacity: bracket the rate by doubling from a low start instead.
@@ -402,13 +440,14 @@ def measure(relay, streams, ports_file, source_port, sink_port):
     sustainable = best["offered_pps"]
     cpu_at_sustainable = best["cpu_ns_per_packet"]
     over = run(3 * sustainable)
-    half = run(sustainable / 2, max_burst=LATENCY_BURST)
+    half = {} if part_core else run(sustainable / 2, max_burst=LATENCY_BURST)
     os.replace(state["ports_file"], ports_file)
     return {"sustainable": sustainable, "sustainable_loss": best["loss"], "limited": "relay",
             "overload": over["forwarded_pps"],
             "overload_offered": over["offered_pps"], "overload_loss": over["loss"], "flat": peak,
             "cpu_ns": cpu_at_sustainable,
-            "p50": half["p50_us"], "p99": half["p99_us"]}
+            "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0),
+            "core_left": best.get("core_left", 1.0)}
 
 
 def loadavg():
@@ -462,6 +501,17 @@ def main():
                 for name in RELAYS:
                     relay, ports_file = started[name]
                     reps[name].append(measure(relay, streams, ports_file, source_port, sink_port))
+            # Capacity on part of a core: always below what the generator offers, so the
+            # relay, not the generator, sets the rate (needs root: the spinner runs at a
+            # real-time priority above the relay's).
+            if PART_CORE:
+                for repetition in range(REPS):
+                    for name in RELAYS:
+                        relay, ports_file = started[name]
+                        part = measure(relay, streams, ports_file, source_port, sink_port, part_core=True)
+                        reps[name][repetition].update(
+                            part=part["sustainable"], part_limited=part["limited"],
+                            part_overload=part["overload"], core_left=part["core_left"])
             # Per-core cost at one common rate. With 100 and 1000 streams on a 2-core
             # machine the load generator, not the relay, caps the sustainable rate, so
             # those rates barely tell the relays apart; the relay's own CPU time per
@@ -497,7 +547,10 @@ def main():
                   f"  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
                   f"  {med('matched_ns'):.0f} ns CPU/packet [{runs[0]['matched_spread']}] at {matched[streams]:.0f} pps"
                   f" (all relays, median of {MATCHED_REPS} interleaved rounds)"
-                  f"  load {loadavg()}", flush=True)
+                  + (f"  on {CORE_SHARE:.0%} of a core: sustainable {med('part'):8.0f} pps [{spread('part')}]"
+                     f" ({sum(r['part_limited'] == 'generator' for r in runs)} generator-limited,"
+                     f" core left {med('core_left'):.0%}), overload {med('part_overload'):.0f}" if PART_CORE else "")
+                  + f"  load {loadavg()}", flush=True)
     print(f"machine load after: loadavg {loadavg()}, other work busy {busy_share():.0%} of both cores")
     print()
     print(f"{'relay':10s} {'streams':>7s} {'sustainable pps':>16s} {'spread':>16s} {'overload pps':>13s} "
@@ -532,14 +585,38 @@ def main():
                   f"{med(name, streams, 'p99'):7.0f} {ratio('cref'):>8s} {ratio('rtpengine'):>12s} "
                   f"{med(name, streams, 'cpu_ns'):10.0f} {matched[streams]:11.0f} {med(name, streams, 'matched_ns'):7.0f} "
                   f"{core_ratio('cref'):>12s} {core_ratio('rtpengine'):>12s}")
+    if PART_CORE:
+        # The relays' capacity per core where one generator core cannot reach a whole relay
+        # core's: each relay keeps the same part of its core, so its sustainable rate there
+        # is set by the relay.
+        print()
+        print(f"On {CORE_SHARE:.0%} of the relay's core (a spinner above the relay's priority takes the rest, "
+              f"in slices of {SPIN_PERIOD_US} us; 'core left' is the share measured):")
+        print(f"{'relay':10s} {'streams':>7s} {'sustainable pps':>16s} {'spread':>16s} {'core left':>9s} "
+              f"{'overload pps':>13s} {'vs cref':>8s} {'vs rtpengine':>12s}")
+        part_limited = lambda name, streams: (
+            2 * sum(r["part_limited"] == "generator" for r in results[(name, streams)]) > len(results[(name, streams)]))
+        for streams in STREAMS:
+            for name in RELAYS:
+                reps = results[(name, streams)]
+                s = med(name, streams, "part")
+                ratio = lambda other: ("-" if (other, streams) not in results or other == name else
+                                       "gen" if part_limited(name, streams) and part_limited(other, streams) else
+                                       f"{s / med(other, streams, 'part'):.2f}x")
+                print(f"{name:10s} {streams:7d} {s:15.0f}{'+' if part_limited(name, streams) else ' '} "
+                      f"{min(r['part'] for r in reps):7.0f}-{max(r['part'] for r in reps):<8.0f} "
+                      f"{med(name, streams, 'core_left'):9.0%} {med(name, streams, 'part_overload'):13.0f} "
+                      f"{ratio('cref'):>8s} {ratio('rtpengine'):>12s}")
     print()
     for streams in STREAMS:
         for name in RELAYS:
+            part = (f" part_core_share={CORE_SHARE:g} part_core_sustainable_pps={med(name, streams, 'part'):.0f}"
+                    f" part_core_limited={'generator' if part_limited(name, streams) else 'relay'}" if PART_CORE else "")
             print(f"bench=relay relay={name} streams={streams} sustainable_pps={med(name, streams, 'sustainable'):.0f} "
                   f"overload_pps={med(name, streams, 'overload'):.0f} p99_us={med(name, streams, 'p99'):.0f} "
                   f"cpu_ns_per_packet={med(name, streams, 'cpu_ns'):.0f} matched_pps={matched[streams]:.0f} "
                   f"matched_cpu_ns_per_packet={med(name, streams, 'matched_ns'):.0f} "
-                  f"limited={'generator' if generator_limited(name, streams) else 'relay'}")
+                  f"limited={'generator' if generator_limited(name, streams) else 'relay'}{part}")
 
 
 if __name__ == "__main__":
