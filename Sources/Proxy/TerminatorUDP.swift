@@ -14,6 +14,8 @@ final class UDPAudioLeg: IOHandler {
     unowned let worker: TerminatorWorker
     unowned let client: TunnelClient
     let socket: UDPSocket
+    /// The bound port, read once: offered to the client, and given back to the pool at close.
+    let port: UInt16
     var registration: Registration?
     var leg: ApplianceUDPLeg<IPv4Endpoint>
     private var buffer = [UInt8](repeating: 0, count: 2048)
@@ -23,20 +25,20 @@ final class UDPAudioLeg: IOHandler {
         self.worker = worker
         self.client = client
         socket = try worker.bindUDPAudioSocket(address: bindAddress)
+        port = (try? socket.localEndpoint())?.port ?? 0
         worker.shared.markMedia(socket)
         leg = ApplianceUDPLeg(channel: channel, key: TLSCrypto.randomBytes(UDPUpgradeWire.keySize),
                               config: worker.shared.udp.protocolConfig, crypto: OpenSSLTunnelCrypto())
         do {
             registration = try worker.loop.register(fd: socket.fd, events: .readable, handler: self)
         } catch {
-            worker.releaseUDPAudioPort(of: socket)
+            worker.releaseUDPAudioPort(port)
             socket.close()
             throw error
         }
     }
 
     var channel: UInt16 { leg.channel }
-    var port: UInt16 { (try? socket.localEndpoint())?.port ?? 0 }
 
     func handle(events: IOEvents, tag: UInt64) {
         // A call's leg sees one packet per 20 ms each way; a few reads per wake-up suffice.
@@ -94,7 +96,7 @@ final class UDPAudioLeg: IOHandler {
     func close() {
         if let registration { worker.loop.unregister(registration) }
         registration = nil
-        worker.releaseUDPAudioPort(of: socket)
+        worker.releaseUDPAudioPort(port)
         socket.close()
         let c = leg.counters
         worker.log.info("tunnel-udp-leg-closed", ["alias": client.alias, "channel": "\(channel)", "udp_in": "\(c.mediaReceived)",
@@ -124,8 +126,8 @@ extension TerminatorWorker {
     }
 
     /// Gives a leg's port back to the pool it came from (not to a pool of another range).
-    func releaseUDPAudioPort(of socket: UDPSocket) {
-        guard let range = udpPorts?.range, let port = (try? socket.localEndpoint())?.port, range.contains(port) else { return }
+    func releaseUDPAudioPort(_ port: UInt16) {
+        guard let range = udpPorts?.range, range.contains(port) else { return }
         udpPorts?.pool.give(port)
     }
 }
