@@ -123,11 +123,15 @@ int main(int argc, char **argv) {
     // the two clocks, taken once (it does not move within a trial).
     int64_t realtime_offset = (int64_t)(realtime_ns() - now_ns());
 
+    // The trial number sits at the same place in every packet: written once here.
+    uint32_t trial;
+    if (getrandom(&trial, sizeof trial, 0) != sizeof trial) trial = (uint32_t)(now_ns() ^ (uint64_t)getpid() << 16);
     static uint8_t out[BATCH][PACKET], in[BATCH][2048];
     static struct mmsghdr smsg[BATCH], rmsg[BATCH];
     static struct iovec siov[BATCH], riov[BATCH];
     static char rctl[BATCH][64];
     for (int i = 0; i < BATCH; i++) {
+        memcpy(out[i] + TRIAL_AT, &trial, 4);
         siov[i] = (struct iovec){out[i], PACKET};
         smsg[i].msg_hdr.msg_iov = &siov[i]; smsg[i].msg_hdr.msg_iovlen = 1;
         smsg[i].msg_hdr.msg_namelen = sizeof(struct sockaddr_in);
@@ -136,8 +140,6 @@ int main(int argc, char **argv) {
     }
     static uint64_t hist[HIST_US + 1], arrival_hist[HIST_US + 1];
     uint64_t sent = 0, received = 0, bad = 0, sink_drops = 0, stamped = 0, skipped = 0, stale = 0;
-    uint32_t trial;
-    if (getrandom(&trial, sizeof trial, 0) != sizeof trial) trial = (uint32_t)(now_ns() ^ (uint64_t)getpid() << 16);
 
     // Settle: whatever still arrives is an earlier trial's, queued in the relay.
     uint64_t settle_start = now_ns();
@@ -175,7 +177,6 @@ int main(int argc, char **argv) {
                     p[8] = ssrc >> 24; p[9] = ssrc >> 16; p[10] = ssrc >> 8; p[11] = ssrc;
                     seq[s]++; ts[s] += PAYLOAD;
                     memcpy(p + 12, &now, 8);
-                    memcpy(p + TRIAL_AT, &trial, 4);
                     smsg[i].msg_hdr.msg_name = &dst[s];
                 }
                 int n;

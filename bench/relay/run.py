@@ -562,15 +562,25 @@ def main():
           " generator offered flat out, so the rate is a lower bound, and a ratio of two such bounds"
           " is shown as 'gen')")
     med = lambda name, streams, key: statistics.median(r[key] for r in results[(name, streams)])
-    generator_limited = lambda name, streams: (
-        2 * sum(r["limited"] == "generator" for r in results[(name, streams)]) > len(results[(name, streams)]))
+
+    def generator_limited(name, streams, key="limited"):
+        """Most repetitions forwarded all the generator offered (key: 'limited' on the whole
+        core, 'part_limited' on part of it)."""
+        runs = results[(name, streams)]
+        return 2 * sum(r[key] == "generator" for r in runs) > len(runs)
+
+    def ratio(name, other, streams, rate="sustainable", limited="limited"):
+        """name's median rate over other's; 'gen' when both are only generator bounds."""
+        if (other, streams) not in results or other == name:
+            return "-"
+        if generator_limited(name, streams, limited) and generator_limited(other, streams, limited):
+            return "gen"
+        return f"{med(name, streams, rate) / med(other, streams, rate):.2f}x"
+
     for streams in STREAMS:
         for name in RELAYS:
             reps = results[(name, streams)]
             s = med(name, streams, "sustainable")
-            ratio = lambda other: ("-" if (other, streams) not in results or other == name else
-                                   "gen" if generator_limited(name, streams) and generator_limited(other, streams) else
-                                   f"{s / med(other, streams, 'sustainable'):.2f}x")
             own = med(name, streams, "matched_ns")
             core_ratio = lambda other: (f"{med(other, streams, 'matched_ns') / own:.2f}x"
                                         if (other, streams) in results and other != name and own > 0 else "-")
@@ -582,7 +592,8 @@ def main():
             print(f"{name:10s} {streams:7d} {s:15.0f}{bound} "
                   f"{min(r['sustainable'] for r in reps):7.0f}-{max(r['sustainable'] for r in reps):<8.0f} "
                   f"{med(name, streams, 'overload'):13.0f} {overload_share:8.2f} "
-                  f"{med(name, streams, 'p99'):7.0f} {ratio('cref'):>8s} {ratio('rtpengine'):>12s} "
+                  f"{med(name, streams, 'p99'):7.0f} {ratio(name, 'cref', streams):>8s} "
+                  f"{ratio(name, 'rtpengine', streams):>12s} "
                   f"{med(name, streams, 'cpu_ns'):10.0f} {matched[streams]:11.0f} {med(name, streams, 'matched_ns'):7.0f} "
                   f"{core_ratio('cref'):>12s} {core_ratio('rtpengine'):>12s}")
     if PART_CORE:
@@ -594,24 +605,21 @@ def main():
               f"in slices of {SPIN_PERIOD_US} us; 'core left' is the share measured):")
         print(f"{'relay':10s} {'streams':>7s} {'sustainable pps':>16s} {'spread':>16s} {'core left':>9s} "
               f"{'overload pps':>13s} {'vs cref':>8s} {'vs rtpengine':>12s}")
-        part_limited = lambda name, streams: (
-            2 * sum(r["part_limited"] == "generator" for r in results[(name, streams)]) > len(results[(name, streams)]))
         for streams in STREAMS:
             for name in RELAYS:
                 reps = results[(name, streams)]
-                s = med(name, streams, "part")
-                ratio = lambda other: ("-" if (other, streams) not in results or other == name else
-                                       "gen" if part_limited(name, streams) and part_limited(other, streams) else
-                                       f"{s / med(other, streams, 'part'):.2f}x")
-                print(f"{name:10s} {streams:7d} {s:15.0f}{'+' if part_limited(name, streams) else ' '} "
+                bound = "+" if generator_limited(name, streams, "part_limited") else " "
+                print(f"{name:10s} {streams:7d} {med(name, streams, 'part'):15.0f}{bound} "
                       f"{min(r['part'] for r in reps):7.0f}-{max(r['part'] for r in reps):<8.0f} "
                       f"{med(name, streams, 'core_left'):9.0%} {med(name, streams, 'part_overload'):13.0f} "
-                      f"{ratio('cref'):>8s} {ratio('rtpengine'):>12s}")
+                      f"{ratio(name, 'cref', streams, 'part', 'part_limited'):>8s} "
+                      f"{ratio(name, 'rtpengine', streams, 'part', 'part_limited'):>12s}")
     print()
     for streams in STREAMS:
         for name in RELAYS:
             part = (f" part_core_share={CORE_SHARE:g} part_core_sustainable_pps={med(name, streams, 'part'):.0f}"
-                    f" part_core_limited={'generator' if part_limited(name, streams) else 'relay'}" if PART_CORE else "")
+                    f" part_core_limited={'generator' if generator_limited(name, streams, 'part_limited') else 'relay'}"
+                    if PART_CORE else "")
             print(f"bench=relay relay={name} streams={streams} sustainable_pps={med(name, streams, 'sustainable'):.0f} "
                   f"overload_pps={med(name, streams, 'overload'):.0f} p99_us={med(name, streams, 'p99'):.0f} "
                   f"cpu_ns_per_packet={med(name, streams, 'cpu_ns'):.0f} matched_pps={matched[streams]:.0f} "
