@@ -11,6 +11,8 @@ For 1, 100 and 1000 streams and each relay, REPS repetitions of:
     flat-out trial is also the overload figure (3x cannot be offered);
   - overload: offered at 3x the sustainable rate;
   - latency p50/p99 at half the sustainable rate;
+  - the highest rate with p99 <= P99_LIMIT_US (200) and <= 0.1% loss (p99_bounded_pps), by
+    bisection from that half-rate trial: where a relay stops adding no audible delay;
 then, REPS more times, the sustainable rate and overload on half of the relay's core (a
 spinner, spinner.c, at a real-time priority above the relay's takes the other half for the
 length of each trial): one load-generator core cannot offer what a whole relay core
@@ -22,7 +24,7 @@ a moderate load, where each read and each send carries about one datagram.
 Prints a table (median and min-max spread) and the machine load, then one line per
 relay and stream count:
   bench=relay relay=NAME streams=N sustainable_pps=X overload_pps=Y p99_us=Z cpu_ns_per_packet=W
-        matched_pps=M matched_cpu_ns_per_packet=C limited=generator|relay
+        matched_pps=M matched_cpu_ns_per_packet=C limited=generator|relay p99_bounded_pps=B
         part_core_share=0.5 part_core_sustainable_pps=H part_core_limited=generator|relay
 cpu_ns_per_packet is the relay's own CPU time (all threads, /proc schedstat) per forwarded
 packet at the sustainable rate: it still compares the relays when the load generator, which
@@ -57,6 +59,11 @@ LOSS_LIMIT = 0.001
 # spread out, not 64 at a time, and a packet at the end of a 64-datagram burst measures
 # the relay's queue behind its own burst (and the generator's time to send it).
 LATENCY_BURST = int(os.environ.get("LATENCY_BURST", "8"))
+# The latency target: the highest rate at which a relay adds at most this p99 (and loses at
+# most LOSS_LIMIT) is searched too, since the rate at half the loss-bound capacity can lie
+# past the point where a relay's queues start: a relay that keeps up with its load by
+# merging queued datagrams (GSO) keeps up, losslessly, only because packets queue.
+P99_LIMIT_US = float(os.environ.get("P99_LIMIT_US", "200"))
 MATCHED_SHARE = 0.8
 MATCHED_SECONDS = float(os.environ.get("MATCHED_SECONDS", "1.0"))
 # Rounds of the matched-rate comparison: short and interleaved, so that the median
@@ -390,6 +397,19 @@ def measure(relay, streams, ports_file, source_port, sink_port, part_core=False)
         # Latch every stream at a rate any relay sustains.
         trial(state["ports_file"], source_port, sink_port, max(1000, 3 * streams), 0.5)
 
+    def latency_bound(half, sustainable):
+        """Highest offered rate with p99 <= P99_LIMIT_US and loss <= LOSS_LIMIT: bisection
+        below the sustainable rate, starting from the half-rate trial already run."""
+        ok = lambda r: r["loss"] <= LOSS_LIMIT and r["received"] > 0 and r["p99_us"] <= P99_LIMIT_US
+        low, high = (half["offered_pps"], sustainable) if ok(half) else (0.0, half["offered_pps"])
+        for _ in range(STEPS - 1):
+            rate = (low + high) / 2
+            if ok(run(rate, max_burst=LATENCY_BURST)):
+                low = rate
+            else:
+                high = rate
+        return low
+
     warm()
     best = None
     flat = run(0)
@@ -409,11 +429,12 @@ def measure(relay, streams, ports_file, source_port, sink_port, part_core=False)
             if probe["loss"] <= LOSS_LIMIT and probe["offered_pps"] > best["offered_pps"]:
                 best = probe
         half = {} if part_core else run(best["offered_pps"] / 2, max_burst=LATENCY_BURST)
+        bounded = 0.0 if part_core else latency_bound(half, best["offered_pps"])
         os.replace(state["ports_file"], ports_file)
         return {"sustainable": best["offered_pps"], "sustainable_loss": best["loss"], "limited": "generator",
                 "overload": flat["forwarded_pps"], "overload_offered": flat["offered_pps"],
                 "overload_loss": flat["loss"], "flat": peak, "cpu_ns": best["cpu_ns_per_packet"],
-                "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0),
+                "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0), "bounded": bounded,
                 "core_left": best.get("core_left", 1.0)}
     if relay.fragile:
         # Flat-out load disables rtpengine's sockets, so its flat-out figure says nothing
@@ -441,12 +462,13 @@ def measure(relay, streams, ports_file, source_port, sink_port, part_core=False)
     cpu_at_sustainable = best["cpu_ns_per_packet"]
     over = run(3 * sustainable)
     half = {} if part_core else run(sustainable / 2, max_burst=LATENCY_BURST)
+    bounded = 0.0 if part_core else latency_bound(half, sustainable)
     os.replace(state["ports_file"], ports_file)
     return {"sustainable": sustainable, "sustainable_loss": best["loss"], "limited": "relay",
             "overload": over["forwarded_pps"],
             "overload_offered": over["offered_pps"], "overload_loss": over["loss"], "flat": peak,
             "cpu_ns": cpu_at_sustainable,
-            "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0),
+            "p50": half.get("p50_us", 0.0), "p99": half.get("p99_us", 0.0), "bounded": bounded,
             "core_left": best.get("core_left", 1.0)}
 
 
@@ -545,6 +567,7 @@ def main():
                   f"  overload {med('overload'):8.0f} pps [{spread('overload')}] (offered {med('overload_offered'):.0f})"
                   f"  flat-out {med('flat'):8.0f}  {med('cpu_ns'):.0f} ns CPU/packet at sustainable rate"
                   f"  p50 {med('p50'):.0f} us  p99 {med('p99'):.0f} us [{spread('p99')}]"
+                  f"  p99 <= {P99_LIMIT_US:.0f} us up to {med('bounded'):.0f} pps [{spread('bounded')}]"
                   f"  {med('matched_ns'):.0f} ns CPU/packet [{runs[0]['matched_spread']}] at {matched[streams]:.0f} pps"
                   f" (all relays, median of {MATCHED_REPS} interleaved rounds)"
                   + (f"  on {CORE_SHARE:.0%} of a core: sustainable {med('part'):8.0f} pps [{spread('part')}]"
@@ -570,11 +593,14 @@ def main():
         return 2 * sum(r[key] == "generator" for r in runs) > len(runs)
 
     def ratio(name, other, streams, rate="sustainable", limited="limited"):
-        """name's median rate over other's; 'gen' when both are only generator bounds."""
+        """name's median rate over other's; 'gen' when both are only generator bounds
+        (limited: the key that says so; None: rates that are never generator bounds)."""
         if (other, streams) not in results or other == name:
             return "-"
-        if generator_limited(name, streams, limited) and generator_limited(other, streams, limited):
+        if limited and generator_limited(name, streams, limited) and generator_limited(other, streams, limited):
             return "gen"
+        if med(other, streams, rate) <= 0:
+            return "-"
         return f"{med(name, streams, rate) / med(other, streams, rate):.2f}x"
 
     for streams in STREAMS:
@@ -596,6 +622,18 @@ def main():
                   f"{ratio(name, 'rtpengine', streams):>12s} "
                   f"{med(name, streams, 'cpu_ns'):10.0f} {matched[streams]:11.0f} {med(name, streams, 'matched_ns'):7.0f} "
                   f"{core_ratio('cref'):>12s} {core_ratio('rtpengine'):>12s}")
+    print()
+    print(f"Highest rate with p99 <= {P99_LIMIT_US:.0f} us and <= {LOSS_LIMIT:.1%} loss on the whole core "
+          f"(bisection below the sustainable rate, {STEPS} trials of {TRIAL}s; 'of sust.': share of the sustainable rate):")
+    print(f"{'relay':10s} {'streams':>7s} {'pps':>9s} {'spread':>16s} {'of sust.':>8s} {'vs cref':>8s} {'vs rtpengine':>12s}")
+    for streams in STREAMS:
+        for name in RELAYS:
+            reps = results[(name, streams)]
+            print(f"{name:10s} {streams:7d} {med(name, streams, 'bounded'):9.0f} "
+                  f"{min(r['bounded'] for r in reps):7.0f}-{max(r['bounded'] for r in reps):<8.0f} "
+                  f"{med(name, streams, 'bounded') / med(name, streams, 'sustainable'):8.2f} "
+                  f"{ratio(name, 'cref', streams, 'bounded', None):>8s} "
+                  f"{ratio(name, 'rtpengine', streams, 'bounded', None):>12s}")
     if PART_CORE:
         # The relays' capacity per core where one generator core cannot reach a whole relay
         # core's: each relay keeps the same part of its core, so its sustainable rate there
@@ -624,7 +662,8 @@ def main():
                   f"overload_pps={med(name, streams, 'overload'):.0f} p99_us={med(name, streams, 'p99'):.0f} "
                   f"cpu_ns_per_packet={med(name, streams, 'cpu_ns'):.0f} matched_pps={matched[streams]:.0f} "
                   f"matched_cpu_ns_per_packet={med(name, streams, 'matched_ns'):.0f} "
-                  f"limited={'generator' if generator_limited(name, streams) else 'relay'}{part}")
+                  f"limited={'generator' if generator_limited(name, streams) else 'relay'} "
+                  f"p99_bounded_pps={med(name, streams, 'bounded'):.0f}{part}")
 
 
 if __name__ == "__main__":
