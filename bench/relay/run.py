@@ -12,7 +12,7 @@ For 1, 100 and 1000 streams and each relay, REPS repetitions of:
   - overload: offered at 3x the sustainable rate;
   - latency p50/p99 at half the sustainable rate;
   - the highest rate with p99 <= P99_LIMIT_US (200) and <= 0.1% loss (p99_bounded_pps), by
-    bisection from that half-rate trial: where a relay stops adding no audible delay;
+    bisection from that half-rate trial: the load up to which a relay adds no audible delay;
 then, REPS more times, the sustainable rate and overload on half of the relay's core (a
 spinner, spinner.c, at a real-time priority above the relay's takes the other half for the
 length of each trial): one load-generator core cannot offer what a whole relay core
