@@ -379,8 +379,8 @@ def write_ports(ports):
 
 def measure(relay, streams, ports_file, source_port, sink_port, part_core=False):
     """Sustainable rate, overload and (on a whole core) latency at half the sustainable
-    rate. part_core: every trial leaves the relay CORE_SHARE of its core; latency is not
-    measured then (the spinner's slices would be most of it)."""
+    rate and the latency-bounded rate. part_core: every trial leaves the relay CORE_SHARE
+    of its core; latency is not measured then (the spinner's slices would be most of it)."""
     state = {"ports_file": ports_file}
 
     def run(rate, duration=TRIAL, max_burst=None):
